@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny random WEDepth configs that build and run in milliseconds on a CPU."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import wedepth_hf
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
+
+
+def make_tiny_config(**overrides: Any) -> WEDepthConfig:
+    """A WEDepth config with a 4-layer DINOv2 and a 4-stage Swin, a few thousand parameters each."""
+    values: dict[str, Any] = {
+        "vfm_config": {
+            "model_type": "dinov2",
+            "hidden_size": 32,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "image_size": 28,
+            "patch_size": 14,
+        },
+        "encoder_config": {
+            "model_type": "swin",
+            "embed_dim": 16,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 2, 2],
+            "window_size": 4,
+        },
+        "prompt_num": 5,
+        "prompt_dim": 32,
+        "prompt_attention_heads": 4,
+        "decoder_hidden_size": 32,
+        "decoder_ffn_dim": 64,
+        "decoder_layers": 2,
+        "head_hidden_size": 16,
+    }
+    values.update(overrides)
+    return WEDepthConfig(**values)
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., WEDepthConfig]:
+    return make_tiny_config
+
+
+@pytest.fixture
+def tiny_model() -> WEDepthForDepthEstimation:
+    torch.manual_seed(0)
+    return WEDepthForDepthEstimation(make_tiny_config())
+
+
+@pytest.fixture(scope="session")
+def package_parent() -> str:
+    """Directory that contains the wedepth_hf package (to hide or expose it in subprocesses)."""
+    import os
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(wedepth_hf.__file__)))

@@ -1,0 +1,142 @@
+"""WEDepthImageProcessor: every input kind becomes ImageNet-normalised RGB; depth goes back to the original size."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor
+from transformers.modeling_outputs import DepthEstimatorOutput
+
+from wedepth_hf import WEDepthImageProcessor
+
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def _normalised(rgb_0_255: np.ndarray) -> np.ndarray:
+    """Reference: (H, W, 3) values in 0-255 -> (3, H, W) ImageNet-normalised."""
+    return np.moveaxis((rgb_0_255 / 255.0 - MEAN) / STD, -1, 0)
+
+
+@pytest.fixture
+def processor() -> WEDepthImageProcessor:
+    return WEDepthImageProcessor()
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(13, 21, 3), dtype=np.uint8)
+
+
+def _pixels(processor: WEDepthImageProcessor, image) -> np.ndarray:
+    values = processor(image, return_tensors="pt")["pixel_values"]
+    assert values.dtype == torch.float32 and values.ndim == 4 and values.shape[:2] == (1, 3)
+    return values[0].numpy()
+
+
+def test_uses_the_pil_backend_and_keeps_the_size(processor) -> None:
+    assert processor.backend == "pil"
+    assert _pixels(processor, Image.new("RGB", (97, 31))).shape == (3, 31, 97)
+
+
+@pytest.mark.parametrize("kind", ["pil", "numpy_hwc", "numpy_chw", "torch_chw", "torch_hwc"])
+def test_rgb_inputs(processor, rgb, kind: str) -> None:
+    image = {
+        "pil": lambda: Image.fromarray(rgb),
+        "numpy_hwc": lambda: rgb,
+        "numpy_chw": lambda: np.moveaxis(rgb, -1, 0).copy(),
+        "torch_chw": lambda: torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()),
+        "torch_hwc": lambda: torch.from_numpy(rgb),
+    }[kind]()
+    np.testing.assert_allclose(_pixels(processor, image), _normalised(rgb.astype(np.float32)), rtol=1e-5, atol=1e-5)
+
+
+def test_grayscale_is_replicated(processor, rgb) -> None:
+    gray = rgb[..., 0]
+    expected = _normalised(np.repeat(gray[..., None], 3, axis=2).astype(np.float32))
+    np.testing.assert_allclose(_pixels(processor, Image.fromarray(gray, mode="L")), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_pixels(processor, gray), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_pixels(processor, gray[..., None]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sixteen_bit_is_scaled_not_clipped(processor) -> None:
+    gray16 = np.array([[0, 257, 65535], [32896, 1000, 65535]], dtype=np.uint16)
+    expected = _normalised(np.repeat((gray16 / 257.0)[..., None], 3, axis=2).astype(np.float32))
+    np.testing.assert_allclose(_pixels(processor, Image.fromarray(gray16)), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(_pixels(processor, gray16), expected, rtol=1e-5, atol=1e-4)
+    rgb16 = np.stack([gray16, gray16 // 2, gray16 // 4], axis=-1)
+    expected = _normalised((rgb16 / 257.0).astype(np.float32))
+    np.testing.assert_allclose(_pixels(processor, rgb16), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_rgba_is_composited_over_white(processor) -> None:
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red
+    rgba[0, 1] = (0, 0, 0, 0)  # fully transparent -> white
+    rgba[1, 0] = (0, 0, 0, 128)  # half-transparent black -> mid grey
+    expected_rgb = np.array(
+        [[[255, 0, 0], [255, 255, 255]], [[255 * (1 - 128 / 255)] * 3, [255, 255, 255]]], dtype=np.float32
+    )
+    for image in (Image.fromarray(rgba, mode="RGBA"), rgba):
+        np.testing.assert_allclose(_pixels(processor, image), _normalised(expected_rgb), rtol=1e-5, atol=1e-4)
+
+
+def test_palette_image(processor, rgb) -> None:
+    palette = Image.fromarray(rgb).convert("P")
+    expected = _normalised(np.asarray(palette.convert("RGB"), dtype=np.float32))
+    np.testing.assert_allclose(_pixels(processor, palette), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 2), (5, 6, 5), (2, 5, 6, 7), (1, 2, 5, 6, 3)])
+def test_wrong_channel_count(processor, shape) -> None:
+    with pytest.raises(ValueError, match="channels|shape"):
+        processor(np.zeros(shape, dtype=np.uint8), return_tensors="pt")
+
+
+@pytest.mark.parametrize("image", [np.zeros((0, 5, 3), dtype=np.uint8), np.zeros((4, 0), dtype=np.uint8)])
+def test_empty_image(processor, image) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        processor(image, return_tensors="pt")
+
+
+def test_empty_pil_image(processor) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        processor(Image.new("RGB", (0, 4)), return_tensors="pt")
+
+
+def test_batches(processor, rgb) -> None:
+    batch = processor([rgb, rgb[::-1].copy()], return_tensors="pt")["pixel_values"]
+    assert batch.shape == (2, 3, 13, 21)
+    stacked = processor(np.stack([rgb, rgb[::-1]]), return_tensors="pt")["pixel_values"]
+    assert torch.equal(stacked, batch)
+    with pytest.raises(ValueError, match="different sizes"):
+        processor([rgb, rgb[:5]], return_tensors="pt")
+    resized = processor([rgb, rgb[:5]], do_resize=True, size={"height": 8, "width": 12}, return_tensors="pt")
+    assert resized["pixel_values"].shape == (2, 3, 8, 12)
+    with pytest.raises(ValueError, match="needs a `size`"):
+        processor(rgb, do_resize=True, return_tensors="pt")
+
+
+def test_post_processing_returns_the_original_size(processor) -> None:
+    depth = torch.rand(2, 16, 24) + 1.0
+    outputs = DepthEstimatorOutput(predicted_depth=depth)
+    same = processor.post_process_depth_estimation(outputs, target_sizes=[(16, 24), (16, 24)])
+    assert torch.equal(same[0]["predicted_depth"], depth[0])
+    resized = processor.post_process_depth_estimation(outputs, target_sizes=[(32, 48), (7, 9)])
+    assert resized[0]["predicted_depth"].shape == (32, 48)
+    assert resized[1]["predicted_depth"].shape == (7, 9)
+    # Bilinear resizing stays within the input's range: no negative or overshooting depth.
+    assert resized[0]["predicted_depth"].min() >= depth[0].min() and resized[0]["predicted_depth"].max() <= depth[0].max()
+    untouched = processor.post_process_depth_estimation(outputs)
+    assert torch.equal(untouched[1]["predicted_depth"], depth[1])
+    with pytest.raises(ValueError, match="target sizes"):
+        processor.post_process_depth_estimation(outputs, target_sizes=[(16, 24)])
+
+
+def test_save_and_load(tmp_path, tiny_model) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    WEDepthImageProcessor(do_resize=True, size={"shortest_edge": 480}).save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, WEDepthImageProcessor)
+    assert loaded.do_resize and loaded.size.shortest_edge == 480

@@ -1,0 +1,321 @@
+"""WEDepthForDepthEstimation: shapes, loss, gradients, the frozen VFM, the prompt mask, deformable attention,
+dtypes, loading, and the documented errors."""
+
+import pytest
+import torch
+from transformers import AutoModelForDepthEstimation, Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification
+from transformers.modeling_outputs import DepthEstimatorOutput
+
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
+from wedepth_hf.modeling_wedepth import multi_scale_deformable_attention
+
+
+def _labels(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, height, width, generator=generator) * 8 + 0.5
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 96), (15, 130), (9, 11), (100, 30)])
+def test_any_input_size_gives_positive_depth_at_that_size(tiny_model, size: tuple[int, int]) -> None:
+    tiny_model.eval()
+    with torch.no_grad():
+        output = tiny_model(torch.randn(2, 3, *size))
+    assert isinstance(output, DepthEstimatorOutput)
+    assert output.predicted_depth.shape == (2, *size)
+    assert torch.isfinite(output.predicted_depth).all()
+    assert (output.predicted_depth > 0).all()
+    assert output.loss is None
+
+
+def test_batch_elements_are_independent_in_eval(tiny_model) -> None:
+    tiny_model.eval()
+    images = torch.randn(3, 3, 40, 56)
+    with torch.no_grad():
+        batched = tiny_model(images).predicted_depth
+        single = tiny_model(images[1:2]).predicted_depth
+    torch.testing.assert_close(batched[1:2], single, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_is_silog_over_valid_pixels(tiny_model) -> None:
+    config = tiny_model.config
+    labels = _labels(2, 40, 56)
+    labels[0, :10] = 0.0  # invalid: not above min_depth
+    labels[1, :, :5] = config.max_depth  # invalid: not below max_depth
+    output = tiny_model(torch.randn(2, 3, 40, 56), labels=labels)
+    valid = (labels > config.min_depth) & (labels < config.max_depth)
+    difference = output.predicted_depth.detach().log()[valid] - labels.log()[valid]
+    expected = torch.sqrt((difference**2).mean() - config.silog_lambda * difference.mean() ** 2)
+    assert torch.isfinite(output.loss)
+    torch.testing.assert_close(output.loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_labels_with_a_channel_dimension(tiny_model) -> None:
+    tiny_model.eval()
+    pixels, labels = torch.randn(1, 3, 33, 47), _labels(1, 33, 47)
+    with torch.no_grad():
+        flat = tiny_model(pixels, labels=labels).loss
+        channel = tiny_model(pixels, labels=labels[:, None]).loss
+    torch.testing.assert_close(flat, channel)
+
+
+def test_labels_without_valid_pixels_give_zero_loss_that_backpropagates(tiny_model) -> None:
+    labels = torch.zeros(2, 40, 56)
+    labels[1] = float("nan")
+    output = tiny_model(torch.randn(2, 3, 40, 56), labels=labels)
+    assert output.loss.item() == 0.0
+    output.loss.backward()
+    gradients = [p.grad for p in tiny_model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in gradients)
+
+
+def test_gradients_reach_every_trainable_part_and_never_the_vfm(tiny_model) -> None:
+    tiny_model.train()
+    # One step first: the deformable attention's offset/weight layers start at zero, which blocks the gradient of the
+    # position (level) embeddings on the very first step only.
+    optimizer = torch.optim.SGD([p for p in tiny_model.parameters() if p.requires_grad], lr=1e-2)
+    tiny_model(torch.randn(2, 3, 40, 56), labels=_labels(2, 40, 56)).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    output = tiny_model(torch.randn(2, 3, 40, 56), labels=_labels(2, 40, 56, seed=2))
+    output.loss.backward()
+    trainable = {name: p for name, p in tiny_model.named_parameters() if p.requires_grad}
+    without_gradient = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert without_gradient == []
+    for part in ("encoder.", "stream_projections.", "prompted_vfm.prompt_embeddings", "prompted_vfm.extraction_blocks.",
+                 "prompt_injections.", "feature_injections.", "pixel_decoder.", "depth_heads."):
+        assert any(name.startswith(part) for name in trainable), part
+    assert not any(name.startswith("vfm.") for name in trainable)
+    assert all(p.grad is None for p in tiny_model.vfm.parameters())
+
+
+def test_vfm_stays_frozen_in_eval_and_bit_identical_through_training(tiny_model) -> None:
+    before = {name: tensor.clone() for name, tensor in tiny_model.vfm.state_dict().items()}
+    encoder_before = tiny_model.encoder.swin.embeddings.patch_embeddings.projection.weight.clone()
+    # A careless optimizer over *all* parameters, with weight decay: the VFM must still not move.
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-2, weight_decay=0.1)
+    tiny_model.train()
+    assert not tiny_model.vfm.training
+    for step in range(3):
+        optimizer.zero_grad()
+        tiny_model(torch.randn(2, 3, 40, 56), labels=_labels(2, 40, 56, seed=step)).loss.backward()
+        optimizer.step()
+    assert not tiny_model.vfm.training
+    assert all(not p.requires_grad for p in tiny_model.vfm.parameters())
+    for name, tensor in tiny_model.vfm.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert not torch.equal(tiny_model.encoder.swin.embeddings.patch_embeddings.projection.weight, encoder_before)
+
+
+def test_vfm_is_a_plain_dinov2(tiny_model) -> None:
+    assert type(tiny_model.vfm) is Dinov2Model
+    reference = Dinov2Model(tiny_model.config.vfm_config)
+    assert list(reference.state_dict()) == list(tiny_model.vfm.state_dict())
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_prompt_mask_blocks_prompt_to_prompt_attention_only(tiny_config, attention: str) -> None:
+    torch.manual_seed(0)
+    model = WEDepthForDepthEstimation._from_config(tiny_config(), attn_implementation=attention).eval()
+    stages, vfm = model.prompted_vfm, model.vfm
+    assert vfm.config._attn_implementation == attention
+    tokens = vfm.embeddings(torch.randn(1, 3, 28, 42))
+    prompts = torch.randn(1, stages.prompt_num, 32)
+    mask = stages.prompt_mask(vfm, tokens.shape[1], tokens)
+    layer = [vfm.encoder.layer[0]]
+    with torch.no_grad():
+        reference = stages.run_stage(vfm, layer, prompts, tokens, mask)
+        changed = prompts.clone()
+        changed[:, 0] = torch.randn(32) * 3  # not a constant shift, which LayerNorm would erase
+        perturbed = stages.run_stage(vfm, layer, changed, tokens, mask)
+    # Other prompts do not see prompt 0 ...
+    torch.testing.assert_close(perturbed[:, 1 : stages.prompt_num], reference[:, 1 : stages.prompt_num])
+    # ... but image tokens do: prompts steer the VFM.
+    assert not torch.allclose(perturbed[:, stages.prompt_num :], reference[:, stages.prompt_num :])
+
+
+def test_eager_and_sdpa_vfm_agree(tiny_config) -> None:
+    outputs = []
+    for attention in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        model = WEDepthForDepthEstimation._from_config(tiny_config(), attn_implementation=attention).eval()
+        assert model.vfm.config._attn_implementation == attention
+        with torch.no_grad():
+            outputs.append(model(torch.ones(1, 3, 40, 56)).predicted_depth)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_prompts_are_the_real_part_of_their_fft(tiny_model) -> None:
+    stages = tiny_model.prompted_vfm
+    expected = torch.fft.fft2(stages.prompt_embeddings.detach()).real
+    torch.testing.assert_close(stages.stage_prompts().detach(), expected)
+    assert stages.stage_prompts().shape == (4, tiny_model.config.prompt_num, tiny_model.config.prompt_dim)
+
+
+def test_deformable_attention_samples_exact_pixels() -> None:
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (2, 5)]
+    batch, heads, head_dim = 2, 2, 3
+    value = torch.randn(batch, sum(h * w for h, w in shapes), heads, head_dim, generator=generator)
+    # One query, one point per level placed on pixel centres; weight 1 on level 1 only.
+    locations = torch.zeros(batch, 1, heads, len(shapes), 1, 2)
+    locations[..., 0, 0, :] = torch.tensor([(2 + 0.5) / 4, (1 + 0.5) / 3])  # level 0: x=2, y=1
+    locations[..., 1, 0, :] = torch.tensor([(4 + 0.5) / 5, (0 + 0.5) / 2])  # level 1: x=4, y=0
+    weights = torch.zeros(batch, 1, heads, len(shapes), 1)
+    weights[..., 1, 0] = 1.0
+    output = multi_scale_deformable_attention(value, shapes, locations, weights)
+    level1 = value[:, 12:].reshape(batch, 2, 5, heads, head_dim)
+    torch.testing.assert_close(output[:, 0], level1[:, 0, 4].reshape(batch, heads * head_dim))
+    # Half-and-half weights average the two pixels; between two pixels is bilinear.
+    weights[..., 0, 0] = 0.5
+    weights[..., 1, 0] = 0.5
+    level0 = value[:, :12].reshape(batch, 3, 4, heads, head_dim)
+    expected = 0.5 * level0[:, 1, 2] + 0.5 * level1[:, 0, 4]
+    torch.testing.assert_close(multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
+                               expected.reshape(batch, heads * head_dim))
+    locations[..., 0, 0, 0] = (1.5 + 0.5) / 4  # half-way between x=1 and x=2
+    expected = 0.5 * (0.5 * (level0[:, 1, 1] + level0[:, 1, 2])) + 0.5 * level1[:, 0, 4]
+    torch.testing.assert_close(multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
+                               expected.reshape(batch, heads * head_dim))
+
+
+def test_save_and_load_round_trip(tmp_path, tiny_model) -> None:
+    tiny_model.eval()
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    for loader in (WEDepthForDepthEstimation, AutoModelForDepthEstimation):
+        loaded = loader.from_pretrained(tmp_path)
+        assert isinstance(loaded, WEDepthForDepthEstimation)
+        assert all(not p.requires_grad for p in loaded.vfm.parameters())
+        loaded.train()
+        assert not loaded.vfm.training
+        loaded.eval()
+        images = torch.randn(1, 3, 45, 61)
+        with torch.no_grad():
+            assert torch.equal(loaded(images).predicted_depth, tiny_model(images).predicted_depth)
+
+
+def test_from_pretrained_backbones_copies_weights_exactly(tmp_path, tiny_config) -> None:
+    torch.manual_seed(3)
+    vfm = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, image_size=28))
+    encoder = SwinForImageClassification(SwinConfig(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2],
+                                                    window_size=4, num_labels=3))
+    vfm.save_pretrained(tmp_path / "vfm")
+    encoder.save_pretrained(tmp_path / "encoder")
+
+    model = WEDepthForDepthEstimation.from_pretrained_backbones(
+        tiny_config(), vfm_name_or_path=str(tmp_path / "vfm"), encoder_name_or_path=str(tmp_path / "encoder")
+    )
+    # Architectures follow the checkpoints; the 8-layer VFM gets evenly spaced stage ends.
+    assert model.config.vfm_config.num_hidden_layers == 8
+    assert model.config.vfm_stage_layers == [1, 3, 5, 7]
+    assert model.config.encoder_config.depths == [1, 1, 2, 1]
+    assert model.config.vfm_pretrained_name_or_path == str(tmp_path / "vfm")
+    for name, tensor in vfm.state_dict().items():
+        assert torch.equal(model.vfm.state_dict()[name], tensor), name
+    encoder_weights = model.encoder.state_dict()
+    for name, tensor in encoder.swin.state_dict().items():
+        assert torch.equal(encoder_weights[f"swin.{name}"], tensor), name
+    assert all(not p.requires_grad for p in model.vfm.parameters())
+    assert model.parameter_counts()["trainable"] > 0
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(torch.randn(1, 3, 40, 56)).predicted_depth).all()
+
+
+def test_from_pretrained_backbones_needs_sources(tiny_config) -> None:
+    with pytest.raises(ValueError, match="vfm_name_or_path"):
+        WEDepthForDepthEstimation.from_pretrained_backbones(tiny_config())
+
+
+def test_parameter_counts(tiny_model) -> None:
+    counts = tiny_model.parameter_counts()
+    assert counts["total"] == sum(p.numel() for p in tiny_model.parameters())
+    assert counts["vfm"] == sum(p.numel() for p in tiny_model.vfm.parameters())
+    assert counts["frozen"] == counts["vfm"] + sum(p.numel() for p in tiny_model.encoder.swin.layernorm.parameters())
+    assert counts["trainable"] + counts["frozen"] == counts["total"]
+    assert counts["encoder"] + counts["vfm"] + counts["new_modules"] == counts["total"]
+
+
+def test_bfloat16_weights(tmp_path, tiny_model) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    model = WEDepthForDepthEstimation.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert model.vfm.embeddings.cls_token.dtype == torch.bfloat16
+    with torch.no_grad():
+        depth = model(torch.randn(1, 3, 40, 56)).predicted_depth
+    assert depth.dtype == torch.float32 and torch.isfinite(depth).all() and (depth > 0).all()
+
+
+def test_bfloat16_autocast_training_step(tiny_model) -> None:
+    tiny_model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = tiny_model(torch.randn(2, 3, 40, 56), labels=_labels(2, 40, 56))
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in tiny_model.parameters() if p.grad is not None)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config) -> None:
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = WEDepthForDepthEstimation(tiny_config(encoder_config={
+            "model_type": "swin", "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2],
+            "window_size": 4, "drop_path_rate": 0.0,
+        }))
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.prompted_vfm.gradient_checkpointing
+        model.train()
+        loss = model(torch.ones(1, 3, 40, 56), labels=_labels(1, 40, 56)).loss
+        loss.backward()
+        results.append((loss.detach(), model.prompted_vfm.prompt_embeddings.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_return_dict_false(tiny_model) -> None:
+    outputs = tiny_model(torch.randn(2, 3, 32, 32), labels=_labels(2, 32, 32), return_dict=False)
+    assert len(outputs) == 2 and outputs[0].ndim == 0 and outputs[1].shape == (2, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((1, 1, 32, 32), "3 \\(RGB\\) channels"), ((1, 4, 32, 32), "3 \\(RGB\\) channels"),
+     ((3, 32, 32), "batch, 3, height, width"), ((1, 3, 0, 32), "empty"), ((0, 3, 32, 32), "empty")],
+)
+def test_bad_pixel_values(tiny_model, shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_model(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 31), (1, 32, 32), (2, 2, 32, 32), (32, 32)])
+def test_labels_of_the_wrong_shape(tiny_model, shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="`labels` must be depth maps of shape"):
+        tiny_model(torch.randn(2, 3, 32, 32), labels=torch.rand(*shape))
+
+
+def test_encoder_with_wrong_strides(tiny_config) -> None:
+    config = tiny_config(encoder_config={"model_type": "swin", "patch_size": 2, "embed_dim": 16, "depths": [1, 1, 1, 1],
+                                         "num_heads": [1, 1, 2, 2], "window_size": 4})
+    model = WEDepthForDepthEstimation(config)
+    with pytest.raises(ValueError, match="must have stride 4"):
+        model(torch.randn(1, 3, 64, 64))
+
+
+def test_unsupported_vfm_attention(tiny_config) -> None:
+    config = tiny_config()
+    config.vfm_config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="prompt mask"):
+        WEDepthForDepthEstimation(config)
+
+
+def test_random_init_is_sane(tiny_model) -> None:
+    stages = tiny_model.prompted_vfm
+    assert 0 < stages.prompt_embeddings.std() < 0.1
+    assert all(torch.equal(layer.gamma, torch.ones_like(layer.gamma))
+               for block in stages.extraction_blocks for layer in block.layers)
+    attention = tiny_model.pixel_decoder.layers[0].self_attention
+    assert torch.equal(attention.sampling_offsets.weight, torch.zeros_like(attention.sampling_offsets.weight))
+    # Rings of 1..num_points pixels around the reference point, uniform attention over the points.
+    assert attention.sampling_offsets.bias.abs().max() == attention.num_points
+    assert torch.equal(attention.attention_weights.weight, torch.zeros_like(attention.attention_weights.weight))
+    assert torch.equal(attention.attention_weights.bias, torch.zeros_like(attention.attention_weights.bias))

@@ -1,0 +1,121 @@
+"""The Hugging Face entry points: Auto classes, `pipeline("depth-estimation")`, and remote code without wedepth_hf."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation, pipeline
+
+import wedepth_hf
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
+
+
+@pytest.fixture
+def saved_folder(tmp_path: Path, tiny_model: WEDepthForDepthEstimation) -> Path:
+    folder = tmp_path / "wedepth-tiny"
+    tiny_model.save_pretrained(folder)
+    WEDepthImageProcessor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(45, 67, 3), dtype=np.uint8))
+
+
+def _expected_depth(folder: Path, image: Image.Image) -> torch.Tensor:
+    model = WEDepthForDepthEstimation.from_pretrained(folder).eval()
+    inputs = WEDepthImageProcessor.from_pretrained(folder)(image, return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).predicted_depth[0]
+
+
+def test_import_registers_the_auto_classes(saved_folder: Path) -> None:
+    assert isinstance(AutoConfig.for_model("wedepth"), WEDepthConfig)
+    assert isinstance(AutoModelForDepthEstimation.from_pretrained(saved_folder), WEDepthForDepthEstimation)
+    assert isinstance(AutoImageProcessor.from_pretrained(saved_folder), WEDepthImageProcessor)
+
+
+def test_saved_folder_holds_weights_config_and_remote_code(saved_folder: Path) -> None:
+    files = set(os.listdir(saved_folder))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "configuration_wedepth.py",
+            "modeling_wedepth.py", "image_processing_wedepth.py"} <= files
+    assert not any(name.endswith(".bin") for name in files)
+    auto_map = json.loads((saved_folder / "config.json").read_text())["auto_map"]
+    assert auto_map == {
+        "AutoConfig": "configuration_wedepth.WEDepthConfig",
+        "AutoModelForDepthEstimation": "modeling_wedepth.WEDepthForDepthEstimation",
+        "AutoImageProcessor": "image_processing_wedepth.WEDepthImageProcessor",
+    }
+    # The remote files import only torch, numpy (a transformers dependency), transformers and each other.
+    for name in ("configuration_wedepth.py", "modeling_wedepth.py", "image_processing_wedepth.py"):
+        for line in (saved_folder / name).read_text().splitlines():
+            if line.startswith(("import ", "from ")):
+                module = line.split()[1]
+                assert module.split(".")[0] in {"torch", "numpy", "transformers", "math", "re", "typing",
+                                                "collections"} or module.startswith("."), (name, line)
+
+
+def test_pipeline_from_a_saved_folder(saved_folder: Path, image: Image.Image) -> None:
+    depth_estimator = pipeline("depth-estimation", model=str(saved_folder))
+    assert isinstance(depth_estimator.model, WEDepthForDepthEstimation)
+    result = depth_estimator(image)
+    assert result["predicted_depth"].shape == (45, 67)
+    assert result["depth"].size == (67, 45)
+    torch.testing.assert_close(result["predicted_depth"], _expected_depth(saved_folder, image))
+
+
+def _run(code: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_pipeline_never_asks_about_remote_code_when_the_package_is_imported(saved_folder: Path, image: Image.Image,
+                                                                             package_parent: str) -> None:
+    image.save(saved_folder.parent / "image.png")
+    result = _run(f"""
+        import sys
+        sys.path.insert(0, {package_parent!r})
+        import wedepth_hf
+        from transformers import pipeline
+        out = pipeline("depth-estimation", model={str(saved_folder)!r})({str(saved_folder.parent / 'image.png')!r})
+        print("SHAPE", tuple(out["predicted_depth"].shape))
+    """, cwd=saved_folder.parent)
+    assert result.returncode == 0, result.stderr
+    assert "SHAPE (45, 67)" in result.stdout
+    assert "custom code" not in result.stdout + result.stderr
+
+
+def test_remote_code_loads_without_the_package(saved_folder: Path, image: Image.Image) -> None:
+    expected = _expected_depth(saved_folder, image)
+    torch.save(expected, saved_folder.parent / "expected.pt")
+    image.save(saved_folder.parent / "image.png")
+    result = _run(f"""
+        import sys
+        sys.modules["wedepth_hf"] = None  # any import of the package now fails
+        import torch
+        from transformers import pipeline
+        depth_estimator = pipeline("depth-estimation", model={str(saved_folder)!r}, trust_remote_code=True)
+        assert type(depth_estimator.model).__module__.startswith("transformers_modules"), type(depth_estimator.model)
+        assert type(depth_estimator.image_processor).__module__.startswith("transformers_modules")
+        out = depth_estimator({str(saved_folder.parent / 'image.png')!r})
+        expected = torch.load({str(saved_folder.parent / 'expected.pt')!r})
+        torch.testing.assert_close(out["predicted_depth"], expected)
+        assert all(not p.requires_grad for p in depth_estimator.model.vfm.parameters())
+        print("REMOTE OK", tuple(out["predicted_depth"].shape), out["depth"].size)
+    """, cwd=saved_folder.parent)
+    assert result.returncode == 0, result.stderr
+    assert "REMOTE OK (45, 67) (67, 45)" in result.stdout
+
+
+def test_package_exports() -> None:
+    assert set(wedepth_hf.__all__) >= {"WEDepthConfig", "WEDepthForDepthEstimation", "WEDepthImageProcessor"}
