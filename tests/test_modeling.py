@@ -308,6 +308,18 @@ def test_unsupported_vfm_attention(tiny_config) -> None:
         WEDepthForDepthEstimation(config)
 
 
+@pytest.mark.parametrize("preset", ["small", "large"])
+def test_fresh_model_predicts_about_one_metre(preset: str) -> None:
+    torch.manual_seed(0)
+    config = WEDepthConfig.from_preset(preset, vfm_config={"model_type": "dinov2", "hidden_size": 64,
+                                                            "num_hidden_layers": 4, "num_attention_heads": 2},
+                                        vfm_stage_layers=None)
+    model = WEDepthForDepthEstimation(config).eval()
+    with torch.no_grad():
+        depth = model(torch.randn(1, 3, 64, 96)).predicted_depth
+    assert 0.25 < depth.min() and depth.max() < 4.0
+
+
 def test_random_init_is_sane(tiny_model) -> None:
     stages = tiny_model.prompted_vfm
     assert 0 < stages.prompt_embeddings.std() < 0.1

@@ -64,7 +64,7 @@ def test_saved_folder_holds_weights_config_and_remote_code(saved_folder: Path) -
 
 
 def test_pipeline_from_a_saved_folder(saved_folder: Path, image: Image.Image) -> None:
-    depth_estimator = pipeline("depth-estimation", model=str(saved_folder))
+    depth_estimator = pipeline("depth-estimation", model=str(saved_folder), device="cpu")
     assert isinstance(depth_estimator.model, WEDepthForDepthEstimation)
     result = depth_estimator(image)
     assert result["predicted_depth"].shape == (45, 67)
@@ -87,7 +87,7 @@ def test_pipeline_never_asks_about_remote_code_when_the_package_is_imported(save
         sys.path.insert(0, {package_parent!r})
         import wedepth_hf
         from transformers import pipeline
-        out = pipeline("depth-estimation", model={str(saved_folder)!r})({str(saved_folder.parent / 'image.png')!r})
+        out = pipeline("depth-estimation", model={str(saved_folder)!r}, device="cpu")({str(saved_folder.parent / 'image.png')!r})
         print("SHAPE", tuple(out["predicted_depth"].shape))
     """, cwd=saved_folder.parent)
     assert result.returncode == 0, result.stderr
@@ -104,7 +104,7 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, image: Image.
         sys.modules["wedepth_hf"] = None  # any import of the package now fails
         import torch
         from transformers import pipeline
-        depth_estimator = pipeline("depth-estimation", model={str(saved_folder)!r}, trust_remote_code=True)
+        depth_estimator = pipeline("depth-estimation", model={str(saved_folder)!r}, trust_remote_code=True, device="cpu")
         assert type(depth_estimator.model).__module__.startswith("transformers_modules"), type(depth_estimator.model)
         assert type(depth_estimator.image_processor).__module__.startswith("transformers_modules")
         out = depth_estimator({str(saved_folder.parent / 'image.png')!r})

@@ -510,6 +510,13 @@ class WEDepthDeformablePixelDecoder(nn.Module):
         return [finest, *refined[::-1]]
 
 
+class WEDepthLogDepthOutput(nn.Conv2d):
+    """The 1x1 convolution that outputs log-depth; initialised small so a fresh model predicts about 1 m everywhere."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__(in_channels, 1, kernel_size=1)
+
+
 class WEDepthDepthHead(nn.Module):
     """One scale's head: BN, conv, 2x transposed conv, conv, BN, 1x1 conv -> log-depth at twice the map's size."""
 
@@ -525,7 +532,7 @@ class WEDepthDepthHead(nn.Module):
             nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(),
-            nn.Conv2d(width, 1, kernel_size=1),
+            WEDepthLogDepthOutput(width),
         )
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
@@ -588,6 +595,9 @@ class WEDepthPreTrainedModel(PreTrainedModel):
             init.copy_(module.bias, directions.flatten())
         elif isinstance(module, WEDepthSamplingWeights):
             init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, WEDepthLogDepthOutput):
+            init.trunc_normal_(module.weight, std=std)
             init.zeros_(module.bias)
         elif isinstance(module, WEDepthPromptedVFMStages):
             init.trunc_normal_(module.prompt_embeddings, std=std)
