@@ -72,9 +72,9 @@ def test_pipeline_from_a_saved_folder(saved_folder: Path, image: Image.Image) ->
     torch.testing.assert_close(result["predicted_depth"], _expected_depth(saved_folder, image))
 
 
-def _run(code: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    env.pop("PYTHONPATH", None)
+def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python process, offline, with no standard input (a prompt would fail, not hang)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=300)
 

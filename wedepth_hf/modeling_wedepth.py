@@ -230,8 +230,8 @@ class WEDepthPromptedVFMStages(nn.Module):
 
     def forward(
         self, vfm: Dinov2Model, vfm_pixel_values: torch.Tensor, context_maps: list[torch.Tensor]
-    ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[int, int]]:
-        """Returns the four stages' output prompts (B, P, D), the last stage's patch map (B, D, h, w) and (h, w)."""
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Returns the four stages' output prompts (B, P, D) and the last stage's patch map (B, D, h, w)."""
         batch_size = vfm_pixel_values.shape[0]
         patch_size = vfm.config.patch_size
         grid = (vfm_pixel_values.shape[2] // patch_size, vfm_pixel_values.shape[3] // patch_size)
@@ -262,7 +262,7 @@ class WEDepthPromptedVFMStages(nn.Module):
 
         patch_tokens = vfm.layernorm(tokens)[:, 1:]
         patch_map = unflatten_map(self.patch_projection(patch_tokens), *grid)
-        return output_prompts, patch_map, grid
+        return output_prompts, patch_map
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -837,7 +837,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         patch_size = self.config.vfm_config.patch_size
         vfm_size = (max(patch_size, height // patch_size * patch_size), max(patch_size, width // patch_size * patch_size))
         vfm_pixels = F.interpolate(pixel_values, size=vfm_size, mode="bilinear", align_corners=False)
-        output_prompts, vfm_map, _ = self.prompted_vfm(self.vfm, vfm_pixels, [stream_b for _, stream_b in streams])
+        output_prompts, vfm_map = self.prompted_vfm(self.vfm, vfm_pixels, [stream_b for _, stream_b in streams])
 
         # Injections 1 and 2 into stream A at each scale.
         enhanced = []
