@@ -54,7 +54,7 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
     if array.ndim == 2:
         array = array[..., None]
     elif array.ndim == 3:
-        channels_first = input_data_format in ("channels_first", "ChannelDimension.FIRST") or (
+        channels_first = input_data_format == "channels_first" or (
             input_data_format is None and array.shape[-1] not in _CHANNEL_COUNTS and array.shape[0] in _CHANNEL_COUNTS
         )
         if channels_first:
@@ -164,8 +164,6 @@ class WEDepthImageProcessor(PilBackend):
             array = _rgb_array_from_array(array, data_format)
         else:
             raise ValueError(f"Images must be PIL images, NumPy arrays or torch tensors; got {type(image).__name__}.")
-        if array.shape[0] == 0 or array.shape[1] == 0:
-            raise ValueError(f"Got an empty image of size {array.shape[1]}x{array.shape[0]}.")
         return np.ascontiguousarray(np.moveaxis(array, -1, 0))
 
     def _preprocess(

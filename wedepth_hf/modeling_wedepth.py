@@ -246,14 +246,12 @@ class WEDepthPromptedVFMStages(nn.Module):
             prompts = initial_prompts[stage].unsqueeze(0).expand(batch_size, -1, -1)
             if carried is not None:
                 prompts = prompts + carried
-            lifted = self.extraction_blocks[stage](prompts, flatten_map(context_maps[stage]))
+            lifted = self.extraction_blocks[stage](prompts, flatten_map(context_maps[stage])).to(tokens.dtype)
             layers = list(vfm.encoder.layer[stage_starts[stage] : self.stage_layers[stage] + 1])
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                hidden_states = self._gradient_checkpointing_func(
-                    self.run_stage, vfm, layers, lifted.to(tokens.dtype), tokens, mask
-                )
+                hidden_states = self._gradient_checkpointing_func(self.run_stage, vfm, layers, lifted, tokens, mask)
             else:
-                hidden_states = self.run_stage(vfm, layers, lifted.to(tokens.dtype), tokens, mask)
+                hidden_states = self.run_stage(vfm, layers, lifted, tokens, mask)
             tokens = hidden_states[:, self.prompt_num :]
             carried = self.prompt_output_projections[stage](
                 self.prompt_output_norms[stage](hidden_states[:, : self.prompt_num])
@@ -396,20 +394,19 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         reference_points: torch.Tensor,
         values: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
+        level_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        """`reference_points`: (Q, 2) normalised (x, y), shared by all levels and images."""
+        """`reference_points`: (Q, 2) normalised (x, y), shared by all levels and images; `level_sizes`: (levels, 2)
+        (width, height) of each level, which turns pixel offsets into normalised ones."""
         batch_size, num_queries, hidden_size = queries.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
         value = self.value_proj(values).view(batch_size, values.shape[1], heads, hidden_size // heads)
         offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
         weights = self.attention_weights(queries).view(batch_size, num_queries, heads, levels * points)
         weights = weights.softmax(dim=-1).view(batch_size, num_queries, heads, levels, points)
-        normaliser = torch.tensor(
-            [[width, height] for height, width in spatial_shapes], device=queries.device, dtype=offsets.dtype
-        )
-        locations = reference_points[None, :, None, None, None, :].to(offsets.dtype) + offsets / normaliser[
+        locations = reference_points[None, :, None, None, None, :].to(offsets.dtype) + offsets / level_sizes[
             None, None, None, :, None, :
-        ]
+        ].to(offsets.dtype)
         attended = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
         return self.output_proj(attended)
 
@@ -433,8 +430,11 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         position: torch.Tensor,
         reference_points: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
+        level_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        attended = self.self_attention(hidden_states + position, reference_points, hidden_states, spatial_shapes)
+        attended = self.self_attention(
+            hidden_states + position, reference_points, hidden_states, spatial_shapes, level_sizes
+        )
         hidden_states = self.attention_norm(hidden_states + attended)
         return self.ffn_norm(hidden_states + self.ffn(hidden_states))
 
@@ -496,8 +496,9 @@ class WEDepthDeformablePixelDecoder(nn.Module):
             dim=0,
         ).unsqueeze(0)
         reference_points = self.reference_points(spatial_shapes, tokens.device)
+        level_sizes = torch.tensor([[width, height] for height, width in spatial_shapes], device=tokens.device)
         for layer in self.layers:
-            tokens = layer(tokens, position, reference_points, spatial_shapes)
+            tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
         refined = [
             unflatten_map(level_tokens, height, width)
             for level_tokens, (height, width) in zip(
@@ -552,11 +553,11 @@ def silog_loss(
     Computed in float32 over all valid pixels of the batch. Without a valid pixel the loss is an exact zero that
     still belongs to the graph (its gradient is zero, never NaN).
     """
-    valid = valid_mask.float()
-    count = valid.sum()
+    count = valid_mask.sum().float()
+    # Invalid pixels become log(1) - log(1) = 0, so they add nothing to either sum.
     safe_prediction = torch.where(valid_mask, predicted_depth.float(), torch.ones_like(predicted_depth, dtype=torch.float32))
     safe_labels = torch.where(valid_mask, labels.float(), torch.ones_like(labels, dtype=torch.float32))
-    difference = (safe_prediction.log() - safe_labels.log()) * valid
+    difference = safe_prediction.log() - safe_labels.log()
     denominator = count.clamp(min=1.0)
     mean_square = difference.square().sum() / denominator
     mean = difference.sum() / denominator
