@@ -1,0 +1,313 @@
+"""Model cards and Hub uploads for WEDepth checkpoints.
+
+`render_model_card` fills `model_cards/wedepth.md` (a `string.Template`) with Hub metadata (pipeline tag, library,
+license, base models, datasets, tags, `model-index`), the command and configuration that trained the model.
+`update_model_card_results` rewrites only the results of an existing card (its `model-index` and the results table
+between the card's result markers). `push_folder_to_hub` uploads an exported model folder in one commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "wedepth.md"
+METRIC_NAMES: dict[str, str] = {
+    "abs_rel": "AbsRel",
+    "sq_rel": "SqRel",
+    "rmse": "RMSE",
+    "rmse_log": "RMSE log",
+    "log10": "log10",
+    "silog": "SILog",
+    "delta1": "delta1 (< 1.25)",
+    "delta2": "delta2 (< 1.25^2)",
+    "delta3": "delta3 (< 1.25^3)",
+}
+DEFAULT_TAGS = ("depth-estimation", "wedepth", "metric-depth")
+DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "data/*", "*/checkpoints/*", "*/data/*", ".*", "*/.*")
+TASK_TYPE = "depth-estimation"
+_RESULTS_BLOCK = re.compile(r"(<!-- wedepth-results-start -->\n).*?(\n<!-- wedepth-results-end -->)", re.DOTALL)
+
+
+class HubUploadError(RuntimeError):
+    """An upload to the Hub failed; the message says how to retry from the local folder that was kept."""
+
+
+@dataclass
+class DatasetReference:
+    """How a dataset appears in the `model-index`: a display name, the Hub dataset id/type, and the split."""
+
+    name: str
+    type: str
+    split: str | None = None
+
+
+def _dataset_reference(name: str, dataset_types: Mapping[str, str] | None, split: str | None) -> DatasetReference:
+    """The `model-index` dataset entry of a display name."""
+    return DatasetReference(name=name, type=(dataset_types or {}).get(name, name), split=split)
+
+
+def build_eval_results(
+    results: Mapping[str, Mapping[str, float]],
+    *,
+    dataset_types: Mapping[str, str] | None = None,
+    dataset_split: str | None = None,
+) -> list[EvalResult]:
+    """`EvalResult`s (one per dataset and metric) for the `model-index` of a card.
+
+    Args:
+        results: {dataset display name: {metric key (abs_rel, ..., delta3): value}}.
+        dataset_types: optional {dataset display name: Hub dataset id}; the display name is used otherwise.
+        dataset_split: the split the results were measured on (e.g. "validation", "test").
+    """
+    eval_results = []
+    for dataset_name, metrics in results.items():
+        if not metrics:
+            raise ValueError(f"No metrics given for dataset {dataset_name!r}; pass a non-empty metrics dict.")
+        reference = _dataset_reference(dataset_name, dataset_types, dataset_split)
+        for key, value in metrics.items():
+            eval_results.append(
+                EvalResult(
+                    task_type=TASK_TYPE,
+                    task_name="Depth Estimation",
+                    dataset_type=reference.type,
+                    dataset_name=reference.name,
+                    dataset_split=reference.split,
+                    metric_type=key,
+                    metric_name=METRIC_NAMES.get(key, key),
+                    metric_value=round(float(value), 4),
+                )
+            )
+    return eval_results
+
+
+def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """A markdown table of {dataset: metrics}, one row per dataset, metric columns in the usual order."""
+    if not results:
+        return "No evaluation has been run yet."
+    keys = [key for key in METRIC_NAMES if any(key in metrics for metrics in results.values())]
+    keys += sorted({key for metrics in results.values() for key in metrics} - set(keys))
+    lines = ["| dataset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for dataset_name, metrics in results.items():
+        cells = [f"{metrics[key]:.4f}" if key in metrics else "-" for key in keys]
+        lines.append(f"| {dataset_name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _list_text(values: Iterable[str], empty: str) -> str:
+    """Values as inline code, comma separated, or `empty` when there are none."""
+    values = list(values)
+    return ", ".join(f"`{value}`" for value in values) if values else empty
+
+
+def render_model_card(
+    *,
+    model_name: str,
+    results: Mapping[str, Mapping[str, float]] | None = None,
+    repo_id: str | None = None,
+    base_models: Iterable[str] = (),
+    datasets: Iterable[str] = (),
+    dataset_types: Mapping[str, str] | None = None,
+    results_split: str | None = "validation",
+    license: str = "apache-2.0",
+    tags: Iterable[str] = DEFAULT_TAGS,
+    training_command: list[str] | str | None = None,
+    training_config: Mapping[str, Any] | None = None,
+    model_description: str = "",
+    selection_text: str = "",
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """Render the WEDepth model card (README.md) with Hub metadata.
+
+    Args:
+        model_name: the card's title and the `model-index` name.
+        results: {dataset display name: metrics} written to `model-index` and the results table.
+        repo_id: Hub id shown in the usage snippet (defaults to `model_name`).
+        base_models: Hub ids of the pretrained models this one starts from (VFM, encoder, or a WEDepth checkpoint).
+        datasets: Hub dataset ids for the `datasets` metadata (local names are better left out).
+        dataset_types: {display name: Hub dataset id} for the `model-index` dataset types.
+        results_split: the split the results were measured on.
+        license: the license identifier of the metadata.
+        tags: metadata tags.
+        training_command: the command that trained the model (argv list, joined with `shlex`, or a string).
+        training_config: the resolved training configuration, written as YAML.
+        model_description: a free-text paragraph (architecture, sizes).
+        selection_text: how the exported weights were chosen (e.g. best validation AbsRel at step N).
+        template_path: a `string.Template` markdown file; defaults to the package's `model_cards/wedepth.md`.
+    """
+    template_file = Path(template_path) if template_path is not None else DEFAULT_TEMPLATE_PATH
+    if not template_file.is_file():
+        raise FileNotFoundError(
+            f"Model card template {template_file} not found. Pass `template_path=` (the repository ships it as "
+            f"model_cards/wedepth.md)."
+        )
+    results = {name: dict(metrics) for name, metrics in (results or {}).items()}
+    base_models = list(base_models)
+    datasets = list(datasets)
+    card_data = ModelCardData(
+        pipeline_tag=TASK_TYPE,
+        library_name="transformers",
+        license=license,
+        base_model=base_models or None,
+        datasets=datasets or None,
+        tags=list(tags),
+        model_name=model_name,
+        eval_results=build_eval_results(results, dataset_types=dataset_types, dataset_split=results_split) or None,
+    )
+    if isinstance(training_command, list):
+        training_command = shlex.join(training_command)
+    text = string.Template(template_file.read_text(encoding="utf-8")).substitute(
+        metadata=card_data.to_yaml().strip(),
+        model_name=model_name,
+        repo_id=repo_id or model_name,
+        model_description=model_description,
+        datasets_text=_list_text(datasets or (dataset_types or {}).keys(), "not recorded"),
+        base_models_text=_list_text(base_models, "none (random initialisation)"),
+        selection_text=selection_text or "the weights at the end of training",
+        training_command=training_command or "(not recorded)",
+        training_config=yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip(),
+        results_table=results_table(results),
+    )
+    return ModelCard(text)
+
+
+def _existing_results(card: ModelCard) -> dict[str, dict[str, float]]:
+    """{dataset name: metrics} read back from a card's `model-index`."""
+    existing: dict[str, dict[str, float]] = {}
+    for result in card.data.eval_results or []:
+        existing.setdefault(result.dataset_name, {})[result.metric_type] = float(result.metric_value)
+    return existing
+
+
+def update_model_card_results(
+    card_path: str | Path,
+    results: Mapping[str, Mapping[str, float]],
+    *,
+    dataset_types: Mapping[str, str] | None = None,
+    dataset_split: str | None = None,
+    model_name: str | None = None,
+    replace_all: bool = False,
+) -> ModelCard:
+    """Rewrite the results of an existing model card: its `model-index` and its results table, nothing else.
+
+    Results for the datasets named in `results` replace those already in the card; other datasets' results are kept
+    unless `replace_all`. The model-index name is kept (or set to `model_name`, or the folder name when missing).
+
+    Args:
+        card_path: the README.md to update (a card written by `render_model_card`, or any card with front matter).
+        results: {dataset display name: {abs_rel, sq_rel, rmse, rmse_log, log10, silog, delta1, delta2, delta3}}.
+        dataset_types: {display name: Hub dataset id} for the `model-index` dataset types.
+        dataset_split: the split these results were measured on (e.g. "test").
+        model_name: the `model-index` name, when the card has none yet.
+        replace_all: drop every earlier result instead of merging.
+    """
+    card_path = Path(card_path)
+    if not card_path.is_file():
+        raise FileNotFoundError(f"No model card at {card_path}; write one with `render_model_card` first.")
+    card = ModelCard.load(card_path)
+    previous = [] if replace_all else list(card.data.eval_results or [])
+    kept = [result for result in previous if result.dataset_name not in results]
+    new = build_eval_results(results, dataset_types=dataset_types, dataset_split=dataset_split)
+    card.data.eval_results = kept + new
+    card.data.model_name = card.data.model_name or model_name or card_path.resolve().parent.name
+    merged = _existing_results(card)
+    content = str(card)
+    if _RESULTS_BLOCK.search(content):
+        content = _RESULTS_BLOCK.sub(lambda match: match.group(1) + results_table(merged) + match.group(2), content)
+    updated = ModelCard(content)
+    updated.save(card_path)
+    return updated
+
+
+def _files_to_upload(folder: Path, ignore_patterns: Iterable[str]) -> list[str]:
+    """Relative paths of the files under `folder` that match none of `ignore_patterns`, sorted."""
+    patterns = list(ignore_patterns)
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and not any(fnmatch(relative, pattern) for pattern in patterns):
+            files.append(relative)
+    return files
+
+
+def retry_command(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False) -> str:
+    """The shell command that uploads `folder` to `repo_id` again (the `hf` CLI of huggingface_hub)."""
+    command = ["hf", "upload", repo_id, str(folder), ".", "--repo-type", "model"]
+    if revision:
+        command += ["--revision", revision]
+    if private:
+        command += ["--private"]
+    return shlex.join(command)
+
+
+def push_folder_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload WEDepth model",
+    ignore_patterns: Iterable[str] = DEFAULT_IGNORE_PATTERNS,
+) -> str:
+    """Upload an exported model folder to the Hub model repo `repo_id` in a single commit; return the commit URL.
+
+    The repo (and the `revision` branch) is created when missing. Files matching `ignore_patterns` (training
+    checkpoints, generated data, hidden files) are not sent. One `HfApi.create_commit` holds every file, so a failed
+    upload leaves the repo as it was. On failure raises `HubUploadError` naming the command that retries it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot upload {folder}: no such folder.")
+    files = _files_to_upload(folder, ignore_patterns)
+    if not files:
+        raise ValueError(f"Nothing to upload in {folder} (every file matches the ignore patterns {ignore_patterns}).")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
+        commit = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message,
+            repo_type="model",
+            revision=revision,
+        )
+    except Exception as error:
+        raise HubUploadError(
+            f"Uploading {folder} to the Hub repo {repo_id} failed ({type(error).__name__}: {error}). The local folder "
+            f"is kept; retry with:\n  {retry_command(folder, repo_id, revision=revision, private=private)}\nor in "
+            f"Python: wedepth_hf.hub.push_folder_to_hub({str(folder)!r}, {repo_id!r}"
+            + (f", revision={revision!r}" if revision else "")
+            + ")"
+        ) from error
+    url = getattr(commit, "commit_url", None) or str(commit)
+    logger.info("Uploaded %d files from %s to %s: %s", len(files), folder, repo_id, url)
+    return url
+
+
+__all__ = [
+    "DEFAULT_TEMPLATE_PATH",
+    "HubUploadError",
+    "build_eval_results",
+    "push_folder_to_hub",
+    "render_model_card",
+    "results_table",
+    "retry_command",
+    "update_model_card_results",
+]
