@@ -1,0 +1,437 @@
+"""Evaluation of depth models on the community protocols (DESIGN.md §3): dataset specs and one evaluation loop.
+
+`EVALUATION_DATASETS` records, per dataset, how its depth is decoded and how it is scored (depth range, crop, KB
+crop, default focal); `build_evaluation_dataset` reads one; `evaluate_depth_model` runs batched inference through
+accelerate (flip TTA, KB crop with paste-back, per-image alignment) and averages the metrics over images. The training
+loop calls `evaluate_depth_model` for validation.
+"""
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data.datasets import (
+    KB_CROP_SIZE,
+    KITTI_FOCAL,
+    NYU_FOCAL,
+    DepthListDataset,
+    HFDepthDataset,
+    kb_crop_box,
+    normalize_images,
+)
+from .metrics import (
+    ALIGNMENTS,
+    METRIC_NAMES,
+    DepthMetricsAccumulator,
+    align_depth,
+    compute_depth_metrics,
+    crop_mask,
+    valid_depth_mask,
+)
+
+
+logger = logging.getLogger(__name__)
+
+DIODE_FOCAL = 886.81
+HYPERSIM_FOCAL = 886.81
+VKITTI2_FOCAL = 725.0087
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How one evaluation dataset is read and scored.
+
+    Attributes:
+        name: registry key.
+        layout: what is on disk (original release or common preprocessed form), for humans and error messages.
+        min_depth, max_depth: valid ground truth is min_depth < gt < max_depth; predictions are clipped to this range.
+        crop: evaluation crop (None, "eigen_nyu", "garg", "eigen_kitti").
+        kb_crop: run the model on the KB crop (bottom 352 rows, centred 1216 columns) and paste the prediction back
+            into a full-size zero map.
+        depth_scale: raw depth units per metre (None: the user must give it).
+        depth_decoding: see `wedepth_hf.data.datasets.read_depth`.
+        default_focal: focal length (px) for list lines without one (None: lines must give it).
+        default_split_file: list file looked up in the data root when none is given (None: it must be given).
+    """
+
+    name: str
+    layout: str
+    min_depth: float
+    max_depth: float
+    crop: str | None
+    kb_crop: bool = False
+    depth_scale: float | None = 1.0
+    depth_decoding: str = "auto"
+    default_focal: float | None = None
+    default_split_file: str | None = None
+
+
+_LIST = "list layout: a text file of lines '<rgb> <depth> <focal>', paths relative to the data root"
+
+EVALUATION_DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "nyu",
+            "NYU-Depth v2 Eigen test split in the BTS preprocessed form (not the original .mat): "
+            f"{_LIST}; RGB .jpg + uint16 millimetre PNG, 480x640.",
+            1e-3, 10.0, "eigen_nyu", depth_scale=1000.0, depth_decoding="png", default_focal=NYU_FOCAL,
+            default_split_file="nyudepthv2_test_files_with_gt.txt",
+        ),
+        DatasetSpec(
+            "kitti",
+            "KITTI Eigen test split, BTS list file (raw image path, annotated depth path, focal; 'None' = no ground "
+            "truth): uint16 PNG / 256, full-size images (about 375x1242).",
+            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png", default_focal=KITTI_FOCAL,
+            default_split_file="eigen_test_files_with_gt.txt",
+        ),
+        DatasetSpec(
+            "sunrgbd",
+            f"SUN RGB-D test images in the {_LIST}; the release's depth PNGs are uint16 millimetres with the bits "
+            "rotated by 3 (mm = (v >> 3) | (v << 13) & 0xFFFF), read as such. Eigen crop scaled to the image size.",
+            1e-3, 8.0, "eigen_nyu", depth_scale=1000.0, depth_decoding="sunrgbd_png",
+        ),
+        DatasetSpec(
+            "ibims",
+            f"iBims-1 (original release images rgb/*.png and depth/*.png) in the {_LIST}; the depth PNGs store "
+            "depth * 65535 / 50 (uint16), so depth_scale = 1310.7 raw units per metre; 480x640.",
+            1e-3, 10.0, "eigen_nyu", depth_scale=65535.0 / 50.0, depth_decoding="png",
+        ),
+        DatasetSpec(
+            "diode_indoor",
+            "DIODE val/indoors in its original release layout (scene/scan/<name>.png, <name>_depth.npy (H, W, 1) "
+            "metres, <name>_depth_mask.npy): found by scanning the data root, or given by a list file; 768x1024.",
+            1e-3, 10.0, "eigen_nyu", depth_scale=1.0, depth_decoding="npy", default_focal=DIODE_FOCAL,
+        ),
+        DatasetSpec(
+            "diode_outdoor",
+            "DIODE val/outdoor in its original release layout (as diode_indoor); 768x1024.",
+            1e-3, 80.0, "garg", depth_scale=1.0, depth_decoding="npy", default_focal=DIODE_FOCAL,
+        ),
+        DatasetSpec(
+            "hypersim",
+            f"HyperSim test images in the {_LIST}, depth as .npy float metres converted beforehand from the release's "
+            "HDF5 'depth_meters' files (HDF5 is not read here); those hold the distance to the camera centre, turned "
+            "into planar depth with f = 886.81 px (768x1024; the list's focal when given).",
+            1e-3, 80.0, "eigen_nyu", depth_scale=1.0, depth_decoding="hypersim_distance", default_focal=HYPERSIM_FOCAL,
+        ),
+        DatasetSpec(
+            "vkitti2",
+            f"Virtual KITTI 2 (original release rgb_*.jpg and depth_*.png, 375x1242) in the {_LIST}; depth PNGs are "
+            "uint16 centimetres (/100).",
+            1e-3, 80.0, "garg", kb_crop=True, depth_scale=100.0, depth_decoding="png", default_focal=VKITTI2_FOCAL,
+        ),
+        DatasetSpec(
+            "ddad",
+            f"DDAD in the common preprocessed {_LIST} (not the original release, which stores LiDAR in its own "
+            "format): depth projected to uint16 PNG / 256.",
+            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png",
+        ),
+        DatasetSpec(
+            "argoverse",
+            f"Argoverse in the common preprocessed {_LIST} (not the original release): projected LiDAR depth as "
+            "uint16 PNG / 256.",
+            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png",
+        ),
+        DatasetSpec(
+            "diml_outdoor",
+            f"DIML outdoor test images in the {_LIST}; depth PNGs read as uint16 millimetres (/1000).",
+            2.0, 80.0, "garg", depth_scale=1000.0, depth_decoding="png",
+        ),
+        DatasetSpec(
+            "folder",
+            f"Any directory in the {_LIST}; give depth_scale, min/max depth and crop.",
+            1e-3, 10.0, None, depth_scale=None, depth_decoding="auto",
+        ),
+        DatasetSpec(
+            "hf",
+            "A Hugging Face `datasets` dataset (Hub id, save_to_disk folder or load_dataset folder) with an image "
+            "and a depth column (float metres, or integers with depth_scale).",
+            1e-3, 10.0, None, depth_scale=None,
+        ),
+    )
+}
+
+
+def resolve_spec(name: str, **overrides: Any) -> DatasetSpec:
+    """The registry's spec for `name` with the non-None `overrides` (min_depth, max_depth, crop, ...) applied."""
+    if name not in EVALUATION_DATASETS:
+        raise ValueError(f"Unknown evaluation dataset {name!r}; choose one of {', '.join(EVALUATION_DATASETS)}.")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(EVALUATION_DATASETS[name], **given)
+
+
+def diode_entries(root: str | Path, focal: float = DIODE_FOCAL) -> list[tuple[str, str, float]]:
+    """(rgb, depth, focal) entries of a DIODE release tree: every "<name>_depth.npy" with its "<name>.png"."""
+    root = Path(root)
+    entries = []
+    for depth_path in sorted(root.rglob("*_depth.npy")):
+        rgb_path = depth_path.with_name(depth_path.name[: -len("_depth.npy")] + ".png")
+        if not rgb_path.is_file():
+            raise FileNotFoundError(f"DIODE depth file {depth_path} has no image {rgb_path.name} beside it.")
+        entries.append((str(rgb_path.relative_to(root)), str(depth_path.relative_to(root)), focal))
+    if not entries:
+        raise FileNotFoundError(
+            f"No DIODE samples under {root}: expected <scene>/<scan>/<name>.png with <name>_depth.npy and "
+            f"<name>_depth_mask.npy beside it, or pass a list file."
+        )
+    return entries
+
+
+def build_evaluation_dataset(
+    spec: DatasetSpec,
+    data_root: str | Path,
+    split_file: str | Path | None = None,
+    *,
+    image_root: str | Path | None = None,
+    depth_root: str | Path | None = None,
+    split: str = "validation",
+    image_column: str = "image",
+    depth_column: str = "depth_map",
+) -> Dataset:
+    """A full-size evaluation dataset for `spec` (KB crop is left to the evaluator).
+
+    For "hf", `data_root` is the Hub id or folder and `split`/`image_column`/`depth_column` apply. For list-layout
+    sets, `split_file` defaults to the spec's default list file inside `data_root`; DIODE without a list file is
+    scanned in its release layout.
+    """
+    if spec.name == "hf":
+        return HFDepthDataset(
+            str(data_root), split, image_column=image_column, depth_column=depth_column, depth_scale=spec.depth_scale,
+            default_focal=spec.default_focal,
+        )
+    if spec.depth_scale is None:
+        raise ValueError(
+            f"Dataset {spec.name!r} needs a depth_scale (raw depth units per metre, e.g. 1000 for millimetre PNGs)."
+        )
+    if split_file is None:
+        if spec.name.startswith("diode"):
+            split_file = diode_entries(data_root, spec.default_focal or DIODE_FOCAL)
+        elif spec.default_split_file is not None:
+            split_file = spec.default_split_file
+        else:
+            raise ValueError(f"Dataset {spec.name!r} needs a split file ({spec.layout}).")
+    return DepthListDataset(
+        data_root,
+        split_file,
+        depth_scale=spec.depth_scale,
+        image_root=image_root,
+        depth_root=depth_root,
+        default_focal=spec.default_focal,
+        depth_decoding=spec.depth_decoding,
+    )
+
+
+@dataclass
+class EvaluationResult:
+    """Mean metrics over the images with a valid pixel, how many were used and skipped, and the settings used."""
+
+    metrics: dict[str, float]
+    num_images: int
+    num_skipped: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+
+def _predict(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) float32 depth from `model(pixel_values=...)`'s `predicted_depth`, resized to the input if needed."""
+    outputs = model(pixel_values=pixel_values)
+    depth = outputs["predicted_depth"] if isinstance(outputs, Mapping) else getattr(outputs, "predicted_depth", None)
+    if depth is None:
+        raise TypeError(f"The model returned {type(outputs).__name__} without `predicted_depth`.")
+    if depth.ndim == 4 and depth.shape[1] == 1:
+        depth = depth[:, 0]
+    if depth.ndim != 3 or depth.shape[0] != pixel_values.shape[0]:
+        raise ValueError(f"`predicted_depth` must have shape (B, H, W); got {tuple(depth.shape)}.")
+    depth = depth.float()
+    if depth.shape[-2:] != pixel_values.shape[-2:]:
+        depth = F.interpolate(depth[:, None], size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return depth
+
+
+def predict_depth(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    flip_tta: bool = False,
+    kb_crop: bool = False,
+    kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
+) -> torch.Tensor:
+    """(B, H, W) float32 depth for uint8 images (B, 3, H, W) of one size, the way the evaluator predicts.
+
+    With `flip_tta`, the mean of the prediction and the un-flipped prediction of the horizontally flipped image.
+    With `kb_crop`, the model sees the KB crop and its prediction is pasted into a full-size zero map.
+    """
+    height, width = images.shape[-2:]
+    top = left = 0
+    if kb_crop:
+        top, left = kb_crop_box(height, width, kb_crop_size)
+        images = images[..., top : top + kb_crop_size[0], left : left + kb_crop_size[1]]
+    pixel_values = normalize_images(images)
+    depth = _predict(model, pixel_values)
+    if flip_tta:
+        depth = 0.5 * (depth + _predict(model, pixel_values.flip(-1)).flip(-1))
+    if not kb_crop:
+        return depth
+    full = depth.new_zeros((depth.shape[0], height, width))
+    full[:, top : top + depth.shape[1], left : left + depth.shape[2]] = depth
+    return full
+
+
+def evaluate_depth_model(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 1,
+    min_depth: float,
+    max_depth: float,
+    crop: str | None = None,
+    kb_crop: bool = False,
+    kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
+    flip_tta: bool = False,
+    alignment: str = "none",
+    accelerator: Any = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate a depth model on a dataset of full-size SAMPLEs; correct on one or many processes.
+
+    The model (a `WEDepthForDepthEstimation`, or any module returning `predicted_depth` (B, H, W)) runs in eval mode
+    under `torch.inference_mode` on the device of its parameters; its training mode is restored afterwards. The
+    dataloader is prepared with `accelerator` (a new `Accelerator()` if None), so each process scores its shard;
+    per-image metrics are collected with `accelerator.gather_for_metrics`, which drops the samples duplicated to
+    even out the last batch, so every process returns the same result over each image exactly once.
+
+    Batches may mix image sizes: the images of a batch are grouped by size and each group is one forward pass.
+    Per image: the prediction is resized to the ground truth's size (NaN -> min_depth, +-inf -> max/min_depth),
+    aligned with `alignment` on the valid pixels (inside the KB crop when `kb_crop`) before clipping, then scored by
+    `compute_depth_metrics`. Images without a valid pixel are counted in `num_skipped`.
+    """
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"Unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+    crop_mask(1, 1, crop)
+    if accelerator is None:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    loader = accelerator.prepare(
+        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    )
+    network = accelerator.unwrap_model(model)
+    parameter = next(network.parameters(), None)
+    device = parameter.device if parameter is not None else accelerator.device
+    was_training = network.training
+    network.eval()
+    accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
+    settings = {
+        "min_depth": min_depth,
+        "max_depth": max_depth,
+        "crop": crop,
+        "kb_crop": kb_crop,
+        "flip_tta": flip_tta,
+        "alignment": alignment,
+        "batch_size": batch_size,
+        "num_processes": accelerator.num_processes,
+    }
+    if kb_crop:
+        settings["kb_crop_size"] = list(kb_crop_size)
+    try:
+        with torch.inference_mode():
+            bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
+            for samples in bar:
+                rows = _score_batch(network, samples, device, settings, kb_crop_size)
+                for row in accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu():
+                    accumulator.add(dict(zip(METRIC_NAMES, row[:-1].tolist())) if row[-1] > 0 else None)
+    finally:
+        network.train(was_training)
+        # `prepare` registered the loader for `save_state`/`load_state`; an evaluation loader must not end up in the
+        # training checkpoints (nor pile up when the training loop evaluates every epoch).
+        registered = getattr(accelerator, "_dataloaders", None)
+        if isinstance(registered, list) and loader in registered:
+            registered.remove(loader)
+    if accumulator.num_skipped:
+        logger.warning("%d images had no valid ground-truth pixel and were skipped.", accumulator.num_skipped)
+    return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
+
+
+def _score_batch(
+    model: torch.nn.Module,
+    samples: list[dict[str, Any]],
+    device: torch.device,
+    settings: dict[str, Any],
+    kb_crop_size: tuple[int, int],
+) -> torch.Tensor:
+    """(len(samples), 10) float64: each image's metrics and a last column 1 (scored) or 0 (no valid pixel)."""
+    min_depth, max_depth, crop = settings["min_depth"], settings["max_depth"], settings["crop"]
+    rows = torch.zeros((len(samples), len(METRIC_NAMES) + 1), dtype=torch.float64)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, sample in enumerate(samples):
+        groups.setdefault(tuple(sample["image"].shape[-2:]), []).append(index)
+    for (height, width), indices in groups.items():
+        images = torch.stack([samples[index]["image"] for index in indices]).to(device)
+        depth = predict_depth(
+            model, images, flip_tta=settings["flip_tta"], kb_crop=settings["kb_crop"], kb_crop_size=kb_crop_size
+        )
+        for index, prediction in zip(indices, depth):
+            target = samples[index]["depth"].to(device=prediction.device, dtype=torch.float64)
+            prediction = _aligned_prediction(prediction, target, settings, kb_crop_size, (height, width))
+            metrics = compute_depth_metrics(prediction, target, min_depth=min_depth, max_depth=max_depth, crop=crop)
+            if metrics is not None:
+                rows[index, :-1] = torch.tensor([metrics[name] for name in METRIC_NAMES], dtype=torch.float64)
+                rows[index, -1] = 1.0
+    return rows
+
+
+def _aligned_prediction(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    settings: dict[str, Any],
+    kb_crop_size: tuple[int, int],
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """The prediction at the target's size, non-finite values replaced, aligned per `settings["alignment"]`."""
+    min_depth, max_depth = settings["min_depth"], settings["max_depth"]
+    prediction = torch.nan_to_num(prediction.double(), nan=min_depth, posinf=max_depth, neginf=min_depth)
+    if settings["alignment"] == "none":
+        return prediction
+    if prediction.shape != target.shape:
+        prediction = F.interpolate(
+            prediction[None, None], size=target.shape, mode="bilinear", align_corners=False
+        )[0, 0]
+    mask = valid_depth_mask(target, min_depth=min_depth, max_depth=max_depth, crop=settings["crop"])
+    if settings["kb_crop"]:
+        # Only the pasted-back region holds predictions; the zero border must not enter the fit.
+        top, left = kb_crop_box(*image_size, kb_crop_size)
+        region = torch.zeros_like(mask)
+        scale_y, scale_x = target.shape[0] / image_size[0], target.shape[1] / image_size[1]
+        region[
+            int(top * scale_y) : int((top + kb_crop_size[0]) * scale_y),
+            int(left * scale_x) : int((left + kb_crop_size[1]) * scale_x),
+        ] = True
+        mask &= region
+    return align_depth(prediction, target, mask, settings["alignment"])
+
+
+__all__ = [
+    "EVALUATION_DATASETS",
+    "DatasetSpec",
+    "EvaluationResult",
+    "build_evaluation_dataset",
+    "diode_entries",
+    "evaluate_depth_model",
+    "predict_depth",
+    "resolve_spec",
+]
