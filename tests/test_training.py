@@ -1,0 +1,354 @@
+"""Training: config parsing, optimiser and schedule, checkpoints and exact resume, export, Hub push, the CLI."""
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi
+from safetensors.torch import load_file
+
+from conftest import make_tiny_config
+from wedepth_hf import WEDepthForDepthEstimation
+from wedepth_hf.training import (
+    STATE_FILE,
+    TrainingConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    find_latest_checkpoint,
+    load_training_config,
+    lr_factor,
+    main,
+    parse_training_args,
+    redact_command,
+    resolve_checkpoint,
+    train,
+)
+
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "examples" / "configs"
+METRIC_KEYS = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"}
+
+
+def tiny_model_config() -> dict:
+    """The conftest tiny WEDepth config as a `model_config` dict."""
+    values = make_tiny_config().to_dict()
+    for key in ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path"):
+        values.pop(key, None)
+    return values
+
+
+def tiny_training(output_dir: Path, **overrides: object) -> TrainingConfig:
+    """A few CPU steps of a tiny random model on 32x48 synthetic NYU-layout data."""
+    values = {
+        "output_dir": str(output_dir),
+        "preset": None,
+        "pretrained_backbones": False,
+        "model_config": tiny_model_config(),
+        "dataset": "synthetic",
+        "synthetic_num_train": 4,
+        "synthetic_num_val": 2,
+        "synthetic_height": 32,
+        "synthetic_width": 48,
+        "per_device_train_batch_size": 2,
+        "max_train_steps": 4,
+        "warmup_steps": 1,
+        "learning_rate": 1e-3,
+        "eval_steps": 2,
+        "checkpointing_steps": 2,
+        "checkpoints_total_limit": None,
+        "logging_steps": 1,
+        "log_with": "none",
+        "seed": 0,
+    }
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+# ---- configuration -----------------------------------------------------------------------------------------------
+
+
+def test_yaml_and_typed_command_line_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: synthetic\npreset: small\npretrained_backbones: false\nlearning_rate: 1.0e-4\n")
+    config = parse_training_args([
+        "--config", str(path), "--output_dir", "out", "--max_train_steps", "7", "--learning_rate", "3e-4",
+        "--push_to_hub", "--hub_model_id", "org/name", "--model_config", "{max_depth: 80, vfm_stage_layers: [2, 5, 8, 11]}",
+        "--eval_steps", "null", "--augment", "false",
+    ])
+    assert config.output_dir == "out" and config.max_train_steps == 7 and config.learning_rate == 3e-4
+    assert config.push_to_hub is True and config.augment is False and config.eval_steps is None
+    assert config.model_config == {"max_depth": 80, "vfm_stage_layers": [2, 5, 8, 11]}
+    assert config.preset == "small"  # from the YAML file
+    for bad in (["--max_train_steps", "seven"], ["--no_such_key", "1"], ["--dataset", "imagenet"],
+                ["--push_to_hub"]):
+        with pytest.raises(SystemExit):
+            parse_training_args(["--config", str(path), *bad])
+    path.write_text("learning_rat: 1.0\n")
+    with pytest.raises(ValueError, match="Did you mean `learning_rate`"):
+        load_training_config(path)
+
+
+def test_the_recorded_command_never_holds_the_hub_token() -> None:
+    command = ["python", "train.py", "--hub_token", "hf_secret", "--hub_token=hf_other", "--output_dir", "x"]
+    assert redact_command(command) == ["python", "train.py", "--hub_token", "<redacted>", "--hub_token=<redacted>",
+                                       "--output_dir", "x"]
+    assert TrainingConfig(hub_token="hf_secret").to_public_dict()["hub_token"] == "<redacted>"
+
+
+def test_shipped_configs_hold_the_papers_recipe() -> None:
+    for name in ("nyu", "kitti"):
+        config = load_training_config(CONFIGS / f"{name}.yaml")
+        assert (config.preset, config.pretrained_backbones, config.dataset) == ("large", True, name)
+        assert (config.learning_rate, config.weight_decay, config.warmup_epochs, config.min_lr_ratio) == (2e-4, 0.01, 3, 0.1)
+        assert (config.num_train_epochs, config.per_device_train_batch_size, config.mixed_precision) == (20, 8, "fp16")
+        assert (config.max_grad_norm, config.seed, config.metric_for_best_model) == (1.0, 42, "abs_rel")
+        assert (config.flip, config.rotation, config.scale, config.translation) == (0.5, 5.0, 0.1, 0.1)
+        assert config.brightness == config.contrast == config.saturation == config.gamma == config.hue == 0.1
+        assert config.val_fraction > 0 or config.val_split_file is not None
+    kitti = load_training_config(CONFIGS / "kitti.yaml")
+    assert kitti.model_config["max_depth"] == 80 and kitti.model_config["vfm_stage_layers"] == [5, 11, 17, 23]
+    assert kitti.kb_crop is True
+    assert load_training_config(CONFIGS / "nyu.yaml").model_config.get("max_depth", 10.0) == 10.0
+    synthetic = load_training_config(CONFIGS / "synthetic.yaml")
+    assert synthetic.dataset == "synthetic" and not synthetic.pretrained_backbones
+    model = build_model(synthetic)
+    assert model.config.vfm_config.num_hidden_layers <= 6 and model.config.vfm_config.hidden_size <= 192
+
+
+def test_validation_on_a_test_list_or_the_train_list_is_refused() -> None:
+    with pytest.raises(ValueError, match="looks like a test list"):
+        TrainingConfig(dataset="nyu", data_root="d", train_split_file="train.txt", val_split_file="nyu_test_files.txt")
+    with pytest.raises(ValueError, match="is the training list"):
+        TrainingConfig(dataset="nyu", data_root="d", train_split_file="train.txt", val_split_file="train.txt")
+
+
+# ---- optimiser and schedule ----------------------------------------------------------------------------------------
+
+
+def test_optimizer_covers_trainable_parameters_with_the_documented_decay_groups() -> None:
+    model = WEDepthForDepthEstimation(make_tiny_config())
+    optimizer = build_optimizer(model, TrainingConfig(weight_decay=0.05))
+    decay, exempt = ({id(p) for p in group["params"]} for group in optimizer.param_groups)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.05 and optimizer.param_groups[1]["weight_decay"] == 0.0
+    names = {id(p): name for name, p in model.named_parameters()}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert decay | exempt == trainable and not decay & exempt
+    assert not any(id(p) in trainable for p in model.vfm.parameters())
+    for key in exempt:
+        assert names[key].endswith("bias") or "norm" in names[key] or "embeddings" in names[key] or \
+            "gamma" in names[key] or "relative_position_bias_table" in names[key] or model.get_parameter(names[key]).ndim == 1
+    assert id(model.prompted_vfm.prompt_embeddings) in exempt
+    assert any(names[key].endswith("gamma") for key in exempt)
+    assert all(model.get_parameter(names[key]).ndim >= 2 for key in decay)
+
+
+def test_warmup_then_cosine_to_min_ratio_in_optimizer_steps() -> None:
+    assert lr_factor(0, 4, 20, 0.1) == pytest.approx(0.25)
+    assert lr_factor(3, 4, 20, 0.1) == pytest.approx(1.0)
+    assert lr_factor(4, 4, 20, 0.1) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(20, 4, 20, 0.1) == pytest.approx(0.1)
+    assert lr_factor(25, 4, 20, 0.1) == pytest.approx(0.1)
+    # accelerate steps a prepared scheduler once per process: the schedule stays the same in optimizer steps.
+    lrs = {}
+    for processes in (1, 3):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+        scheduler = build_scheduler(optimizer, 2, 6, 0.1, processes)
+        lrs[processes] = []
+        for _ in range(6):
+            optimizer.step()
+            for _ in range(processes):
+                scheduler.step()
+            lrs[processes].append(scheduler.get_last_lr()[0])
+    assert lrs[1] == pytest.approx(lrs[3])
+    assert lrs[1][0] == pytest.approx(2.0) and lrs[1][-1] == pytest.approx(0.2)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------------------
+
+
+def test_latest_ignores_incomplete_checkpoints(tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    for name, complete in (("step_2", True), ("step_10", True), ("step_12", False), (".tmp-step_14", True)):
+        (checkpoints / name).mkdir(parents=True)
+        if complete:
+            (checkpoints / name / STATE_FILE).write_text("{}")
+    assert find_latest_checkpoint(checkpoints) == checkpoints / "step_10"  # numeric order, not text order
+    assert resolve_checkpoint("latest", tmp_path) == checkpoints / "step_10"
+    assert resolve_checkpoint("latest", tmp_path / "elsewhere") is None
+    with pytest.raises(ValueError, match="not a complete WEDepth training checkpoint"):
+        resolve_checkpoint(str(checkpoints / "step_12"), tmp_path)
+
+
+# ---- training runs -------------------------------------------------------------------------------------------------
+
+
+def _steps(history: list[dict]) -> dict[int, dict]:
+    return {entry["step"]: entry for entry in history}
+
+
+def test_resume_continues_at_the_same_step_lr_data_and_weights(tmp_path: Path) -> None:
+    full = train(tiny_training(tmp_path / "full"))
+    assert [entry["step"] for entry in full.history] == [1, 2, 3, 4]
+    assert [entry["step"] for entry in full.eval_history] == [2, 4]
+    state = json.loads((tmp_path / "full" / "checkpoints" / "step_2" / STATE_FILE).read_text())
+    assert state["global_step"] == 2 and state["best_step"] == 2
+
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step_2", resumed_dir / "checkpoints" / "step_2")
+    resumed = train(tiny_training(resumed_dir, resume_from_checkpoint="latest"))
+    assert [entry["step"] for entry in resumed.history] == [3, 4]
+    for step in (3, 4):
+        assert resumed.history[step - 3]["lr"] == _steps(full.history)[step]["lr"]
+        assert resumed.history[step - 3]["loss"] == pytest.approx(_steps(full.history)[step]["loss"], rel=1e-6, abs=1e-7)
+    weights_full = load_file(tmp_path / "full" / "checkpoints" / "step_4" / "model.safetensors")
+    weights_resumed = load_file(resumed_dir / "checkpoints" / "step_4" / "model.safetensors")
+    for name, tensor in weights_full.items():
+        torch.testing.assert_close(weights_resumed[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+    # The lr decays on the cosine after the one warm-up step.
+    assert full.history[0]["lr"] == pytest.approx(1e-3)
+    assert full.history[-1]["lr"] == pytest.approx(1e-4)
+
+
+def test_training_learns_keeps_the_vfm_and_exports_a_pipeline_ready_folder(tmp_path: Path) -> None:
+    from transformers import pipeline
+    from PIL import Image
+
+    config = tiny_training(tmp_path / "run", max_train_steps=24, eval_steps=12, checkpointing_steps=None,
+                           augment=False, synthetic_num_train=2, synthetic_num_val=2, learning_rate=3e-3)
+    torch.manual_seed(config.seed)
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    initial_vfm = {name: tensor.clone() for name, tensor in build_model(config).vfm.state_dict().items()}
+    result = train(config)
+    losses = [entry["loss"] for entry in result.history]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+    assert set(result.eval_history[0]) == METRIC_KEYS | {"step"}
+    assert result.best_step in (12, 24)
+
+    model_dir = tmp_path / "run" / "model"
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_wedepth.py",
+            "modeling_wedepth.py", "image_processing_wedepth.py"} <= set(os.listdir(model_dir))
+    trained = WEDepthForDepthEstimation.from_pretrained(model_dir)
+    for name, tensor in trained.vfm.state_dict().items():
+        assert torch.equal(tensor, initial_vfm[name]), name
+    card = (model_dir / "README.md").read_text()
+    assert "model-index" in card and "abs_rel" in card and "pipeline_tag: depth-estimation" in card
+    assert f"step {result.best_step} of 24" in card
+
+    image = Image.new("RGB", (48, 32), (120, 80, 40))
+    output = pipeline("depth-estimation", model=str(model_dir), device="cpu")(image)
+    assert output["predicted_depth"].shape == (32, 48)
+    assert torch.isfinite(output["predicted_depth"]).all()
+
+
+def test_rerun_into_a_used_output_dir_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    train(tiny_training(tmp_path / "run", max_train_steps=2, eval_steps=None))
+    with pytest.raises(ValueError, match="resume_from_checkpoint latest"):
+        train(tiny_training(tmp_path / "run", max_train_steps=2))
+    # Resuming a finished run trains nothing more and keeps the step.
+    assert train(tiny_training(tmp_path / "run", max_train_steps=2, resume_from_checkpoint="latest")).history == []
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _push_args(output_dir: Path) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "synthetic.yaml"), "--output_dir", str(output_dir),
+        "--model_config", json.dumps(tiny_model_config()), "--max_train_steps", "2", "--eval_steps", "2",
+        "--checkpointing_steps", "1", "--synthetic_num_train", "2", "--synthetic_num_val", "1",
+        "--synthetic_height", "32", "--synthetic_width", "48", "--per_device_train_batch_size", "2",
+        "--log_with", "none", "--push_to_hub", "--hub_model_id", "org/wedepth-test",
+    ]
+
+
+def test_push_to_hub_sends_the_model_folder_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured: dict = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: captured.setdefault("repo", repo_id))
+
+    def create_commit(self: HfApi, repo_id: str, operations: list, **kwargs: object) -> str:
+        sent = tmp_path / "sent"
+        for operation in operations:
+            target = sent / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, target)
+        captured["files"] = sorted(operation.path_in_repo for operation in operations)
+        return "https://huggingface.co/org/wedepth-test/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    assert main(_push_args(tmp_path / "run")) == 0
+    assert captured["repo"] == "org/wedepth-test"
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_wedepth.py",
+            "modeling_wedepth.py", "image_processing_wedepth.py"} <= set(captured["files"])
+    assert not any("checkpoint" in name or name.startswith("data/") for name in captured["files"])
+    assert (tmp_path / "run" / "checkpoints" / "step_2").is_dir()  # checkpoints exist locally, were not sent
+    assert "model-index" in (tmp_path / "sent" / "README.md").read_text()
+
+    # What was sent loads with trust_remote_code in a process where wedepth_hf cannot be imported.
+    result = _run_python(f"""
+        import sys
+        sys.modules["wedepth_hf"] = None
+        from PIL import Image
+        from transformers import pipeline
+        estimator = pipeline("depth-estimation", model={str(tmp_path / 'sent')!r}, trust_remote_code=True, device="cpu")
+        assert type(estimator.model).__module__.startswith("transformers_modules")
+        out = estimator(Image.new("RGB", (48, 32), (10, 200, 30)))
+        print("REMOTE OK", tuple(out["predicted_depth"].shape))
+    """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "REMOTE OK (32, 48)" in result.stdout
+
+
+def test_failed_push_keeps_the_folder_and_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(self: HfApi, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("Hub unreachable")
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(HfApi, "create_commit", refuse)
+    with caplog.at_level(logging.ERROR):
+        assert main(_push_args(tmp_path / "run")) == 1
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert f"hf upload org/wedepth-test {tmp_path / 'run' / 'model'} ." in caplog.text
+    assert "Hub unreachable" in caplog.text
+
+
+def test_train_script_end_to_end(tmp_path: Path) -> None:
+    """`python examples/train.py --config ... --key value` as a user runs it; the folder loads in a pipeline."""
+    output_dir = tmp_path / "cli-run"
+    arguments = [arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id",
+                                                                     "org/wedepth-test")]
+    completed = subprocess.run([sys.executable, str(REPO / "examples" / "train.py"), *arguments], cwd=tmp_path,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Training 2 samples, 2 steps" in completed.stderr and "step 1/2" in completed.stderr
+    card = (output_dir / "model" / "README.md").read_text()
+    assert "examples/train.py --config" in card and "--max_train_steps 2" in card
+    assert (output_dir / "data" / "train.txt").is_file()  # synthetic data went through the NYU list layout
+    result = _run_python(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import wedepth_hf
+        from PIL import Image
+        from transformers import pipeline
+        out = pipeline("depth-estimation", model={str(output_dir / 'model')!r}, device="cpu")(Image.new("RGB", (50, 30)))
+        print("SHAPE", tuple(out["predicted_depth"].shape))
+    """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SHAPE (30, 50)" in result.stdout
+    assert math.isfinite(json.loads((output_dir / "checkpoints" / "step_2" / STATE_FILE).read_text())["best_metric"])

@@ -1,0 +1,1040 @@
+"""Training WEDepth with accelerate: configuration, data, optimiser, schedule, loop, checkpoints, export, Hub push.
+
+`examples/train.py` is a thin wrapper around `main`. The pieces are reusable on their own:
+
+- `TrainingConfig` (a dataclass): every key of the YAML configs; `load_training_config` reads a YAML file and applies
+  overrides; `parse_training_args` adds a typed `--key value` command-line override for every field.
+- `build_model`, `build_datasets`, `build_optimizer`, `build_scheduler`: the model (pretrained backbones, random init
+  from a config dict, or a WEDepth checkpoint), the train/validation datasets, AdamW over trainable parameters with
+  no weight decay on norms, biases, embeddings and gates, and linear warm-up then cosine to `min_lr_ratio`.
+- `train`: the accelerate loop (mixed precision, gradient accumulation, clipping, multi-GPU), validation with
+  `wedepth_hf.evaluation.evaluate_depth_model`, atomic checkpoints with exact resume, the export of the best model
+  (by validation) with its image processor, remote code and model card, and the optional Hub upload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from .configuration_wedepth import WEDepthConfig
+from .image_processing_wedepth import WEDepthImageProcessor
+from .modeling_wedepth import WEDepthForDepthEstimation
+
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("synthetic", "nyu", "kitti", "hf")
+LOWER_IS_BETTER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
+HIGHER_IS_BETTER = ("delta1", "delta2", "delta3")
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "step_"
+TEMPORARY_PREFIX = ".tmp-"
+STATE_FILE = "training_state.json"
+MODEL_DIR = "model"
+NO_DECAY_NAME_PATTERNS = (
+    "prompt_embeddings",
+    "level_embeddings",
+    "position_embeddings",
+    "relative_position_bias_table",
+    "gamma",
+)
+
+
+@dataclass
+class TrainingConfig:
+    """Every setting of a WEDepth training run (the keys of `examples/configs/*.yaml`).
+
+    Model: `init_from` (a WEDepth checkpoint to fine-tune) wins; else `pretrained_backbones: true` builds
+    `from_pretrained_backbones(preset + model_config)`; else a random model from `preset` (optional) + `model_config`.
+    Validation: a separate `val_split_file` / `hf_val_split`, or `val_fraction` of the training list held out (seeded).
+    A test split is never used here: evaluate on it with `examples/evaluate.py`.
+    """
+
+    # output and run
+    output_dir: str = "wedepth-output"
+    overwrite_output_dir: bool = False
+    seed: int = 42
+    # model
+    preset: str | None = "large"
+    model_config: dict = field(default_factory=dict)
+    pretrained_backbones: bool = True
+    vfm_name_or_path: str | None = None
+    encoder_name_or_path: str | None = None
+    init_from: str | None = None
+    # data
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    image_root: str | None = None
+    depth_root: str | None = None
+    train_split_file: str | None = None
+    val_split_file: str | None = None
+    val_fraction: float = 0.0
+    on_bad_sample: str = "raise"
+    hf_dataset_name: str | None = None
+    hf_train_split: str = "train"
+    hf_val_split: str | None = "validation"
+    hf_image_column: str = "image"
+    hf_depth_column: str = "depth_map"
+    hf_depth_scale: float | None = None
+    synthetic_source: str = "files"
+    synthetic_data_dir: str | None = None
+    synthetic_num_train: int = 64
+    synthetic_num_val: int = 16
+    synthetic_height: int = 240
+    synthetic_width: int = 320
+    kb_crop: bool = False
+    # augmentation (the paper's values)
+    augment: bool = True
+    flip: float = 0.5
+    rotation: float = 5.0
+    scale: float = 0.1
+    translation: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    gamma: float = 0.1
+    hue: float = 0.1
+    # optimisation
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    num_train_epochs: int = 20
+    max_train_steps: int | None = None
+    warmup_epochs: float = 3.0
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.1
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0
+    dataloader_drop_last: bool = False
+    # evaluation
+    eval_steps: int | None = None
+    metric_for_best_model: str = "abs_rel"
+    eval_min_depth: float | None = None
+    eval_max_depth: float | None = None
+    eval_crop: str | None = None
+    eval_flip_tta: bool = False
+    # checkpoints and logging
+    checkpointing_steps: int | None = 500
+    checkpoints_total_limit: int | None = 2
+    resume_from_checkpoint: str | None = None
+    logging_steps: int = 10
+    log_with: str = "auto"
+    # model card and Hub
+    license: str = "apache-2.0"
+    model_name: str | None = None
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
+    hub_token: str | None = None
+    hub_revision: str | None = None
+
+    def __post_init__(self) -> None:
+        """Check the values a user can get wrong, before any expensive work starts."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"`dataset` must be one of {DATASETS}, got {self.dataset!r}.")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
+        if self.metric_for_best_model not in LOWER_IS_BETTER + HIGHER_IS_BETTER:
+            raise ValueError(
+                f"`metric_for_best_model` must be one of {LOWER_IS_BETTER + HIGHER_IS_BETTER}, got "
+                f"{self.metric_for_best_model!r}."
+            )
+        if self.synthetic_source not in ("files", "on_the_fly"):
+            raise ValueError(f"`synthetic_source` must be 'files' or 'on_the_fly', got {self.synthetic_source!r}.")
+        if self.on_bad_sample not in ("raise", "skip"):
+            raise ValueError(f"`on_bad_sample` must be 'raise' or 'skip', got {self.on_bad_sample!r}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"`val_fraction` must lie in [0, 1), got {self.val_fraction}.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"`min_lr_ratio` must lie in [0, 1], got {self.min_lr_ratio}.")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "num_train_epochs", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        for name in ("max_train_steps", "eval_steps", "checkpointing_steps", "checkpoints_total_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be at least 1 or null, got {value}.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("`push_to_hub` needs `hub_model_id` (e.g. --hub_model_id your-org/wedepth-nyu).")
+        if self.init_from is None and not self.pretrained_backbones and self.preset is None and not self.model_config:
+            raise ValueError(
+                "No model to build: set `init_from` (a WEDepth checkpoint), `pretrained_backbones: true` with a "
+                "`preset`, or a `model_config` (and/or `preset`) for a randomly initialised model."
+            )
+        if self.dataset in ("nyu", "kitti") and (self.data_root is None or self.train_split_file is None):
+            raise ValueError(f"`dataset: {self.dataset}` needs `data_root` and `train_split_file`.")
+        if self.dataset == "hf" and not self.hf_dataset_name:
+            raise ValueError("`dataset: hf` needs `hf_dataset_name` (a Hub dataset id or a local dataset folder).")
+        self._check_validation_split()
+
+    def _check_validation_split(self) -> None:
+        """Refuse a validation list that is the training list or a test list: the best model is chosen on it."""
+        if self.val_split_file is None:
+            return
+        if self.train_split_file is not None and Path(self.val_split_file).name == Path(self.train_split_file).name \
+                and Path(self.val_split_file).parent == Path(self.train_split_file).parent:
+            raise ValueError(
+                f"`val_split_file` is the training list ({self.val_split_file}); hold out part of it with "
+                f"`val_fraction` instead."
+            )
+        if "test" in Path(self.val_split_file).name.lower():
+            raise ValueError(
+                f"`val_split_file` {self.val_split_file} looks like a test list: the best checkpoint is chosen on the "
+                f"validation split, so a test list there reports tuned-on-test numbers. Hold out part of the training "
+                f"list with `val_fraction` (and evaluate the test list with examples/evaluate.py), or give a "
+                f"validation list whose name does not contain 'test'."
+            )
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict, without the Hub token (for logs, trackers and model cards)."""
+        values = dataclasses.asdict(self)
+        values["hub_token"] = None if self.hub_token is None else "<redacted>"
+        return values
+
+
+# ---- configuration parsing ------------------------------------------------------------------------------------------
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML loader that also reads exponent floats without a dot (`2e-4`, `1e-06`) as floats, as YAML 1.2 does."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    """Parse YAML text with `_ConfigLoader` (safe: plain data only)."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
+def _field_types() -> dict[str, Any]:
+    """The resolved type annotation of every `TrainingConfig` field."""
+    return get_type_hints(TrainingConfig)
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(the non-None type of an annotation, whether None is allowed)."""
+    origin = get_origin(annotation)
+    if origin is Union or (origin is not None and type(None) in get_args(annotation)) or \
+            type(annotation).__name__ == "UnionType":
+        arguments = [argument for argument in get_args(annotation) if argument is not type(None)]
+        return arguments[0], True
+    return annotation, False
+
+
+def _parse_bool(text: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case) as a bool, or a ValueError."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _convert(name: str, value: Any) -> Any:
+    """Convert a YAML or command-line value to the type of the `TrainingConfig` field `name`, or raise saying why."""
+    base, optional = _base_type(_field_types()[name])
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        if optional:
+            return None
+        raise ValueError(f"`{name}` cannot be null.")
+    origin = get_origin(base) or base
+    try:
+        if origin is bool:
+            return value if isinstance(value, bool) else _parse_bool(str(value))
+        if origin in (dict, list):
+            parsed = _load_yaml(value) if isinstance(value, str) else value
+            if not isinstance(parsed, origin):
+                raise ValueError(f"expected a {origin.__name__} (YAML), got {value!r}")
+            return parsed
+        if origin is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        if origin is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError, yaml.YAMLError) as error:
+        raise ValueError(f"Invalid value for `{name}`: {error}") from error
+
+
+def _check_keys(keys: Sequence[str], source: str) -> None:
+    """Raise on a key that is not a `TrainingConfig` field, suggesting the closest one."""
+    valid = set(_field_types())
+    for key in keys:
+        if key not in valid:
+            suggestion = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f" Did you mean `{suggestion[0]}`?" if suggestion else ""
+            raise ValueError(f"Unknown training setting `{key}` in {source}.{hint} Valid keys: {sorted(valid)}.")
+
+
+def load_training_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
+    """A `TrainingConfig` from a YAML file (optional) with `overrides` applied on top; unknown keys are errors."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Training config {path} not found.")
+        loaded = _load_yaml(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of training settings, got {type(loaded).__name__}.")
+        _check_keys(list(loaded), str(path))
+        values.update({key: _convert(key, value) for key, value in loaded.items()})
+    if overrides:
+        _check_keys(list(overrides), "the overrides")
+        values.update({key: _convert(key, value) for key, value in overrides.items()})
+    return TrainingConfig(**values)
+
+
+def parse_training_args(argv: Sequence[str] | None = None) -> TrainingConfig:
+    """Parse `--config FILE.yaml [--key value ...]`: every `TrainingConfig` field can be overridden, typed.
+
+    Booleans take true/false or no value (`--push_to_hub`); lists and dicts take YAML (`--model_config '{...}'`);
+    optional fields take `null`.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Train WEDepth with accelerate. Any setting of the YAML config can be overridden as --key value.",
+    )
+    parser.add_argument("--config", type=str, default=None, help="YAML file of training settings")
+    for field_info in dataclasses.fields(TrainingConfig):
+        base, _ = _base_type(_field_types()[field_info.name])
+        options: dict[str, Any] = {"default": argparse.SUPPRESS, "type": str, "metavar": "VALUE"}
+        if (get_origin(base) or base) is bool:
+            options.update(nargs="?", const="true")
+        parser.add_argument(f"--{field_info.name}", **options)
+    arguments = vars(parser.parse_args(argv))
+    config_path = arguments.pop("config")
+    try:
+        return load_training_config(config_path, arguments)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+
+
+# ---- model, data, optimiser, schedule ---------------------------------------------------------------------------------
+
+
+def build_model(config: TrainingConfig) -> WEDepthForDepthEstimation:
+    """The model to train: a WEDepth checkpoint (`init_from`), pretrained backbones, or a random init from config."""
+    if config.init_from is not None:
+        logger.info("Fine-tuning the WEDepth checkpoint %s", config.init_from)
+        model = WEDepthForDepthEstimation.from_pretrained(config.init_from)
+    elif config.pretrained_backbones:
+        if config.preset is None:
+            raise ValueError("`pretrained_backbones: true` needs a `preset` (small, base or large).")
+        model_config = WEDepthConfig.from_preset(config.preset, **config.model_config)
+        logger.info("Building WEDepth (%s) from pretrained backbones", config.preset)
+        model = WEDepthForDepthEstimation.from_pretrained_backbones(
+            model_config, vfm_name_or_path=config.vfm_name_or_path, encoder_name_or_path=config.encoder_name_or_path
+        )
+    elif config.preset is not None:
+        model = WEDepthForDepthEstimation(WEDepthConfig.from_preset(config.preset, **config.model_config))
+    else:
+        model = WEDepthForDepthEstimation(WEDepthConfig(**config.model_config))
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def build_augmentation(config: TrainingConfig) -> Any | None:
+    """The training augmentation (`wedepth_hf.data.transforms.DepthAugmentation`), or None when `augment` is off."""
+    if not config.augment:
+        return None
+    from .data.transforms import DepthAugmentation
+
+    return DepthAugmentation(
+        flip=config.flip,
+        rotation=config.rotation,
+        scale=config.scale,
+        translation=config.translation,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        saturation=config.saturation,
+        gamma=config.gamma,
+        hue=config.hue,
+        seed=config.seed,
+    )
+
+
+def _holdout_indices(num_samples: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of range(num_samples) into (train, validation) with `fraction` of the samples in validation."""
+    num_val = round(num_samples * fraction)
+    if num_val < 1 or num_val >= num_samples:
+        raise ValueError(
+            f"`val_fraction` {fraction} of {num_samples} samples leaves {num_val} for validation and "
+            f"{num_samples - num_val} for training; both need at least one."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(num_samples, generator=generator).tolist()
+    return sorted(order[num_val:]), sorted(order[:num_val])
+
+
+def synthetic_data_root(config: TrainingConfig) -> Path:
+    """Where the synthetic NYU-layout data is written: `synthetic_data_dir`, or `<output_dir>/data`."""
+    return Path(config.synthetic_data_dir) if config.synthetic_data_dir else Path(config.output_dir) / "data"
+
+
+def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tuple[Dataset, Dataset | None]:
+    """(train dataset with augmentation, validation dataset without) for `config.dataset`.
+
+    With `dataset: synthetic` and `synthetic_source: files` the synthetic set is written in the NYU list layout (main
+    process) and read back with `NYUDepthDataset`, the loader real NYU data uses.
+    """
+    from . import data
+
+    transform = build_augmentation(config)
+    common = {"on_bad_sample": config.on_bad_sample}
+    val_from_list = config.val_split_file is not None
+    if config.dataset == "synthetic":
+        if config.synthetic_source == "on_the_fly":
+            from .data.synthetic import SyntheticDepthDataset
+
+            size = {"height": config.synthetic_height, "width": config.synthetic_width}
+            train = SyntheticDepthDataset(config.synthetic_num_train, seed=config.seed, transform=transform, **size)
+            # Dataset seeds own disjoint ranges of scenes: the validation scenes are not training scenes.
+            val = SyntheticDepthDataset(config.synthetic_num_val, seed=config.seed + 1, **size)
+            return train, val
+        from .data.synthetic import write_synthetic_nyu_layout
+
+        root = synthetic_data_root(config)
+        if accelerator is None or accelerator.is_main_process:
+            write_synthetic_nyu_layout(
+                root,
+                config.synthetic_num_train,
+                config.synthetic_num_val,
+                seed=config.seed,
+                height=config.synthetic_height,
+                width=config.synthetic_width,
+            )
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        train = data.NYUDepthDataset(root, root / "train.txt", transform=transform, **common)
+        val = data.NYUDepthDataset(root, root / "val.txt", **common)
+        return train, val
+
+    if config.dataset == "hf":
+        def make_hf(split: str, with_transform: bool) -> Dataset:
+            return data.HFDepthDataset(
+                config.hf_dataset_name,
+                split,
+                image_column=config.hf_image_column,
+                depth_column=config.hf_depth_column,
+                depth_scale=config.hf_depth_scale,
+                transform=transform if with_transform else None,
+            )
+
+        train = make_hf(config.hf_train_split, True)
+        if config.hf_val_split is not None and config.val_fraction == 0.0:
+            return train, make_hf(config.hf_val_split, False)
+        plain = make_hf(config.hf_train_split, False)
+    else:
+        dataset_class = data.NYUDepthDataset if config.dataset == "nyu" else data.KITTIDepthDataset
+        extra: dict[str, Any] = dict(common)
+        if config.dataset == "kitti":
+            extra.update(image_root=config.image_root, depth_root=config.depth_root, kb_crop=config.kb_crop)
+        else:
+            if config.image_root is not None:
+                extra["image_root"] = config.image_root
+            if config.depth_root is not None:
+                extra["depth_root"] = config.depth_root
+        train = dataset_class(config.data_root, config.train_split_file, transform=transform, **extra)
+        # KITTI validation images keep their full size: the evaluator applies the KB crop and pastes back.
+        extra.pop("kb_crop", None)
+        if val_from_list:
+            return train, dataset_class(config.data_root, config.val_split_file, **extra)
+        plain = dataset_class(config.data_root, config.train_split_file, **extra)
+
+    if config.val_fraction == 0.0:
+        logger.warning(
+            "No validation split (`val_split_file`, `hf_val_split` or `val_fraction`): no evaluation during training; "
+            "the exported model is the final one."
+        )
+        return train, None
+    train_indices, val_indices = _holdout_indices(len(train), config.val_fraction, config.seed)
+    logger.info("Held out %d of %d training samples for validation (seed %d)", len(val_indices), len(train), config.seed)
+    return Subset(train, train_indices), Subset(plain, val_indices)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of the dataset per epoch, seeded by (seed, epoch): the same data order after a resume."""
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of `epoch` (accelerate's dataloaders call this through `set_epoch`)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def no_weight_decay(name: str, parameter: torch.nn.Parameter) -> bool:
+    """Whether a parameter is exempt from weight decay: biases and norm weights (1-D), prompt, level and position
+    embeddings, Swin's relative position bias tables, and the extraction blocks' gamma gates."""
+    return parameter.ndim <= 1 or any(pattern in name for pattern in NO_DECAY_NAME_PATTERNS)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters only (the frozen VFM is left out), two groups: decayed and not."""
+    decay, exempt = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (exempt if no_weight_decay(name, parameter) else decay).append(parameter)
+    if not decay and not exempt:
+        raise ValueError("The model has no trainable parameter.")
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": exempt, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
+    )
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Learning-rate multiplier after `step` optimizer steps: linear warm-up to 1, then cosine down to
+    `min_lr_ratio` at `total_steps` (and flat after)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float, num_processes: int = 1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up + cosine as a `LambdaLR` over optimizer steps.
+
+    accelerate's prepared scheduler steps once per process at each optimizer step, so the lambda divides its counter
+    by `num_processes`: the schedule is the same in optimizer steps whatever the number of GPUs.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda count: lr_factor(count // num_processes, warmup_steps, total_steps, min_lr_ratio)
+    )
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """N for a folder named `step_N`, else None."""
+    match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (`step_N` folders holding the training-state file), oldest first.
+
+    A checkpoint is written under a temporary name and renamed when complete, and the state file is written last, so
+    a run killed while saving never leaves a folder listed here.
+    """
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return []
+    found = [
+        path for path in checkpoints_dir.iterdir()
+        if path.is_dir() and _checkpoint_step(path) is not None and (path / STATE_FILE).is_file()
+    ]
+    return sorted(found, key=lambda path: _checkpoint_step(path))
+
+
+def find_latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    checkpoints = list_checkpoints(checkpoints_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def resolve_checkpoint(value: str, output_dir: str | Path) -> Path | None:
+    """The checkpoint folder that `resume_from_checkpoint` names: "latest" (None when there is none yet) or a path."""
+    if value == "latest":
+        return find_latest_checkpoint(Path(output_dir) / CHECKPOINTS_DIR)
+    path = Path(value)
+    if not (path / STATE_FILE).is_file():
+        raise ValueError(
+            f"{path} is not a complete WEDepth training checkpoint (no {STATE_FILE}); pass a "
+            f"{CHECKPOINTS_DIR}/{CHECKPOINT_PREFIX}N folder or `latest`."
+        )
+    return path
+
+
+def save_checkpoint(accelerator: Any, checkpoints_dir: Path, state: dict[str, Any], total_limit: int | None) -> Path:
+    """`accelerator.save_state` into a temporary folder, then the state JSON, then an atomic rename to `step_N`;
+    older checkpoints beyond `total_limit` are deleted."""
+    step = state["global_step"]
+    final = checkpoints_dir / f"{CHECKPOINT_PREFIX}{step}"
+    temporary = checkpoints_dir / f"{TEMPORARY_PREFIX}{CHECKPOINT_PREFIX}{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+        checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (temporary / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        if total_limit is not None:
+            for old in list_checkpoints(checkpoints_dir)[:-total_limit]:
+                shutil.rmtree(old)
+        logger.info("Saved checkpoint %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ---- the loop ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced: the exported model folder, the step reached, the loss and evaluation history."""
+
+    output_dir: Path
+    model_dir: Path
+    global_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+    hub_url: str | None = None
+
+
+def batch_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> int:
+    """The torch seed of one micro-batch: a function of its position in training only (exact resume)."""
+    return (seed * 1_000_003 + epoch * 10_007 + batch_index) * 64 + process_index
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    """Whether `value` improves on `best` (lower is better for errors, higher for the delta accuracies)."""
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+def _resolve_trackers(log_with: str) -> list[str] | None:
+    """accelerate `log_with` from the config: "auto" means tensorboard when installed, else python logging only."""
+    import importlib.util
+
+    names = [name.strip() for name in log_with.split(",") if name.strip()]
+    if names in ([], ["none"]):
+        return None
+    if names == ["auto"]:
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else None
+    if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("`log_with: tensorboard` needs tensorboard: `pip install tensorboard` (or `log_with: none`).")
+    return names
+
+
+def _flat_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Tracker-friendly hyper-parameters: scalars kept, everything else as a string."""
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+        for key, value in values.items()
+    }
+
+
+def _evaluate(model: torch.nn.Module, dataset: Dataset, config: TrainingConfig, accelerator: Any) -> dict[str, float]:
+    """Validation metrics with `evaluate_depth_model` (the protocol used everywhere in the package)."""
+    from .evaluation import evaluate_depth_model
+
+    model_config = accelerator.unwrap_model(model).config
+    result = evaluate_depth_model(
+        accelerator.unwrap_model(model),
+        dataset,
+        batch_size=config.per_device_eval_batch_size,
+        min_depth=config.eval_min_depth if config.eval_min_depth is not None else model_config.min_depth,
+        max_depth=config.eval_max_depth if config.eval_max_depth is not None else model_config.max_depth,
+        crop=config.eval_crop,
+        kb_crop=config.kb_crop,
+        flip_tta=config.eval_flip_tta,
+        accelerator=accelerator,
+        num_workers=config.dataloader_num_workers,
+        progress=False,
+    )
+    return {key: float(value) for key, value in result.metrics.items()}
+
+
+def _save_model(model: torch.nn.Module, accelerator: Any, folder: Path) -> None:
+    """`save_pretrained` (safetensors, remote code) into `folder` through a temporary folder renamed at the end."""
+    if accelerator.is_main_process:
+        temporary = folder.parent / f"{TEMPORARY_PREFIX}{folder.name}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=accelerator.get_state_dict(model))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(temporary, folder)
+    accelerator.wait_for_everyone()
+
+
+def _card_metadata(config: TrainingConfig, model: WEDepthForDepthEstimation) -> dict[str, Any]:
+    """Base models, datasets and dataset types for the model card."""
+    base_models: list[str] = []
+    if config.init_from is not None and not Path(config.init_from).exists():
+        base_models.append(config.init_from)
+    elif config.init_from is None and config.pretrained_backbones:
+        for source in (model.config.vfm_pretrained_name_or_path, model.config.encoder_pretrained_name_or_path):
+            if source and not Path(source).exists():
+                base_models.append(source)
+    datasets = [config.hf_dataset_name] if config.dataset == "hf" and not Path(config.hf_dataset_name).exists() else []
+    display_name = f"{config.dataset} (validation)"
+    dataset_types = {display_name: datasets[0] if datasets else config.dataset}
+    return {"base_models": base_models, "datasets": datasets, "dataset_types": dataset_types,
+            "display_name": display_name}
+
+
+def redact_command(command: Sequence[str]) -> list[str]:
+    """The command with the value of `--hub_token` replaced, so that a model card never publishes a token."""
+    redacted, hide_next = [], False
+    for argument in command:
+        if hide_next:
+            redacted.append("<redacted>")
+            hide_next = False
+        elif argument == "--hub_token":
+            redacted.append(argument)
+            hide_next = True
+        elif argument.startswith("--hub_token="):
+            redacted.append("--hub_token=<redacted>")
+        else:
+            redacted.append(argument)
+    return redacted
+
+
+def export_model_folder(
+    model: torch.nn.Module,
+    accelerator: Any,
+    config: TrainingConfig,
+    model_dir: Path,
+    *,
+    best_metrics: dict[str, float] | None,
+    best_step: int | None,
+    global_step: int,
+    command: Sequence[str],
+) -> None:
+    """Complete the exported folder: weights (when not already the best ones), image processor, model card."""
+    from .hub import render_model_card
+
+    if best_metrics is None:
+        _save_model(model, accelerator, model_dir)
+    if not accelerator.is_main_process:
+        return
+    WEDepthImageProcessor().save_pretrained(model_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    metadata = _card_metadata(config, unwrapped)
+    counts = unwrapped.parameter_counts()
+    description = (
+        f"Parameters: {counts['total'] / 1e6:.2f}M in all, {counts['trainable'] / 1e6:.2f}M trained, the frozen VFM "
+        f"{counts['vfm'] / 1e6:.2f}M; depth range {unwrapped.config.min_depth}-{unwrapped.config.max_depth} m."
+    )
+    if best_metrics is not None:
+        selection = (
+            f"the weights with the best validation `{config.metric_for_best_model}` "
+            f"({best_metrics[config.metric_for_best_model]:.4f}, step {best_step} of {global_step})"
+        )
+    else:
+        selection = f"the weights after the last step ({global_step}); no validation split was configured"
+    card = render_model_card(
+        model_name=config.model_name or (config.hub_model_id or Path(config.output_dir).name).split("/")[-1],
+        repo_id=config.hub_model_id or str(model_dir),
+        results={metadata["display_name"]: best_metrics} if best_metrics else None,
+        base_models=metadata["base_models"],
+        datasets=metadata["datasets"],
+        dataset_types=metadata["dataset_types"],
+        results_split="validation",
+        license=config.license,
+        training_command=redact_command(command),
+        training_config=config.to_public_dict(),
+        model_description=description,
+        selection_text=selection,
+    )
+    card.save(model_dir / "README.md")
+
+
+def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> TrainingResult:
+    """Run a full training as `config` says; return where the model went and the loss/evaluation history.
+
+    `command` is recorded in the model card (defaults to `python` + `sys.argv`). Raises `wedepth_hf.hub.
+    HubUploadError` when the final upload fails (the exported folder is kept).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+
+    from .data import collate_depth_samples
+
+    command = list(command) if command is not None else ["python", *sys.argv]
+    output_dir = Path(config.output_dir)
+    checkpoints_dir = output_dir / CHECKPOINTS_DIR
+    model_dir = output_dir / MODEL_DIR
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=_resolve_trackers(config.log_with),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+
+    resume_path = None
+    if config.resume_from_checkpoint is not None:
+        resume_path = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+        if resume_path is None:
+            logger.info("No checkpoint in %s yet: starting from scratch", checkpoints_dir)
+    elif list_checkpoints(checkpoints_dir):
+        if not config.overwrite_output_dir:
+            raise ValueError(
+                f"{output_dir} already holds training checkpoints. Continue that run with "
+                f"`--resume_from_checkpoint latest`, or start over with `--overwrite_output_dir true` (deletes "
+                f"{checkpoints_dir} and {model_dir})."
+            )
+    if accelerator.is_main_process:
+        if resume_path is None and config.overwrite_output_dir:
+            shutil.rmtree(checkpoints_dir, ignore_errors=True)
+            shutil.rmtree(model_dir, ignore_errors=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoints_dir.glob(f"{TEMPORARY_PREFIX}*") if checkpoints_dir.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True)
+        (output_dir / "training_config.yaml").write_text(
+            yaml.safe_dump(config.to_public_dict(), sort_keys=False), encoding="utf-8"
+        )
+    accelerator.wait_for_everyone()
+
+    set_seed(config.seed)
+    model = build_model(config)
+    train_dataset, val_dataset = build_datasets(config, accelerator)
+    if len(train_dataset) == 0:
+        raise ValueError("The training dataset is empty.")
+    augmentation = getattr(train_dataset, "transform", None) or getattr(
+        getattr(train_dataset, "dataset", None), "transform", None
+    )
+    sampler = EpochShuffleSampler(len(train_dataset), config.seed)
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=config.per_device_train_batch_size,
+        sampler=sampler,
+        collate_fn=collate_depth_samples,
+        num_workers=config.dataloader_num_workers,
+        drop_last=config.dataloader_drop_last,
+    )
+    optimizer = build_optimizer(model, config)
+
+    batches_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes)
+    if batches_per_epoch == 0:
+        raise ValueError(
+            f"No full training batch: {len(train_dataset)} samples, batch size {config.per_device_train_batch_size}, "
+            f"drop_last={config.dataloader_drop_last}."
+        )
+    steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+    max_train_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    warmup_steps = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_epochs * steps_per_epoch)
+    warmup_steps = min(warmup_steps, max_train_steps)
+    scheduler = build_scheduler(optimizer, warmup_steps, max_train_steps, config.min_lr_ratio, accelerator.num_processes)
+
+    model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+
+    state = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
+             "best_metrics": None}
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        state.update(json.loads((resume_path / STATE_FILE).read_text(encoding="utf-8")))
+        logger.info("Resumed from %s at step %d (epoch %d)", resume_path, state["global_step"], state["epoch"])
+        if state["batches_in_epoch"] >= len(train_dataloader):
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+
+    if accelerator.trackers:
+        accelerator.init_trackers("wedepth", config=_flat_hparams(config.to_public_dict()))
+    counts = accelerator.unwrap_model(model).parameter_counts()
+    logger.info(
+        "Training %s samples, %d steps (%d epochs of %d steps), warm-up %d steps, %.2fM trainable of %.2fM parameters, "
+        "%d process(es), batch %d per device x %d accumulation",
+        len(train_dataset), max_train_steps, num_epochs, steps_per_epoch, warmup_steps, counts["trainable"] / 1e6,
+        counts["total"] / 1e6, accelerator.num_processes, config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+    )
+
+    result = TrainingResult(output_dir=output_dir, model_dir=model_dir, global_step=state["global_step"])
+    progress = tqdm(total=max_train_steps, initial=state["global_step"], desc="training",
+                    disable=not accelerator.is_local_main_process)
+
+    def evaluate_and_track() -> None:
+        metrics = _evaluate(model, val_dataset, config, accelerator)
+        model.train()
+        step = state["global_step"]
+        result.eval_history.append({"step": step, **metrics})
+        accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
+        logger.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        value = metrics[config.metric_for_best_model]
+        if _is_better(value, state["best_metric"], config.metric_for_best_model):
+            state.update(best_metric=value, best_step=step, best_metrics=metrics)
+            _save_model(model, accelerator, model_dir)
+            logger.info("New best validation %s %.4f at step %d -> %s", config.metric_for_best_model, value, step,
+                        model_dir)
+
+    last_evaluated_step = None
+    last_checkpoint_step = state["global_step"]  # 0, or the step of the checkpoint resumed from
+    model.train()
+    for epoch in range(state["epoch"], num_epochs):
+        if state["global_step"] >= max_train_steps:
+            break
+        state["epoch"] = epoch
+        train_dataloader.set_epoch(epoch)
+        if augmentation is not None and hasattr(augmentation, "set_epoch"):
+            augmentation.set_epoch(epoch)
+        epoch_loader = train_dataloader
+        if state["batches_in_epoch"] > 0:
+            from accelerate import skip_first_batches
+
+            epoch_loader = skip_first_batches(train_dataloader, state["batches_in_epoch"])
+        accumulated_loss = torch.zeros((), device=accelerator.device)
+        accumulated_batches = 0
+        for batch in epoch_loader:
+            # Forward randomness (drop-path) depends only on the position in training, so a resumed run repeats it.
+            torch.manual_seed(batch_seed(config.seed, epoch, state["batches_in_epoch"], accelerator.process_index))
+            with accelerator.accumulate(model):
+                outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+                loss = outputs.loss
+                if not torch.isfinite(loss):
+                    raise RuntimeError(
+                        f"Non-finite training loss ({loss.item()}) at step {state['global_step'] + 1} on {batch['ids']}. "
+                        f"Check these samples (depth range, invalid pixels) or lower the learning rate."
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm is not None and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            accumulated_loss += loss.detach()
+            accumulated_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+
+            state["global_step"] += 1
+            step = state["global_step"]
+            step_loss = accelerator.reduce(accumulated_loss / accumulated_batches, reduction="mean").item()
+            accumulated_loss.zero_()
+            accumulated_batches = 0
+            learning_rate = scheduler.get_last_lr()[0]
+            result.history.append({"step": step, "loss": step_loss, "lr": learning_rate})
+            accelerator.log({"train/loss": step_loss, "train/lr": learning_rate, "train/epoch": epoch}, step=step)
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
+            if step % config.logging_steps == 0 or step == 1:
+                logger.info("step %d/%d epoch %d loss %.4f lr %.3e", step, max_train_steps, epoch, step_loss,
+                            learning_rate)
+            if val_dataset is not None and config.eval_steps is not None and step % config.eval_steps == 0:
+                evaluate_and_track()
+                last_evaluated_step = step
+            if config.checkpointing_steps is not None and step % config.checkpointing_steps == 0:
+                save_checkpoint(accelerator, checkpoints_dir, dict(state), config.checkpoints_total_limit)
+                last_checkpoint_step = step
+            if step >= max_train_steps:
+                break
+        if val_dataset is not None and config.eval_steps is None and last_evaluated_step != state["global_step"]:
+            evaluate_and_track()
+            last_evaluated_step = state["global_step"]
+        state["epoch"] = epoch + 1
+        state["batches_in_epoch"] = 0
+    progress.close()
+
+    if val_dataset is not None and last_evaluated_step != state["global_step"]:
+        evaluate_and_track()
+    if config.checkpointing_steps is not None and last_checkpoint_step != state["global_step"]:
+        save_checkpoint(accelerator, checkpoints_dir, dict(state), config.checkpoints_total_limit)
+
+    export_model_folder(
+        model, accelerator, config, model_dir,
+        best_metrics=state["best_metrics"], best_step=state["best_step"], global_step=state["global_step"],
+        command=command,
+    )
+    result.global_step = state["global_step"]
+    result.best_metric = state["best_metric"]
+    result.best_step = state["best_step"]
+    accelerator.end_training()
+    logger.info("Exported %s (%s)", model_dir, "best validation" if state["best_metrics"] else "final weights")
+
+    if config.push_to_hub and accelerator.is_main_process:
+        from .hub import push_folder_to_hub
+
+        result.hub_url = push_folder_to_hub(
+            model_dir, config.hub_model_id, private=config.hub_private, token=config.hub_token,
+            revision=config.hub_revision, commit_message=f"WEDepth trained for {state['global_step']} steps",
+        )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: parse `--config` and overrides, train, return the exit status (1: upload failed)."""
+    from .hub import HubUploadError
+
+    from accelerate import PartialState
+
+    level = logging.INFO if PartialState().is_main_process else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    config = parse_training_args(argv)
+    try:
+        train(config, command=["python", *sys.argv] if argv is None else ["python", "examples/train.py", *argv])
+    except HubUploadError as error:
+        logger.error("%s", error)
+        return 1
+    return 0
+
+
+__all__ = [
+    "EpochShuffleSampler",
+    "TrainingConfig",
+    "TrainingResult",
+    "build_datasets",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "batch_seed",
+    "find_latest_checkpoint",
+    "list_checkpoints",
+    "load_training_config",
+    "lr_factor",
+    "main",
+    "no_weight_decay",
+    "parse_training_args",
+    "redact_command",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "train",
+]
