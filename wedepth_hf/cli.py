@@ -1,0 +1,364 @@
+"""The `wedepth` command line: `predict` writes depth PNGs, colour maps and point clouds; `evaluate` and `train`
+forward to the example scripts of a source checkout.
+
+`wedepth predict` loads any WEDepth checkpoint (local folder or Hub id) through `AutoModelForDepthEstimation` and
+`AutoImageProcessor`, groups the images by size so that same-size images share a batch, and reports (and skips)
+unreadable inputs, exiting non-zero if any failed.
+"""
+
+import argparse
+import contextlib
+import glob
+import runpy
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .visualization import (
+    DEFAULT_HORIZONTAL_FOV_DEGREES,
+    default_intrinsics,
+    depth_color_image,
+    save_depth_png,
+    save_point_cloud_ply,
+)
+
+
+logger = logging.get_logger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# EXIF orientations that swap width and height (transposed / rotated by 90 degrees).
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@dataclass
+class InputImage:
+    """One input file, the output name stem it gets, and its (height, width) after EXIF orientation."""
+
+    path: Path
+    output_stem: str
+    size: tuple[int, int]
+
+
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Image files from files, folders (their image files, sorted, not recursive) and glob patterns.
+
+    Returns the files (each once, in the order given) and an error message for every input that matched nothing.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        """Append a file once, whichever input names it first."""
+        resolved = path.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            files.append(path)
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                errors.append(f"{item}: folder has no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+            for candidate in found:
+                add(candidate)
+        elif path.is_file():
+            add(path)
+        elif glob.has_magic(item):
+            found = sorted(Path(match) for match in glob.glob(item, recursive=True) if Path(match).is_file())
+            if not found:
+                errors.append(f"{item}: pattern matches no file.")
+            for candidate in found:
+                add(candidate)
+        else:
+            errors.append(f"{item}: no such file or folder.")
+    return files, errors
+
+
+def unique_output_stems(files: Sequence[Path]) -> list[str]:
+    """Output name stems, unique among `files`: the file's stem, suffixed with its extension where two files differ
+    only by extension, then, where names still collide, prefixed with as many parent folder names as make them
+    unique (joined with "__")."""
+    keys = [path.resolve().with_suffix("") for path in files]
+    key_counts: dict[Path, int] = defaultdict(int)
+    for key in keys:
+        key_counts[key] += 1
+    bases = [
+        f"{path.stem}_{path.suffix.lstrip('.').lower()}" if key_counts[key] > 1 else path.stem
+        for path, key in zip(files, keys)
+    ]
+    folders = [[part for part in key.parent.parts if part not in (key.anchor, "")] for key in keys]
+    stems = list(bases)
+    depth = 0
+    while True:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, stem in enumerate(stems):
+            groups[stem].append(index)
+        colliding = [index for indices in groups.values() if len(indices) > 1 for index in indices]
+        if not colliding:
+            return stems
+        depth += 1
+        if depth > max(len(folders[index]) for index in colliding):
+            names = sorted({str(files[index]) for index in colliding})
+            raise ValueError(f"Cannot give these inputs distinct output names: {names}. Rename or move one of them.")
+        for index in colliding:
+            stems[index] = "__".join([*folders[index][-depth:], bases[index]])
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image after its EXIF orientation, from the header only."""
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG)
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return height, width
+
+
+def load_rgb_image(path: Path) -> Image.Image:
+    """The fully decoded image, EXIF orientation applied, as RGB (raises on a truncated or corrupt file)."""
+    with Image.open(path) as image:
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+        return oriented.convert("RGB")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA if available, else MPS if available, else CPU; anything else is checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available here; use --device cpu or auto.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SystemExit(f"--device {name}: MPS is not available here; use --device cpu or auto.")
+    return device
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on the device's type, or nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batches(images: Sequence[InputImage], batch_size: int) -> Iterator[list[InputImage]]:
+    """Batches of same-size images (sizes in order of first appearance)."""
+    groups: dict[tuple[int, int], list[InputImage]] = defaultdict(list)
+    for item in images:
+        groups[item.size].append(item)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]
+
+
+def predict_depth(
+    model: torch.nn.Module,
+    processor: object,
+    images: Sequence[Image.Image],
+    device: torch.device,
+    dtype: torch.dtype,
+    flip_tta: bool,
+) -> torch.Tensor:
+    """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
+    prediction with the un-flipped prediction of the horizontally flipped input."""
+    inputs = processor(images=list(images), return_tensors="pt")
+    pixel_values = inputs["pixel_values"].to(device)
+    with torch.inference_mode(), _autocast(device, dtype):
+        depth = model(pixel_values=pixel_values).predicted_depth.float()
+        if flip_tta:
+            flipped = model(pixel_values=pixel_values.flip(-1)).predicted_depth.float().flip(-1)
+            depth = (depth + flipped) / 2
+    target_sizes = [(image.height, image.width) for image in images]
+    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes)
+    return torch.stack([result["predicted_depth"].float().cpu() for result in results])
+
+
+def _load_model(model_name: str, device: torch.device) -> tuple[torch.nn.Module, object]:
+    """The model (eval mode, on `device`) and its image processor; a checkpoint without a processor config gets the
+    default `WEDepthImageProcessor` (logged)."""
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    from . import WEDepthImageProcessor
+
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(model_name)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"Could not load a depth model from {model_name!r}: {error}") from error
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_name)
+    except (OSError, ValueError) as error:
+        logger.warning(f"No image processor found with {model_name!r} ({error}); using WEDepthImageProcessor().")
+        processor = WEDepthImageProcessor()
+    return model.to(device).eval(), processor
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """`wedepth predict`: returns the exit code (0 if every image was written, 1 otherwise)."""
+    intrinsics = (args.fx, args.fy, args.cx, args.cy)
+    if any(value is not None for value in intrinsics) and any(value is None for value in intrinsics):
+        raise SystemExit("Give all four of --fx --fy --cx --cy, or none (the default intrinsics are then used).")
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}.")
+    device = resolve_device(args.device)
+    dtype = _DTYPES[args.dtype]
+
+    files, errors = expand_inputs(args.inputs)
+    failures = len(errors)
+    for message in errors:
+        logger.error(message)
+    if not files:
+        logger.error("No input images found.")
+        return 1
+
+    try:
+        stems = unique_output_stems(files)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error
+    images: list[InputImage] = []
+    for path, stem in zip(files, stems):
+        if stem != path.stem:
+            logger.warning(f"{path}: another input has the same name; its outputs are named {stem}_*.")
+        try:
+            images.append(InputImage(path, stem, read_image_size(path)))
+        except Exception as error:  # noqa: BLE001 - any unreadable file is reported and skipped
+            logger.error(f"{path}: cannot read the image ({type(error).__name__}: {error}); skipped.")
+            failures += 1
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model, processor = _load_model(args.model, device)
+    written = 0
+    progress = tqdm(total=len(images), desc="wedepth predict", unit="image", disable=args.no_progress)
+    for batch in _batches(images, args.batch_size):
+        loaded: list[tuple[InputImage, Image.Image]] = []
+        for item in batch:
+            try:
+                loaded.append((item, load_rgb_image(item.path)))
+            except Exception as error:  # noqa: BLE001 - any undecodable file is reported and skipped
+                logger.error(f"{item.path}: cannot decode the image ({type(error).__name__}: {error}); skipped.")
+                failures += 1
+                progress.update(1)
+        if not loaded:
+            continue
+        depths = predict_depth(model, processor, [image for _, image in loaded], device, dtype, args.flip_tta)
+        for (item, image), depth in zip(loaded, depths):
+            depth_array = depth.numpy()
+            save_depth_png(depth_array, output_dir / f"{item.output_stem}_depth.png")
+            depth_color_image(depth_array).save(output_dir / f"{item.output_stem}_depth_color.png")
+            if args.save_ply:
+                height, width = depth_array.shape
+                fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
+                save_point_cloud_ply(output_dir / f"{item.output_stem}.ply", depth_array, np.asarray(image), fx, fy, cx, cy)
+            written += 1
+            progress.update(1)
+    progress.close()
+    if failures:
+        logger.error(f"{failures} input(s) failed; {written} image(s) were written to {output_dir}.")
+        return 1
+    return 0
+
+
+def _examples_script(name: str) -> Path:
+    """The example script of a source checkout (examples/ beside the package), or a clear error."""
+    script = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    if not script.is_file():
+        raise SystemExit(
+            f"`wedepth {name}` runs examples/{name}.py of a source checkout, which is not present here ({script}). "
+            f"Install from a clone of the repository (`pip install -e .`) or run the script from the clone directly."
+        )
+    return script
+
+
+def run_example(name: str, argv: Sequence[str]) -> int:
+    """Run examples/<name>.py with `argv` as its command line in this process; returns its exit code."""
+    script = _examples_script(name)
+    saved_argv = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_request:
+        code = exit_request.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        logger.error(str(code))
+        return 1
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `wedepth` and its sub-commands."""
+    parser = argparse.ArgumentParser(prog="wedepth", description="WEDepth metric monocular depth estimation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fov = DEFAULT_HORIZONTAL_FOV_DEGREES
+    predict = commands.add_parser(
+        "predict",
+        help="predict depth for image files, folders or glob patterns",
+        description=(
+            "For each image write <stem>_depth.png (uint16 millimetres, lossless, the image's size; depths beyond "
+            "65.535 m are clipped with a warning), <stem>_depth_color.png (colour map with a legend in metres) and, "
+            "with --save-ply, <stem>.ply (binary little-endian, x y z in metres and red green blue, one point per "
+            "pixel with a finite depth > 0). Default intrinsics when --fx/--fy/--cx/--cy are not given: a "
+            f"{fov:g}-degree horizontal field of view, fx = fy = width / (2 tan({fov / 2:g} deg)) = 0.866 * width, "
+            "cx = (width - 1) / 2, cy = (height - 1) / 2. Images of the same size are batched together. Inputs with "
+            "the same file name from different folders get their parent folder names prefixed (joined with '__'). "
+            "Unreadable inputs are reported and skipped; the exit code is 1 if any input failed."
+        ),
+    )
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or glob patterns")
+    predict.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder or Hub id")
+    predict.add_argument("--output-dir", required=True, help="folder for the outputs (created if missing)")
+    predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    predict.add_argument(
+        "--dtype",
+        choices=sorted(_DTYPES),
+        default="float32",
+        help="compute dtype; float16/bfloat16 run under autocast, the depth is float32 anyway",
+    )
+    predict.add_argument("--flip-tta", action="store_true", help="average with the prediction of the flipped image")
+    predict.add_argument("--save-ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+    for name in ("fx", "fy", "cx", "cy"):
+        predict.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels (all four or none)")
+    predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    for name in ("evaluate", "train"):
+        commands.add_parser(
+            name,
+            add_help=False,
+            help=f"run examples/{name}.py of a source checkout with the remaining arguments",
+            description=f"Forwards every argument to examples/{name}.py (`wedepth {name} --help` shows its options).",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `wedepth` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("evaluate", "train"):
+        return run_example(argv[0], argv[1:])
+    return run_predict(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Saving predicted depth: lossless uint16 millimetre PNGs, colour maps with a legend in metres, PLY point clouds.
+
+Everything here works on NumPy arrays and PIL images, so the command line (`wedepth predict`) and user code share one
+implementation. The colour map is a small lookup table defined below (no matplotlib).
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+#: Largest depth a uint16 millimetre PNG can hold, in metres.
+MAX_UINT16_DEPTH_METRES = 65.535
+
+#: Default horizontal field of view (degrees) used for point clouds when no intrinsics are given.
+DEFAULT_HORIZONTAL_FOV_DEGREES = 60.0
+
+# Anchor colours of the depth colour map, from the smallest to the largest depth: dark blue-violet through blue,
+# teal and green to yellow. Their luminance strictly increases, so brightness alone orders depths (far = bright).
+_COLORMAP_ANCHORS = np.array(
+    [
+        [48, 4, 80],
+        [62, 50, 140],
+        [40, 100, 160],
+        [30, 145, 150],
+        [60, 185, 110],
+        [150, 215, 60],
+        [250, 235, 40],
+    ],
+    dtype=np.float64,
+)
+
+
+def colormap_lookup_table(num_colors: int = 256) -> np.ndarray:
+    """The depth colour map as a (num_colors, 3) uint8 table, linearly interpolated between the anchor colours."""
+    positions = np.linspace(0.0, 1.0, len(_COLORMAP_ANCHORS))
+    samples = np.linspace(0.0, 1.0, num_colors)
+    channels = [np.interp(samples, positions, _COLORMAP_ANCHORS[:, channel]) for channel in range(3)]
+    return np.clip(np.round(np.stack(channels, axis=1)), 0, 255).astype(np.uint8)
+
+
+def _depth_range(depth: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite positive depths; (0, 1) when there is none, a widened range when all are equal."""
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    if valid.size == 0:
+        return 0.0, 1.0
+    low, high = float(valid.min()), float(valid.max())
+    if high - low < 1e-6:
+        high = low + max(1e-3, abs(low) * 1e-3)
+    return low, high
+
+
+def colorize_depth(
+    depth: np.ndarray, min_depth: float | None = None, max_depth: float | None = None, num_colors: int = 256
+) -> np.ndarray:
+    """Colour a (H, W) depth map in metres: (H, W, 3) uint8. Invalid pixels (non-finite or <= 0) are black.
+
+    Depths are mapped linearly from `min_depth` (darkest) to `max_depth` (brightest); by default the range of the
+    map's valid depths.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"A depth map must be 2-D (height, width); got shape {depth.shape}.")
+    auto_low, auto_high = _depth_range(depth)
+    low = auto_low if min_depth is None else float(min_depth)
+    high = auto_high if max_depth is None else float(max_depth)
+    if not high > low:
+        raise ValueError(f"Need min_depth < max_depth for the colour map, got {low} and {high}.")
+    table = colormap_lookup_table(num_colors)
+    valid = np.isfinite(depth) & (depth > 0)
+    normalised = np.clip((np.where(valid, depth, low) - low) / (high - low), 0.0, 1.0)
+    colors = table[np.round(normalised * (num_colors - 1)).astype(np.int64)]
+    colors[~valid] = 0
+    return colors
+
+
+def _tick_values(low: float, high: float, max_ticks: int = 6) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) inside [low, high], always including both ends."""
+    span = high - low
+    raw_step = span / max(1, max_ticks - 1)
+    magnitude = 10 ** math.floor(math.log10(raw_step))
+    step = next(factor * magnitude for factor in (1, 2, 5, 10) if factor * magnitude >= raw_step)
+    first = math.ceil(low / step) * step
+    ticks = [low]
+    value = first
+    while value < high - 0.25 * step:
+        if value > low + 0.25 * step:
+            ticks.append(value)
+        value += step
+    ticks.append(high)
+    return ticks
+
+
+def _format_metres(value: float, span: float) -> str:
+    """A tick label in metres with as many decimals as the legend's span needs."""
+    decimals = 0 if span >= 20 else 1 if span >= 2 else 2 if span >= 0.2 else 3
+    return f"{value:.{decimals}f} m"
+
+
+def depth_color_image(
+    depth: np.ndarray, min_depth: float | None = None, max_depth: float | None = None, legend_width: int = 90
+) -> Image.Image:
+    """The colour-mapped depth with a legend bar on its right: tick labels in metres, near at the top.
+
+    The result is `legend_width` pixels wider than the depth map and as tall as it (at least 64 pixels tall, the
+    map is padded with white below when it is shorter).
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    colors = colorize_depth(depth, min_depth, max_depth)
+    auto_low, auto_high = _depth_range(depth)
+    low = auto_low if min_depth is None else float(min_depth)
+    high = auto_high if max_depth is None else float(max_depth)
+    height, width = depth.shape
+    canvas_height = max(height, 64)
+    canvas = Image.new("RGB", (width + legend_width, canvas_height), (255, 255, 255))
+    canvas.paste(Image.fromarray(colors), (0, 0))
+
+    margin = 8
+    bar_left, bar_right = width + 6, width + 6 + max(6, legend_width // 6)
+    bar_top, bar_bottom = margin, canvas_height - margin
+    bar_height = bar_bottom - bar_top
+    table = colormap_lookup_table()
+    rows = np.linspace(0, len(table) - 1, bar_height).round().astype(np.int64)
+    bar = np.repeat(table[rows][:, None, :], bar_right - bar_left, axis=1)
+    canvas.paste(Image.fromarray(bar), (bar_left, bar_top))
+
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    draw.rectangle((bar_left - 1, bar_top - 1, bar_right, bar_bottom), outline=(0, 0, 0))
+    label_rows: list[int] = []
+    for value in _tick_values(low, high, max_ticks=max(2, min(6, bar_height // 14))):
+        row = bar_top + round((value - low) / (high - low) * (bar_height - 1))
+        is_end = value in (low, high)
+        if not is_end and any(abs(row - other) < 12 for other in (*label_rows, bar_top, bar_bottom - 1)):
+            continue
+        label_rows.append(row)
+        draw.line((bar_right, row, bar_right + 4, row), fill=(0, 0, 0))
+        label = _format_metres(value, high - low)
+        text_top = min(max(row - 5, 0), canvas_height - 11)
+        draw.text((bar_right + 6, text_top), label, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.ndarray:
+    """Metres -> uint16 millimetres, rounded. Depths above 65.535 m are clipped (logged, with the count).
+
+    Non-finite or non-positive depths become 0, the datasets' "no measurement" value, with a logged warning.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    invalid = ~np.isfinite(depth) | (depth <= 0)
+    if invalid.any():
+        logger.warning(f"{name}: {int(invalid.sum())} pixels have no valid depth (non-finite or <= 0); written as 0.")
+    too_far = ~invalid & (depth > MAX_UINT16_DEPTH_METRES)
+    if too_far.any():
+        logger.warning(
+            f"{name}: {int(too_far.sum())} pixels are beyond {MAX_UINT16_DEPTH_METRES} m, the largest depth a uint16 "
+            f"millimetre PNG holds; they are clipped to it."
+        )
+    millimetres = np.round(np.clip(np.where(invalid, 0.0, depth), 0.0, MAX_UINT16_DEPTH_METRES) * 1000.0)
+    return millimetres.astype(np.uint16)
+
+
+def save_depth_png(depth: np.ndarray, path: str | Path) -> None:
+    """Write a (H, W) depth map in metres as a lossless 16-bit PNG of millimetres (read back with `/ 1000`)."""
+    millimetres = depth_to_uint16_millimetres(depth, name=str(path))
+    Image.fromarray(millimetres).save(path, format="PNG")
+
+
+def load_depth_png(path: str | Path) -> np.ndarray:
+    """Read a uint16 millimetre depth PNG back as float32 metres."""
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.float32) / 1000.0
+
+
+def default_intrinsics(height: int, width: int) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a pinhole camera with a 60-degree horizontal field of view, square pixels, and the
+    principal point at the image centre ((width - 1) / 2, (height - 1) / 2), in pixels."""
+    focal = width / (2.0 * math.tan(math.radians(DEFAULT_HORIZONTAL_FOV_DEGREES) / 2.0))
+    return focal, focal, (width - 1) / 2.0, (height - 1) / 2.0
+
+
+def depth_to_points(
+    depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Back-project a depth map (z, metres) through a pinhole camera: (N, 3) float32 points and (N, 3) uint8 colours.
+
+    Pixel (row v, column u) with depth z gives x = (u - cx) * z / fx, y = (v - cy) * z / fy (x right, y down,
+    z forward). Only pixels with a finite depth > 0 give a point, in row-major order.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    image = np.asarray(image)
+    if image.shape[:2] != depth.shape or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"The image must be (H, W, 3) matching the depth map {depth.shape}; got {image.shape}.")
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"Focal lengths must be positive, got fx={fx}, fy={fy}.")
+    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
+    z = depth[rows, cols]
+    points = np.stack(((cols - cx) * z / fx, (rows - cy) * z / fy, z), axis=1).astype(np.float32)
+    return points, image[rows, cols].astype(np.uint8)
+
+
+def save_point_cloud_ply(
+    path: str | Path,
+    depth: np.ndarray,
+    image: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+) -> int:
+    """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY; returns the point count.
+
+    Vertex properties: float x, y, z (metres) and uchar red, green, blue.
+    """
+    points, colors = depth_to_points(depth, image, fx, fy, cx, cy)
+    vertex = np.empty(
+        len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
+    vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
+    vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"comment WEDepth point cloud, pinhole fx={fx} fy={fy} cx={cx} cy={cy}\n"
+        f"element vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    with open(path, "wb") as handle:
+        handle.write(header.encode("ascii"))
+        handle.write(vertex.tobytes())
+    return len(points)
+
+
+def read_point_cloud_ply(path: str | Path) -> np.ndarray:
+    """Read a PLY written by `save_point_cloud_ply` as a structured array (x, y, z, red, green, blue)."""
+    data = Path(path).read_bytes()
+    marker = b"end_header\n"
+    end = data.index(marker) + len(marker)
+    header = data[:end].decode("ascii")
+    if "format binary_little_endian 1.0" not in header:
+        raise ValueError(f"{path} is not a binary little-endian PLY written by save_point_cloud_ply.")
+    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    count = int(next(line.split()[-1] for line in header.splitlines() if line.startswith("element vertex")))
+    return np.frombuffer(data[end:], dtype=dtype, count=count)
+
+
+__all__ = [
+    "DEFAULT_HORIZONTAL_FOV_DEGREES",
+    "MAX_UINT16_DEPTH_METRES",
+    "colorize_depth",
+    "colormap_lookup_table",
+    "default_intrinsics",
+    "depth_color_image",
+    "depth_to_points",
+    "depth_to_uint16_millimetres",
+    "load_depth_png",
+    "read_point_cloud_ply",
+    "save_depth_png",
+    "save_point_cloud_ply",
+]
