@@ -120,7 +120,7 @@ def test_prompt_mask_blocks_prompt_to_prompt_attention_only(tiny_config, attenti
     assert vfm.config._attn_implementation == attention
     tokens = vfm.embeddings(torch.randn(1, 3, 28, 42))
     prompts = torch.randn(1, stages.prompt_num, 32)
-    mask = stages.prompt_mask(vfm, tokens.shape[1], tokens)
+    mask = stages.prompt_mask(tokens.shape[1], tokens)
     layer = [vfm.encoder.layer[0]]
     with torch.no_grad():
         reference = stages.run_stage(vfm, layer, prompts, tokens, mask)
@@ -331,3 +331,39 @@ def test_random_init_is_sane(tiny_model) -> None:
     assert attention.sampling_offsets.bias.abs().max() == attention.num_points
     assert torch.equal(attention.attention_weights.weight, torch.zeros_like(attention.attention_weights.weight))
     assert torch.equal(attention.attention_weights.bias, torch.zeros_like(attention.attention_weights.bias))
+
+
+# ---- speed changes: equivalence with the reference computations they replaced ----------------------------------------
+
+
+def _boolean_prompt_mask(num_prompts: int, num_tokens: int) -> torch.Tensor:
+    """The reference prompt mask: boolean, True where attention is allowed (everything but prompt -> prompt)."""
+    allowed = torch.ones(num_prompts + num_tokens, num_prompts + num_tokens, dtype=torch.bool)
+    allowed[:num_prompts, :num_prompts] = False
+    return allowed[None, None]
+
+
+def test_additive_prompt_mask_matches_the_boolean_mask(tiny_model, monkeypatch) -> None:
+    stages = tiny_model.eval().prompted_vfm
+    pixel_values = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        fast = tiny_model(pixel_values).predicted_depth
+        mask = stages.prompt_mask(12, torch.zeros(1))
+        assert mask.dtype == torch.float32 and mask.shape == (1, 1, stages.prompt_num + 12, stages.prompt_num + 12)
+        assert torch.equal(mask == 0, _boolean_prompt_mask(stages.prompt_num, 12))
+        monkeypatch.setattr(stages, "prompt_mask", lambda num_tokens, reference: _boolean_prompt_mask(
+            stages.prompt_num, num_tokens))
+        reference = tiny_model(pixel_values).predicted_depth
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_autocast_inference_is_close_to_float32(tiny_model) -> None:
+    tiny_model.eval()
+    pixel_values = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        reference = tiny_model(pixel_values).predicted_depth
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert tiny_model.prompted_vfm.prompt_mask(3, pixel_values).dtype == torch.bfloat16
+            low_precision = tiny_model(pixel_values).predicted_depth
+    assert low_precision.dtype == torch.float32 and torch.isfinite(low_precision).all()
+    torch.testing.assert_close(low_precision, reference, rtol=0.05, atol=0.0)

@@ -204,20 +204,20 @@ class WEDepthPromptedVFMStages(nn.Module):
         # FFT kernels exist for float32/64 only; the result is cast back to the parameter's dtype.
         return torch.fft.fft2(self.prompt_embeddings.float()).real.to(self.prompt_embeddings.dtype)
 
-    def prompt_mask(self, vfm: Dinov2Model, num_tokens: int, reference: torch.Tensor) -> torch.Tensor:
-        """Attention mask over [prompts; image tokens] that blocks prompt->prompt attention, built for any length.
+    def prompt_mask(self, num_tokens: int, reference: torch.Tensor) -> torch.Tensor:
+        """Additive attention mask (1, 1, T, T) over [prompts; image tokens] that blocks prompt->prompt attention.
 
-        SDPA takes a boolean mask (True = may attend), which is valid under any dtype and autocast; eager attention
-        takes an additive mask in the hidden states' dtype.
+        Additive (0 where allowed, the dtype's minimum where blocked) for both eager and SDPA attention: on CPU, SDPA's
+        fused kernel is markedly slower with a boolean mask than with an additive one, and SDPA needs a float mask in
+        the attention's compute dtype, which is the autocast dtype when autocast is on. No row is fully blocked (every
+        token may attend to the image tokens), so the softmax stays finite.
         """
+        device_type = reference.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else reference.dtype
         total = self.prompt_num + num_tokens
-        allowed = torch.ones(total, total, dtype=torch.bool, device=reference.device)
-        allowed[: self.prompt_num, : self.prompt_num] = False
-        allowed = allowed[None, None]
-        if vfm.config._attn_implementation == "eager":
-            blocked = torch.zeros(allowed.shape, dtype=reference.dtype, device=reference.device)
-            return blocked.masked_fill(~allowed, torch.finfo(reference.dtype).min)
-        return allowed
+        mask = torch.zeros(1, 1, total, total, dtype=dtype, device=reference.device)
+        mask[:, :, : self.prompt_num, : self.prompt_num] = torch.finfo(dtype).min
+        return mask
 
     def run_stage(
         self, vfm: Dinov2Model, layers: list[nn.Module], prompts: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
@@ -236,7 +236,7 @@ class WEDepthPromptedVFMStages(nn.Module):
         patch_size = vfm.config.patch_size
         grid = (vfm_pixel_values.shape[2] // patch_size, vfm_pixel_values.shape[3] // patch_size)
         tokens = vfm.embeddings(vfm_pixel_values)
-        mask = self.prompt_mask(vfm, tokens.shape[1], tokens)
+        mask = self.prompt_mask(tokens.shape[1], tokens)
         initial_prompts = self.stage_prompts()
         stage_starts = [0] + [end + 1 for end in self.stage_layers[:-1]]
 
@@ -496,7 +496,18 @@ class WEDepthDeformablePixelDecoder(nn.Module):
             dim=0,
         ).unsqueeze(0)
         reference_points = self.reference_points(spatial_shapes, tokens.device)
-        level_sizes = torch.tensor([[width, height] for height, width in spatial_shapes], device=tokens.device)
+        # Device-side fills rather than `torch.tensor(list, device=...)`, whose host-to-device copy synchronises.
+        level_sizes = torch.stack(
+            [
+                torch.stack(
+                    (
+                        torch.full((), float(width), dtype=torch.float32, device=tokens.device),
+                        torch.full((), float(height), dtype=torch.float32, device=tokens.device),
+                    )
+                )
+                for height, width in spatial_shapes
+            ]
+        )
         for layer in self.layers:
             tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
         refined = [
