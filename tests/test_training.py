@@ -352,3 +352,30 @@ def test_train_script_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "SHAPE (30, 50)" in result.stdout
     assert math.isfinite(json.loads((output_dir / "checkpoints" / "step_2" / STATE_FILE).read_text())["best_metric"])
+
+
+def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
+    """`on_bad_sample` reaches a `datasets` dataset too: an all-NaN depth map raises, or is skipped and counted."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from wedepth_hf.training import build_datasets
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    depths = [rng.uniform(0.5, 5.0, (24, 32)).astype(np.float32) for _ in range(3)]
+    depths[1][:] = np.nan
+    features = datasets.Features({"image": datasets.Image(), "depth_map": datasets.Image()})
+    dataset = datasets.Dataset.from_dict(
+        {"image": images, "depth_map": [Image.fromarray(depth, mode="F") for depth in depths]}, features=features
+    )
+    datasets.DatasetDict({"train": dataset}).save_to_disk(str(tmp_path / "hf"))
+    common = {"dataset": "hf", "hf_dataset_name": str(tmp_path / "hf"), "hf_val_split": None, "augment": False}
+
+    strict, _ = build_datasets(tiny_training(tmp_path / "strict", **common))
+    with pytest.raises(ValueError, match=r"hf\[1\]: the depth map contains NaN"):
+        strict[1]
+    lenient, _ = build_datasets(tiny_training(tmp_path / "lenient", on_bad_sample="skip", **common))
+    assert torch.equal(lenient[1]["depth"], torch.from_numpy(depths[2]))
+    assert lenient.skipped == 1

@@ -451,6 +451,7 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tu
                 depth_column=config.hf_depth_column,
                 depth_scale=config.hf_depth_scale,
                 transform=transform if with_transform else None,
+                **common,
             )
 
         train = make_hf(config.hf_train_split, True)
