@@ -367,3 +367,21 @@ def test_bfloat16_autocast_inference_is_close_to_float32(tiny_model) -> None:
             low_precision = tiny_model(pixel_values).predicted_depth
     assert low_precision.dtype == torch.float32 and torch.isfinite(low_precision).all()
     torch.testing.assert_close(low_precision, reference, rtol=0.05, atol=0.0)
+
+
+def test_torch_compile_captures_the_whole_forward(tiny_model) -> None:
+    """The forward compiles as one graph (no graph break, no host sync) and computes what eager mode computes.
+
+    `aot_eager` traces through dynamo and AOTAutograd without generating code, so the test stays fast on a CPU.
+    """
+    import torch._dynamo
+
+    tiny_model.eval()
+    pixel_values = torch.randn(2, 3, 40, 56)
+    torch._dynamo.reset()
+    compiled = torch.compile(tiny_model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        reference = tiny_model(pixel_values).predicted_depth
+        captured = compiled(pixel_values).predicted_depth
+    torch._dynamo.reset()
+    torch.testing.assert_close(captured, reference, rtol=1e-5, atol=1e-6)
