@@ -379,3 +379,23 @@ def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
     lenient, _ = build_datasets(tiny_training(tmp_path / "lenient", on_bad_sample="skip", **common))
     assert torch.equal(lenient[1]["depth"], torch.from_numpy(depths[2]))
     assert lenient.skipped == 1
+
+
+def test_two_processes_train_one_model(tmp_path: Path) -> None:
+    """A distributed run (2 CPU processes over gloo, as `torchrun` / `accelerate launch` start them) shards the data,
+    and only the main process writes checkpoints and the exported folder."""
+    output_dir = tmp_path / "ddp-run"
+    arguments = [arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id",
+                                                                     "org/wedepth-test")]
+    arguments += ["--synthetic_num_train", "4"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(REPO / "examples" / "train.py"), *arguments],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Training 4 samples, 2 steps (2 epochs of 1 steps)" in completed.stderr
+    assert "2 process(es)" in completed.stderr
+    assert (output_dir / "checkpoints" / "step_2" / STATE_FILE).is_file()
+    assert WEDepthForDepthEstimation.from_pretrained(output_dir / "model").config.max_depth == 10.0

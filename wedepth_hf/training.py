@@ -1005,9 +1005,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: parse `--config` and overrides, train, return the exit status (1: upload failed)."""
     from .hub import HubUploadError
 
-    from accelerate import PartialState
+    from accelerate.utils import get_int_from_env
 
-    level = logging.INFO if PartialState().is_main_process else logging.WARNING
+    # The launcher's rank, read from the environment: creating accelerate's state here would fix the distributed
+    # setup before `train` builds its Accelerator (and, on CPUs, ignore ACCELERATE_USE_CPU).
+    rank = get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0)
+    level = logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     config = parse_training_args(argv)
     try:
