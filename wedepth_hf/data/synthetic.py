@@ -516,9 +516,9 @@ def _write_split(root: Path, split: str, seeds: range, height: int, width: int) 
         scene_dir = f"{split}/scene_{scene_index:03d}"
         (root / scene_dir).mkdir(parents=True, exist_ok=True)
         rgb_rel, depth_rel = f"{scene_dir}/rgb_00000.png", f"{scene_dir}/sync_depth_00000.png"
-        Image.fromarray(sample["image"].permute(1, 2, 0).numpy(), mode="RGB").save(root / rgb_rel)
+        Image.fromarray(sample["image"].permute(1, 2, 0).numpy(), mode="RGB").save(root / rgb_rel, compress_level=1)
         millimetres = np.rint(depth.astype(np.float64) * 1000.0).astype(np.uint16)
-        Image.fromarray(millimetres).save(root / depth_rel)
+        Image.fromarray(millimetres).save(root / depth_rel, compress_level=1)
         lines.append(f"{rgb_rel} {depth_rel} {sample['focal']!r}\n")
     list_file = root / f"{split}.txt"
     list_file.write_text("".join(lines))
