@@ -70,6 +70,27 @@ def test_sixteen_bit_is_scaled_not_clipped(processor) -> None:
     np.testing.assert_allclose(_pixels(processor, rgb16), expected, rtol=1e-5, atol=1e-4)
 
 
+
+def test_integer_images_follow_one_explicit_rule(processor) -> None:
+    """uint16 is 16-bit; PIL mode "I" is read as 16-bit; other integer dtypes must hold 8-bit values. Values outside
+    a rule's range raise instead of choosing a scale from the data."""
+    gray16 = np.array([[0, 257, 65535], [32896, 1000, 65535]], dtype=np.int32)
+    expected16 = _normalised(np.repeat((gray16 / 257.0)[..., None], 3, axis=2).astype(np.float32))
+    np.testing.assert_allclose(_pixels(processor, Image.fromarray(gray16, mode="I")), expected16, rtol=1e-5, atol=1e-4)
+    # The same small values mean 16-bit in mode "I" but 8-bit in an int32 array: the rule follows the type, not data.
+    small = np.array([[0, 100], [200, 255]], dtype=np.int32)
+    from_mode_i = _pixels(processor, Image.fromarray(small, mode="I"))
+    np.testing.assert_allclose(from_mode_i, _normalised(np.repeat((small / 257.0)[..., None], 3, axis=2)), atol=1e-4)
+    np.testing.assert_allclose(
+        _pixels(processor, small), _normalised(np.repeat(small[..., None], 3, axis=2).astype(np.float32)), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="mode 'I'.*0-65535; got 0-70000"):
+        processor(Image.fromarray(np.array([[0, 70000]], dtype=np.int32), mode="I"), return_tensors="pt")
+    with pytest.raises(ValueError, match="dtype int32 must hold 8-bit values 0-255; got 0-1000.*uint16"):
+        processor(np.array([[0, 1000]], dtype=np.int32), return_tensors="pt")
+    with pytest.raises(ValueError, match="dtype int16 must hold 8-bit values 0-255; got -1-3"):
+        processor(np.array([[-1, 3]], dtype=np.int16), return_tensors="pt")
+
 def test_rgba_is_composited_over_white(processor) -> None:
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[0, 0] = (255, 0, 0, 255)  # opaque red

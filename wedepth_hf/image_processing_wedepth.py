@@ -34,9 +34,14 @@ def _rgb_array_from_pil(image: Any) -> np.ndarray:
         gray = np.asarray(image, dtype=np.float32) / 257.0
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "I":
-        gray = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if gray.max(initial=0) <= 65535 else 65535.0 * 257.0
-        return np.repeat((gray / scale).astype(np.float32)[..., None], 3, axis=2)
+        # 32-bit integer mode: how PIL opens some 16-bit PNGs and TIFFs. Read as 16-bit; anything wider is refused.
+        gray = np.asarray(image, dtype=np.int64)
+        if gray.size and (gray.min() < 0 or gray.max() > 65535):
+            raise ValueError(
+                f"A 32-bit integer image (PIL mode 'I') is read as 16-bit, so it must hold values 0-65535; got "
+                f"{gray.min()}-{gray.max()}. Convert it to an 8-bit or 16-bit image first."
+            )
+        return np.repeat((gray / 257.0).astype(np.float32)[..., None], 3, axis=2)
     if image.mode == "F":
         return np.repeat(np.asarray(image, dtype=np.float32)[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info):
@@ -70,9 +75,17 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
             f"An image must have 1 (grayscale), 3 (RGB) or 4 (RGBA) channels; got {channels} in an array of shape "
             f"{array.shape}."
         )
-    if array.dtype == np.uint16 or array.dtype == np.int32 and array.max(initial=0) > 255:
+    if array.dtype == np.uint16:
         array = array.astype(np.float32) / 257.0
     else:
+        if np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8 and array.size:
+            # The range of other integer types is not implied by the dtype: they must hold 8-bit values.
+            low, high = array.min(), array.max()
+            if low < 0 or high > 255:
+                raise ValueError(
+                    f"An integer image of dtype {array.dtype} must hold 8-bit values 0-255; got {low}-{high}. Cast it "
+                    f"to uint8, or to uint16 for a 16-bit image."
+                )
         array = array.astype(np.float32)
     if channels == 4:
         scale = 255.0 if array[..., 3].max(initial=0) > 1.0 else 1.0
