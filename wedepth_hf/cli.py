@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .evaluation import predict_from_pixel_values
 from .visualization import (
     DEFAULT_HORIZONTAL_FOV_DEGREES,
     default_intrinsics,
@@ -167,7 +168,7 @@ def _batches(images: Sequence[InputImage], batch_size: int) -> Iterator[list[Inp
             yield group[start : start + batch_size]
 
 
-def predict_depth(
+def predict_images(
     model: torch.nn.Module,
     processor: object,
     images: Sequence[Image.Image],
@@ -180,10 +181,7 @@ def predict_depth(
     inputs = processor(images=list(images), return_tensors="pt")
     pixel_values = inputs["pixel_values"].to(device)
     with torch.inference_mode(), _autocast(device, dtype):
-        depth = model(pixel_values=pixel_values).predicted_depth.float()
-        if flip_tta:
-            flipped = model(pixel_values=pixel_values.flip(-1)).predicted_depth.float().flip(-1)
-            depth = (depth + flipped) / 2
+        depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
     target_sizes = [(image.height, image.width) for image in images]
     results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes)
     return torch.stack([result["predicted_depth"].float().cpu() for result in results])
@@ -256,7 +254,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 progress.update(1)
         if not loaded:
             continue
-        depths = predict_depth(model, processor, [image for _, image in loaded], device, dtype, args.flip_tta)
+        depths = predict_images(model, processor, [image for _, image in loaded], device, dtype, args.flip_tta)
         for (item, image), depth in zip(loaded, depths):
             depth_array = depth.numpy()
             save_depth_png(depth_array, output_dir / f"{item.output_stem}_depth.png")

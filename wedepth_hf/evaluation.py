@@ -260,6 +260,17 @@ def _predict(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor
     return depth
 
 
+def predict_from_pixel_values(
+    model: torch.nn.Module, pixel_values: torch.Tensor, *, flip_tta: bool = False
+) -> torch.Tensor:
+    """(B, H, W) float32 depth for normalised `pixel_values`; with `flip_tta`, the mean of the prediction and the
+    un-flipped prediction of the horizontally flipped input (the one definition of flip TTA in the package)."""
+    depth = _predict(model, pixel_values)
+    if flip_tta:
+        depth = 0.5 * (depth + _predict(model, pixel_values.flip(-1)).flip(-1))
+    return depth
+
+
 def predict_depth(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -278,10 +289,7 @@ def predict_depth(
     if kb_crop:
         top, left = kb_crop_box(height, width, kb_crop_size)
         images = images[..., top : top + kb_crop_size[0], left : left + kb_crop_size[1]]
-    pixel_values = normalize_images(images)
-    depth = _predict(model, pixel_values)
-    if flip_tta:
-        depth = 0.5 * (depth + _predict(model, pixel_values.flip(-1)).flip(-1))
+    depth = predict_from_pixel_values(model, normalize_images(images), flip_tta=flip_tta)
     if not kb_crop:
         return depth
     full = depth.new_zeros((depth.shape[0], height, width))
@@ -433,5 +441,6 @@ __all__ = [
     "diode_entries",
     "evaluate_depth_model",
     "predict_depth",
+    "predict_from_pixel_values",
     "resolve_spec",
 ]
