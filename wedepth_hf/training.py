@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import torch
 import yaml
@@ -195,8 +195,7 @@ class TrainingConfig:
         """Refuse a validation list that is the training list or a test list: the best model is chosen on it."""
         if self.val_split_file is None:
             return
-        if self.train_split_file is not None and Path(self.val_split_file).name == Path(self.train_split_file).name \
-                and Path(self.val_split_file).parent == Path(self.train_split_file).parent:
+        if self.train_split_file is not None and Path(self.val_split_file) == Path(self.train_split_file):
             raise ValueError(
                 f"`val_split_file` is the training list ({self.val_split_file}); hold out part of it with "
                 f"`val_fraction` instead."
@@ -242,11 +241,9 @@ def _field_types() -> dict[str, Any]:
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
     """(the non-None type of an annotation, whether None is allowed)."""
-    origin = get_origin(annotation)
-    if origin is Union or (origin is not None and type(None) in get_args(annotation)) or \
-            type(annotation).__name__ == "UnionType":
-        arguments = [argument for argument in get_args(annotation) if argument is not type(None)]
-        return arguments[0], True
+    arguments = get_args(annotation)
+    if type(None) in arguments:  # `X | None` and `Optional[X]` alike
+        return next(argument for argument in arguments if argument is not type(None)), True
     return annotation, False
 
 
