@@ -36,17 +36,35 @@ def test_batch_elements_are_independent_in_eval(tiny_model) -> None:
     torch.testing.assert_close(batched[1:2], single, rtol=1e-4, atol=1e-5)
 
 
-def test_loss_is_silog_over_valid_pixels(tiny_model) -> None:
+def _silog(prediction: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, variance_focus: float) -> torch.Tensor:
+    """The authors' SiLogLoss: d = log(gt + 1e-6) - log(pred + 1e-6) over the valid pixels of the batch."""
+    difference = (labels[valid] + 1e-6).log() - (prediction[valid] + 1e-6).log()
+    return torch.sqrt((difference**2).mean() - variance_focus * difference.mean() ** 2)
+
+
+def test_loss_is_silog_over_pixels_above_min_depth(tiny_model) -> None:
     config = tiny_model.config
+    assert (config.min_depth, config.max_depth) == (0.01, None)  # the authors' training mask: gt > 0.01 only
     labels = _labels(2, 40, 56)
-    labels[0, :10] = 0.0  # invalid: not above min_depth
-    labels[1, :, :5] = config.max_depth  # invalid: not below max_depth
+    labels[0, :10] = config.min_depth  # invalid: not above min_depth
+    labels[1, 3, 4] = float("nan")  # invalid: not finite
+    labels[1, :, :5] = 80.0  # valid: no upper bound
     output = tiny_model(torch.randn(2, 3, 40, 56), labels=labels)
-    valid = (labels > config.min_depth) & (labels < config.max_depth)
-    difference = output.predicted_depth.detach().log()[valid] - labels.log()[valid]
-    expected = torch.sqrt((difference**2).mean() - config.silog_lambda * difference.mean() ** 2)
+    valid = labels > config.min_depth
+    expected = _silog(output.predicted_depth.detach(), labels, valid, config.silog_lambda)
     assert torch.isfinite(output.loss)
     torch.testing.assert_close(output.loss.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_optional_max_depth_also_masks_the_loss(tiny_config) -> None:
+    torch.manual_seed(0)
+    model = WEDepthForDepthEstimation(tiny_config(max_depth=8.0)).eval()
+    labels = _labels(1, 40, 56)
+    labels[0, :, :5] = 8.0
+    with torch.no_grad():
+        output = model(torch.randn(1, 3, 40, 56), labels=labels)
+    expected = _silog(output.predicted_depth, labels, (labels > 0.01) & (labels < 8.0), model.config.silog_lambda)
+    torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_labels_with_a_channel_dimension(tiny_model) -> None:
@@ -81,8 +99,9 @@ def test_gradients_reach_every_trainable_part_and_never_the_vfm(tiny_model) -> N
     trainable = {name: p for name, p in tiny_model.named_parameters() if p.requires_grad}
     without_gradient = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert without_gradient == []
-    for part in ("encoder.", "stream_projections.", "prompted_vfm.prompt_embeddings", "prompted_vfm.extraction_blocks.",
-                 "prompt_injections.", "feature_injections.", "pixel_decoder.", "depth_heads."):
+    for part in ("encoder.", "stream_split.", "prompted_vfm.prompt_embeddings", "prompted_vfm.extraction_blocks.",
+                 "prompted_vfm.prompt_projections.", "prompted_vfm.patch_projection.", "prompt_injections.",
+                 "feature_injection.", "pixel_decoder.", "depth_heads."):
         assert any(name.startswith(part) for name in trainable), part
     assert not any(name.startswith("vfm.") for name in trainable)
     assert all(p.grad is None for p in tiny_model.vfm.parameters())
@@ -123,10 +142,10 @@ def test_prompt_mask_blocks_prompt_to_prompt_attention_only(tiny_config, attenti
     mask = stages.prompt_mask(tokens.shape[1], tokens)
     layer = [vfm.encoder.layer[0]]
     with torch.no_grad():
-        reference = stages.run_stage(vfm, layer, prompts, tokens, mask)
+        reference = stages.run_stage(layer, torch.cat((prompts, tokens), dim=1), mask)
         changed = prompts.clone()
         changed[:, 0] = torch.randn(32) * 3  # not a constant shift, which LayerNorm would erase
-        perturbed = stages.run_stage(vfm, layer, changed, tokens, mask)
+        perturbed = stages.run_stage(layer, torch.cat((changed, tokens), dim=1), mask)
     # Other prompts do not see prompt 0 ...
     torch.testing.assert_close(perturbed[:, 1 : stages.prompt_num], reference[:, 1 : stages.prompt_num])
     # ... but image tokens do: prompts steer the VFM.
@@ -309,23 +328,30 @@ def test_unsupported_vfm_attention(tiny_config) -> None:
 
 
 @pytest.mark.parametrize("preset", ["small", "large"])
-def test_fresh_model_predicts_about_one_metre(preset: str) -> None:
+def test_fresh_model_starts_training_in_a_sane_depth_range(preset: str) -> None:
+    """With the authors' Kaiming (fan-in) head initialisation, training starts from depths of metres to tens of metres
+    (a fan-out initialisation of the 1x1 log-depth layer would give 1e-7 to 1e9 m)."""
     torch.manual_seed(0)
     config = WEDepthConfig.from_preset(preset, vfm_config={"model_type": "dinov2", "hidden_size": 64,
                                                             "num_hidden_layers": 4, "num_attention_heads": 2},
                                         vfm_stage_layers=None)
-    model = WEDepthForDepthEstimation(config).eval()
+    model = WEDepthForDepthEstimation(config).train()
     with torch.no_grad():
-        depth = model(torch.randn(1, 3, 64, 96)).predicted_depth
-    assert 0.25 < depth.min() and depth.max() < 4.0
+        depth = model(torch.randn(2, 3, 64, 96)).predicted_depth
+    assert 0.05 < depth.min() and depth.max() < 200.0 and depth.log().std() < 1.0
 
 
-def test_random_init_is_sane(tiny_model) -> None:
+def test_random_init_is_the_authors(tiny_model) -> None:
     stages = tiny_model.prompted_vfm
-    assert 0 < stages.prompt_embeddings.std() < 0.1
+    # Uniform +-sqrt(6 / (3 * 14 * 14 + D)).
+    bound = (6 / (3 * 14 * 14 + tiny_model.config.prompt_dim)) ** 0.5
+    assert stages.prompt_embeddings.abs().max() <= bound and stages.prompt_embeddings.abs().max() > 0.8 * bound
     assert all(torch.equal(layer.gamma, torch.ones_like(layer.gamma))
                for block in stages.extraction_blocks for layer in block.layers)
-    attention = tiny_model.pixel_decoder.layers[0].self_attention
+    decoder = tiny_model.pixel_decoder
+    assert all(torch.equal(adapter.projection.bias, torch.zeros_like(adapter.projection.bias))
+               for adapter in decoder.input_adapters)
+    attention = decoder.layers[0].self_attn
     assert torch.equal(attention.sampling_offsets.weight, torch.zeros_like(attention.sampling_offsets.weight))
     # Rings of 1..num_points pixels around the reference point, uniform attention over the points.
     assert attention.sampling_offsets.bias.abs().max() == attention.num_points

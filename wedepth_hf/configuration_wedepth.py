@@ -41,13 +41,22 @@ _SWIN_SIZES: dict[str, dict[str, Any]] = {
         "window_size": 7,
         "image_size": 224,
     },
-    "microsoft/swin-base-patch4-window12-384-in22k": {
+    "microsoft/swin-base-patch4-window7-224": {
         "embed_dim": 128,
         "depths": [2, 2, 18, 2],
         "num_heads": [4, 8, 16, 32],
-        "window_size": 12,
-        "image_size": 384,
+        "window_size": 7,
+        "image_size": 224,
     },
+}
+
+# The authors' Swin recipe (their `module/encoder.py`): every LayerNorm with eps 1e-6, and stochastic depth 0.2 / 0.3
+# / 0.5 for Swin-T / S / B. These are training settings, not properties of the ImageNet checkpoints, so they are
+# applied on top of whatever checkpoint the encoder is loaded from.
+_SWIN_RECIPE: dict[str, dict[str, Any]] = {
+    "microsoft/swin-tiny-patch4-window7-224": {"drop_path_rate": 0.2, "layer_norm_eps": 1e-6},
+    "microsoft/swin-small-patch4-window7-224": {"drop_path_rate": 0.3, "layer_norm_eps": 1e-6},
+    "microsoft/swin-base-patch4-window7-224": {"drop_path_rate": 0.5, "layer_norm_eps": 1e-6},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -56,7 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vfm_pretrained_name_or_path": "facebook/dinov2-small",
         "encoder_pretrained_name_or_path": "microsoft/swin-tiny-patch4-window7-224",
         "prompt_dim": 192,
-        "prompt_attention_heads": 6,
+        "prompt_attention_heads": 8,
         "decoder_hidden_size": 128,
         "decoder_ffn_dim": 256,
         "head_hidden_size": 64,
@@ -71,10 +80,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "decoder_ffn_dim": 512,
         "head_hidden_size": 128,
     },
-    # DINOv2-L/14 + Swin-B (ImageNet-22k, window 12): the paper's setting, NYU stage ends.
+    # The authors' model (their `configs/nyu.json`): DINOv2-L/14 with NYU stage ends (KITTI: [5, 11, 17, 23]) and
+    # Swin-B window 7 / 224.
     "large": {
         "vfm_pretrained_name_or_path": "facebook/dinov2-large",
-        "encoder_pretrained_name_or_path": "microsoft/swin-base-patch4-window12-384-in22k",
+        "encoder_pretrained_name_or_path": "microsoft/swin-base-patch4-window7-224",
         "vfm_stage_layers": [4, 11, 17, 23],
         "prompt_dim": 384,
         "prompt_attention_heads": 8,
@@ -117,7 +127,7 @@ class WEDepthConfig(PreTrainedConfig):
             Cross-attention + self-attention iterations of each extraction block.
         injection_depth (`int`, *optional*, defaults to 1):
             Cross-attention + MLP blocks of each prompt injection.
-        injection_mlp_ratio (`float`, *optional*, defaults to 4.0):
+        injection_mlp_ratio (`float`, *optional*, defaults to 2.0):
             Hidden width of the injection MLP, as a multiple of `prompt_dim`.
         decoder_hidden_size (`int`, *optional*, defaults to 256):
             Width of the deformable pixel decoder and its FPN.
@@ -130,17 +140,20 @@ class WEDepthConfig(PreTrainedConfig):
         decoder_ffn_dim (`int`, *optional*, defaults to 512):
             Feed-forward width of the deformable encoder layers.
         head_hidden_size (`int`, *optional*, defaults to 128):
-            Width of the depth heads.
-        min_depth (`float`, *optional*, defaults to 1e-3):
-            Labels at or below this depth (metres) are invalid and ignored by the loss.
-        max_depth (`float`, *optional*, defaults to 10.0):
-            Labels at or above this depth are invalid and ignored by the loss (10 for NYU, 80 for KITTI).
+            Width of the depth heads (half the decoder width in the authors' model).
+        min_depth (`float`, *optional*, defaults to 0.01):
+            Labels at or below this depth (metres) are invalid and ignored by the loss: the authors' training mask
+            (their datasets' `min_depth`, NYU and KITTI alike).
+        max_depth (`float`, *optional*):
+            If set, labels at or above this depth are ignored by the loss too. The authors' training mask has no upper
+            bound, so it defaults to None; evaluation ranges (10 m NYU, 80 m KITTI) are set where metrics are computed.
         silog_lambda (`float`, *optional*, defaults to 0.5):
             Variance weight of the scale-invariant log loss, in [0, 1).
-        layer_norm_eps (`float`, *optional*, defaults to 1e-6):
-            Epsilon of the layer norms of the new modules.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of the layer norms of the new modules (PyTorch's default, which the authors' modules use).
         initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the truncated normal initialisation of the new modules.
+            Kept for transformers' generic initialisation; WEDepth's own modules are initialised as the authors' code
+            initialises them.
 
     Example:
 
@@ -161,7 +174,11 @@ class WEDepthConfig(PreTrainedConfig):
         "encoder_config": SubConfigSpec(
             config_class=AutoConfig,
             model_type="swin",
-            init_kwargs={"out_features": list(_ENCODER_OUT_FEATURES), **_SWIN_SIZES["microsoft/swin-tiny-patch4-window7-224"]},
+            init_kwargs={
+                "out_features": list(_ENCODER_OUT_FEATURES),
+                **_SWIN_SIZES["microsoft/swin-tiny-patch4-window7-224"],
+                **_SWIN_RECIPE["microsoft/swin-tiny-patch4-window7-224"],
+            },
         ),
     }
 
@@ -175,17 +192,17 @@ class WEDepthConfig(PreTrainedConfig):
     vfm_stage_layers: list[int] | None = None
     extraction_depth: int = 2
     injection_depth: int = 1
-    injection_mlp_ratio: float = 4.0
+    injection_mlp_ratio: float = 2.0
     decoder_hidden_size: int = 256
     decoder_layers: int = 4
     decoder_attention_heads: int = 4
     decoder_sampling_points: int = 4
     decoder_ffn_dim: int = 512
     head_hidden_size: int = 128
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
+    min_depth: float = 0.01
+    max_depth: float | None = None
     silog_lambda: float = 0.5
-    layer_norm_eps: float = 1e-6
+    layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -247,9 +264,10 @@ class WEDepthConfig(PreTrainedConfig):
         for name in ("prompt_num", "extraction_depth", "injection_depth", "decoder_layers", "decoder_sampling_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
-        if not 0 < self.min_depth < self.max_depth:
+        if not 0 < self.min_depth or (self.max_depth is not None and not self.min_depth < self.max_depth):
             raise ValueError(
-                f"Need 0 < min_depth < max_depth, got min_depth={self.min_depth}, max_depth={self.max_depth}."
+                f"Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got min_depth={self.min_depth}, "
+                f"max_depth={self.max_depth}."
             )
         if not 0.0 <= self.silog_lambda < 1.0:
             raise ValueError(f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {self.silog_lambda}.")
@@ -270,10 +288,12 @@ class WEDepthConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **kwargs: Any) -> "WEDepthConfig":
-        """Config of a named size: "small" (DINOv2-S + Swin-T), "base" (DINOv2-B + Swin-S), "large" (the paper).
+        """Config of a named size: "small" (DINOv2-S + Swin-T), "base" (DINOv2-B + Swin-S), "large" (the authors'
+        model).
 
         The VFM and encoder architectures are those of the pretrained checkpoints recorded in
-        `vfm_pretrained_name_or_path` / `encoder_pretrained_name_or_path`; `kwargs` override any field.
+        `vfm_pretrained_name_or_path` / `encoder_pretrained_name_or_path`, with the authors' Swin recipe (LayerNorm
+        eps 1e-6, their stochastic depth per Swin size); `kwargs` override any field.
         """
         if name not in PRESETS:
             raise ValueError(f"Unknown WEDepth preset {name!r}; choose one of {sorted(PRESETS)}.")
@@ -292,6 +312,7 @@ class WEDepthConfig(PreTrainedConfig):
             "patch_size": 4,
             "out_features": list(_ENCODER_OUT_FEATURES),
             **_SWIN_SIZES[encoder_id],
+            **_SWIN_RECIPE[encoder_id],
         }
         values.update(kwargs)
         return cls(**values)

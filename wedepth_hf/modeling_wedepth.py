@@ -5,9 +5,11 @@ feature enhancer: learnable prompts, conditioned on the encoder's features by ex
 frozen VFM stage by stage; the VFM's output prompts (injection 1) and its patch tokens (injection 2) are injected into
 the encoder's maps; a multi-scale deformable-attention pixel decoder and four log-depth heads give metric depth.
 
-The frozen VFM is a plain `Dinov2Model` (attribute `vfm`) whose structure and weights are never modified: this module
-only calls its embeddings, layers and final norm. This file imports only torch, transformers and its sibling
-configuration file (it travels to the Hub as remote code).
+Every module computes what the authors' released code computes (checked tensor for tensor against golden outputs
+of that code, see `tests/test_parity.py`); where that code cannot run, this file does what it evidently intends (the
+README lists each point). The frozen VFM is a plain `Dinov2Model` (attribute `vfm`) whose structure and weights are
+never modified: this module only calls its embeddings and layers. This file imports only torch, transformers and its
+sibling configuration file (it travels to the Hub as remote code).
 """
 
 import math
@@ -29,6 +31,8 @@ from .configuration_wedepth import NUM_STAGES, WEDepthConfig
 logger = logging.get_logger(__name__)
 
 _SUPPORTED_VFM_ATTENTION = ("sdpa", "eager")
+_PROMPT_MASK_VALUE = -1e9
+"""Additive score of a blocked prompt -> prompt pair, the authors' value: exp() of it is exactly 0 in every dtype."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -36,76 +40,29 @@ _SUPPORTED_VFM_ATTENTION = ("sdpa", "eager")
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def sine_position_encoding(
-    height: int, width: int, num_channels: int, device: torch.device, dtype: torch.dtype, temperature: float = 1e4
-) -> torch.Tensor:
-    """2-D sine position encoding of a (height, width) grid, as (height * width, num_channels).
+def sine_position_encoding(height: int, width: int, num_channels: int, device: torch.device) -> torch.Tensor:
+    """DETR's normalised 2-D sine position encoding of a (height, width) grid, as (num_channels, height, width).
 
-    Coordinates are normalised to (0, 2*pi] so the encoding means "relative position in the image" at every scale.
-    Half the channels encode y, half x; each half alternates sin and cos over geometric frequencies.
+    Rows and columns are numbered 1..n and scaled to (0, 2*pi] (with DETR's 1e-6 guard), so the encoding means
+    "relative position in the image" at every scale. The first half of the channels encodes y, the second x; each
+    half alternates sin and cos over geometric frequencies. Computed in float32, as the authors' code does.
     """
-    half = num_channels // 2
-    exponents = torch.arange(half, device=device, dtype=torch.float32)
-    frequencies = temperature ** (2 * torch.div(exponents, 2, rounding_mode="floor") / half)
-    y = (torch.arange(height, device=device, dtype=torch.float32) + 1) / height * (2 * math.pi)
-    x = (torch.arange(width, device=device, dtype=torch.float32) + 1) / width * (2 * math.pi)
-    pos_y = y[:, None] / frequencies
-    pos_x = x[:, None] / frequencies
-    pos_y = torch.stack((pos_y[:, 0::2].sin(), pos_y[:, 1::2].cos()), dim=2).flatten(1)
-    pos_x = torch.stack((pos_x[:, 0::2].sin(), pos_x[:, 1::2].cos()), dim=2).flatten(1)
-    encoding = torch.cat(
-        (pos_y[:, None, :].expand(height, width, half), pos_x[None, :, :].expand(height, width, half)), dim=2
-    )
-    return encoding.reshape(height * width, num_channels).to(dtype)
+    num_features = num_channels // 2
+    scale = 2 * math.pi
+    rows = torch.arange(1, height + 1, device=device, dtype=torch.float32)
+    cols = torch.arange(1, width + 1, device=device, dtype=torch.float32)
+    rows = rows / (rows[-1:] + 1e-6) * scale
+    cols = cols / (cols[-1:] + 1e-6) * scale
+    frequencies = torch.arange(num_features, device=device, dtype=torch.float32)
+    frequencies = 10000 ** (2 * torch.div(frequencies, 2, rounding_mode="floor") / num_features)
 
+    def encode(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions[:, None] / frequencies
+        return torch.stack((angles[:, 0::2].sin(), angles[:, 1::2].cos()), dim=2).flatten(1)
 
-class WEDepthAttention(nn.Module):
-    """Multi-head attention through `scaled_dot_product_attention`; queries and keys/values may differ."""
-
-    def __init__(self, hidden_size: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.q_proj = nn.Linear(hidden_size, hidden_size)
-        self.k_proj = nn.Linear(hidden_size, hidden_size)
-        self.v_proj = nn.Linear(hidden_size, hidden_size)
-        self.o_proj = nn.Linear(hidden_size, hidden_size)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        batch_size, query_length, hidden_size = query.shape
-        key_length = key.shape[1]
-        q = self.q_proj(query).view(batch_size, query_length, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(key).view(batch_size, key_length, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(value).view(batch_size, key_length, self.num_heads, self.head_dim).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(q, k, v)
-        attended = attended.transpose(1, 2).reshape(batch_size, query_length, hidden_size)
-        return self.o_proj(attended)
-
-
-class WEDepthPromptSelfAttention(nn.Module):
-    """Pre-norm residual self-attention among prompt tokens."""
-
-    def __init__(self, config: WEDepthConfig) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(config.prompt_dim, eps=config.layer_norm_eps)
-        self.attention = WEDepthAttention(config.prompt_dim, config.prompt_attention_heads)
-
-    def forward(self, prompts: torch.Tensor) -> torch.Tensor:
-        normed = self.norm(prompts)
-        return prompts + self.attention(normed, normed, normed)
-
-
-class WEDepthMLP(nn.Module):
-    """Two-layer GELU MLP."""
-
-    def __init__(self, in_features: int, hidden_features: int, out_features: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(hidden_states)))
+    encoding_y = encode(rows).T[:, :, None].expand(num_features, height, width)
+    encoding_x = encode(cols).T[:, None, :].expand(num_features, height, width)
+    return torch.cat((encoding_y, encoding_x), dim=0)
 
 
 def flatten_map(feature_map: torch.Tensor) -> torch.Tensor:
@@ -118,20 +75,74 @@ def unflatten_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
 
 
+class WEDepthMLP(nn.Module):
+    """Linear -> GELU -> Linear."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, out_features)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class WEDepthPerceiverAttention(nn.Module):
+    """Perceiver-style attention of the extraction blocks and prompt injections: no output projection.
+
+    The queries are layer-normed. For cross-attention (`normalize_context=True`) the keys/values come from the
+    layer-normed context; for the authors' "self"-attention they come from the raw, un-normalised tokens (their
+    `PerceiverSelfAttention` replaces the context norm by an identity when it is not cross-attention).
+    """
+
+    def __init__(self, config: WEDepthConfig, normalize_context: bool) -> None:
+        super().__init__()
+        width = config.prompt_dim
+        self.num_heads = config.prompt_attention_heads
+        self.query_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.context_norm = nn.LayerNorm(width, eps=config.layer_norm_eps) if normalize_context else None
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of `hidden_states` (B, Q, D) to `context` (B, K, D), or to themselves when `context` is None."""
+        batch_size, query_length, width = hidden_states.shape
+        queries = self.query(self.query_norm(hidden_states))
+        if context is None:
+            context = hidden_states
+        if self.context_norm is not None:
+            context = self.context_norm(context)
+        head_dim = width // self.num_heads
+        q = queries.view(batch_size, query_length, self.num_heads, head_dim).transpose(1, 2)
+        k = self.key(context).view(batch_size, -1, self.num_heads, head_dim).transpose(1, 2)
+        v = self.value(context).view(batch_size, -1, self.num_heads, head_dim).transpose(1, 2)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        return attended.transpose(1, 2).reshape(batch_size, query_length, width)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Encoder streams
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class WEDepthStreamProjection(nn.Module):
-    """Projects one encoder stage to width D and splits it into stream A (to be enhanced) and stream B (context)."""
+class WEDepthStreamSplit(nn.Module):
+    """Turns the encoder's four maps into stream A (to be enhanced) and stream B (context for the prompts).
 
-    def __init__(self, in_channels: int, config: WEDepthConfig) -> None:
+    Per stage a 1x1 convolution to width D gives stream B; stream A is one depthwise 3x3 convolution of stream B,
+    shared by all four scales (the authors' `SplitFeature` applies its first depthwise convolution at every scale).
+    """
+
+    def __init__(self, in_channels: list[int], config: WEDepthConfig) -> None:
         super().__init__()
-        self.projection = nn.Conv2d(in_channels, 2 * config.prompt_dim, kernel_size=1)
+        width = config.prompt_dim
+        self.projections = nn.ModuleList(nn.Conv2d(channels, width, kernel_size=1) for channels in in_channels)
+        self.depthwise = nn.Conv2d(width, width, kernel_size=3, padding=1, groups=width)
 
-    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stream_a, stream_b = self.projection(feature_map).chunk(2, dim=1)
+    def forward(self, feature_maps: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        stream_b = [projection(feature_map) for projection, feature_map in zip(self.projections, feature_maps)]
+        stream_a = [self.depthwise(context) for context in stream_b]
         return stream_a, stream_b
 
 
@@ -141,21 +152,17 @@ class WEDepthStreamProjection(nn.Module):
 
 
 class WEDepthExtractionLayer(nn.Module):
-    """One extraction iteration: prompts cross-attend to a stream-B map (gated residual), then self-attend."""
+    """One extraction iteration: gated cross-attention of the prompts to a stream-B map, then prompt self-attention."""
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
-        self.prompt_norm = nn.LayerNorm(config.prompt_dim, eps=config.layer_norm_eps)
-        self.context_norm = nn.LayerNorm(config.prompt_dim, eps=config.layer_norm_eps)
-        self.cross_attention = WEDepthAttention(config.prompt_dim, config.prompt_attention_heads)
+        self.cross_attention = WEDepthPerceiverAttention(config, normalize_context=True)
         self.gamma = nn.Parameter(torch.ones(config.prompt_dim))
-        self.self_attention = WEDepthPromptSelfAttention(config)
+        self.self_attention = WEDepthPerceiverAttention(config, normalize_context=False)
 
     def forward(self, prompts: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        queries = self.prompt_norm(prompts)
-        context = self.context_norm(context)
-        prompts = prompts + self.gamma * self.cross_attention(queries, context, context)
-        return self.self_attention(prompts)
+        prompts = prompts + self.gamma * self.cross_attention(prompts, context)
+        return prompts + self.self_attention(prompts)
 
 
 class WEDepthExtractionBlock(nn.Module):
@@ -163,67 +170,62 @@ class WEDepthExtractionBlock(nn.Module):
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
-        vfm_width = config.vfm_config.hidden_size
+        width = config.prompt_dim
         self.layers = nn.ModuleList(WEDepthExtractionLayer(config) for _ in range(config.extraction_depth))
-        self.lift_norm = nn.LayerNorm(config.prompt_dim, eps=config.layer_norm_eps)
-        self.lift = WEDepthMLP(config.prompt_dim, vfm_width, vfm_width)
+        self.lift = WEDepthMLP(width, width, config.vfm_config.hidden_size)
 
-    def forward(self, prompts: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, prompts: torch.Tensor, context_map: torch.Tensor) -> torch.Tensor:
+        context = flatten_map(context_map)
         for layer in self.layers:
             prompts = layer(prompts, context)
-        return self.lift(self.lift_norm(prompts))
+        return self.lift(prompts)
 
 
 class WEDepthPromptedVFMStages(nn.Module):
-    """Runs the frozen VFM in four stages, each with its own prompts prepended under a prompt-to-prompt mask.
+    """Runs the frozen VFM in four stages, each with its own prompts put in front of [CLS, patches].
 
-    Stage i owns `prompt_num` learnable tokens of width D, used through the real part of their 2-D FFT over
-    (token, channel). Before the stage, an extraction block conditions them on stream-B map i and lifts them to the
-    VFM width; they are prepended to the token sequence and pass through the stage's frozen layers under a mask that
-    blocks prompt->prompt attention, so the prompts steer the VFM's activations without touching a weight. After the
-    stage the output prompts are projected back to D (returned for injection 1, and added to the next stage's
-    prompts); the last stage's normalised patch tokens are projected to D (returned for injection 2).
+    Stage k owns `prompt_num` learnable tokens of width D, used through the real part of their 2-D FFT. Before the
+    stage they are added to the previous stage's back-projected prompts, conditioned on stream-B map k by an
+    extraction block and lifted to the VFM width; the stage's frozen layers then run over [prompts, CLS, patches] under
+    an additive mask that only blocks prompt -> prompt attention, so the prompts steer the VFM's activations without
+    touching a weight. After the stage the output prompts are projected back to D (for injection 1 and the next
+    stage); after the last stage its patch tokens (no CLS, no final norm) are projected to D (for injection 2).
     """
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
-        vfm_width = config.vfm_config.hidden_size
+        width, vfm_width = config.prompt_dim, config.vfm_config.hidden_size
         self.prompt_num = config.prompt_num
         self.stage_layers = list(config.vfm_stage_layers)
-        self.prompt_embeddings = nn.Parameter(torch.zeros(NUM_STAGES, config.prompt_num, config.prompt_dim))
+        self.prompt_embeddings = nn.Parameter(torch.zeros(NUM_STAGES, config.prompt_num, width))
         self.extraction_blocks = nn.ModuleList(WEDepthExtractionBlock(config) for _ in range(NUM_STAGES))
-        self.prompt_output_norms = nn.ModuleList(
-            nn.LayerNorm(vfm_width, eps=config.layer_norm_eps) for _ in range(NUM_STAGES)
-        )
-        self.prompt_output_projections = nn.ModuleList(nn.Linear(vfm_width, config.prompt_dim) for _ in range(NUM_STAGES))
-        self.patch_projection = nn.Linear(vfm_width, config.prompt_dim)
+        self.prompt_projections = nn.ModuleList(WEDepthMLP(vfm_width, width, width) for _ in range(NUM_STAGES))
+        self.patch_projection = WEDepthMLP(vfm_width, width, width)
         self.gradient_checkpointing = False
 
     def stage_prompts(self) -> torch.Tensor:
-        """The four stages' initial prompts: real part of the 2-D FFT of the learnable tokens, (4, P, D)."""
+        """The four stages' learnable prompts as used: Re(FFT over channels, then over tokens), (4, P, D)."""
         # FFT kernels exist for float32/64 only; the result is cast back to the parameter's dtype.
-        return torch.fft.fft2(self.prompt_embeddings.float()).real.to(self.prompt_embeddings.dtype)
+        dtype = torch.promote_types(self.prompt_embeddings.dtype, torch.float32)
+        return torch.fft.fft2(self.prompt_embeddings.to(dtype)).real.to(self.prompt_embeddings.dtype)
 
     def prompt_mask(self, num_tokens: int, reference: torch.Tensor) -> torch.Tensor:
-        """Additive attention mask (1, 1, T, T) over [prompts; image tokens] that blocks prompt->prompt attention.
+        """Additive attention mask (1, 1, T, T) over [prompts, CLS, patches] that blocks prompt -> prompt attention.
 
-        Additive (0 where allowed, the dtype's minimum where blocked) for both eager and SDPA attention: one mask
-        serves both, and on CPU SDPA's fused kernel runs it about 10% faster than a boolean mask. It is built in the
-        attention's compute dtype, which is the autocast dtype when autocast is on. No row is fully blocked (every
-        token may attend to the image tokens), so the softmax stays finite.
+        Built for the actual token count, on the input's device, in the attention's compute dtype (the autocast dtype
+        when autocast is on). It is additive for eager attention too: the authors' eager path would multiply the
+        probabilities by it, which is a defect. No row is fully blocked, so the softmax stays finite.
         """
         device_type = reference.device.type
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else reference.dtype
         total = self.prompt_num + num_tokens
         mask = torch.zeros(1, 1, total, total, dtype=dtype, device=reference.device)
-        mask[:, :, : self.prompt_num, : self.prompt_num] = torch.finfo(dtype).min
+        mask[:, :, : self.prompt_num, : self.prompt_num] = max(_PROMPT_MASK_VALUE, torch.finfo(dtype).min)
         return mask
 
-    def run_stage(
-        self, vfm: Dinov2Model, layers: list[nn.Module], prompts: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """One VFM stage over [prompts; tokens]."""
-        hidden_states = torch.cat((prompts, tokens), dim=1)
+    @staticmethod
+    def run_stage(layers: list[nn.Module], hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One VFM stage: its frozen layers over [prompts, CLS, patches] under the prompt mask."""
         for layer in layers:
             hidden_states = layer(hidden_states, mask)
         return hidden_states
@@ -231,35 +233,30 @@ class WEDepthPromptedVFMStages(nn.Module):
     def forward(
         self, vfm: Dinov2Model, vfm_pixel_values: torch.Tensor, context_maps: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Returns the four stages' output prompts (B, P, D) and the last stage's patch map (B, D, h, w)."""
+        """Returns the four stages' back-projected prompts (B, P, D) and the last stage's patch map (B, D, h, w)."""
         batch_size = vfm_pixel_values.shape[0]
         patch_size = vfm.config.patch_size
         grid = (vfm_pixel_values.shape[2] // patch_size, vfm_pixel_values.shape[3] // patch_size)
         tokens = vfm.embeddings(vfm_pixel_values)
         mask = self.prompt_mask(tokens.shape[1], tokens)
-        initial_prompts = self.stage_prompts()
         stage_starts = [0] + [end + 1 for end in self.stage_layers[:-1]]
 
         output_prompts: list[torch.Tensor] = []
-        carried: torch.Tensor | None = None
-        for stage in range(NUM_STAGES):
-            prompts = initial_prompts[stage].unsqueeze(0).expand(batch_size, -1, -1)
-            if carried is not None:
-                prompts = prompts + carried
-            lifted = self.extraction_blocks[stage](prompts, flatten_map(context_maps[stage])).to(tokens.dtype)
+        for stage, prompts in enumerate(self.stage_prompts()):
+            prompts = prompts.unsqueeze(0).expand(batch_size, -1, -1)
+            if output_prompts:
+                prompts = prompts + output_prompts[-1]
+            lifted = self.extraction_blocks[stage](prompts, context_maps[stage]).to(tokens.dtype)
+            hidden_states = torch.cat((lifted, tokens), dim=1)
             layers = list(vfm.encoder.layer[stage_starts[stage] : self.stage_layers[stage] + 1])
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                hidden_states = self._gradient_checkpointing_func(self.run_stage, vfm, layers, lifted, tokens, mask)
+                hidden_states = self._gradient_checkpointing_func(self.run_stage, layers, hidden_states, mask)
             else:
-                hidden_states = self.run_stage(vfm, layers, lifted, tokens, mask)
+                hidden_states = self.run_stage(layers, hidden_states, mask)
             tokens = hidden_states[:, self.prompt_num :]
-            carried = self.prompt_output_projections[stage](
-                self.prompt_output_norms[stage](hidden_states[:, : self.prompt_num])
-            )
-            output_prompts.append(carried)
+            output_prompts.append(self.prompt_projections[stage](hidden_states[:, : self.prompt_num]))
 
-        patch_tokens = vfm.layernorm(tokens)[:, 1:]
-        patch_map = unflatten_map(self.patch_projection(patch_tokens), *grid)
+        patch_map = unflatten_map(self.patch_projection(tokens[:, 1:]), *grid)
         return output_prompts, patch_map
 
 
@@ -268,59 +265,87 @@ class WEDepthPromptedVFMStages(nn.Module):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class WEDepthPromptInjectionLayer(nn.Module):
-    """Pixels (plus position encoding) cross-attend to prompts, then an MLP; both residual."""
+class WEDepthInjectionMLP(nn.Module):
+    """Pre-norm MLP of the prompt injection: LayerNorm, Linear D -> rD, GELU, Linear rD -> D."""
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         width = config.prompt_dim
-        self.pixel_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.prompt_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.cross_attention = WEDepthAttention(width, config.prompt_attention_heads)
-        self.mlp_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.mlp = WEDepthMLP(width, int(width * config.injection_mlp_ratio), width)
+        hidden = int(width * config.injection_mlp_ratio)
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, width)
 
-    def forward(self, pixels: torch.Tensor, position: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-        prompts = self.prompt_norm(prompts)
-        pixels = pixels + self.cross_attention(self.pixel_norm(pixels) + position, prompts, prompts)
-        return pixels + self.mlp(self.mlp_norm(pixels))
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(hidden_states))))
 
 
-class WEDepthPromptInjection(nn.Module):
-    """Injection 1 at one scale: the stage's output prompts (after one self-attention) enhance stream-A pixels."""
+class WEDepthPromptInjectionLayer(nn.Module):
+    """Pixels cross-attend to the prompts, then an MLP; both residual."""
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
-        self.prompt_self_attention = WEDepthPromptSelfAttention(config)
+        self.cross_attention = WEDepthPerceiverAttention(config, normalize_context=True)
+        self.mlp = WEDepthInjectionMLP(config)
+
+    def forward(self, pixels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        pixels = pixels + self.cross_attention(pixels, prompts)
+        return pixels + self.mlp(pixels)
+
+
+class WEDepthPromptInjection(nn.Module):
+    """Injection 1 at one scale: the stage's VFM output prompts enhance the stream-A pixels.
+
+    A sine position encoding is added to the pixels (and stays), the prompts get one residual self-attention, then
+    each layer lets the pixels cross-attend to the prompts and applies a residual MLP.
+    """
+
+    def __init__(self, config: WEDepthConfig) -> None:
+        super().__init__()
+        self.prompt_self_attention = WEDepthPerceiverAttention(config, normalize_context=False)
         self.layers = nn.ModuleList(WEDepthPromptInjectionLayer(config) for _ in range(config.injection_depth))
 
     def forward(self, stream_a: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         _, channels, height, width = stream_a.shape
-        prompts = self.prompt_self_attention(prompts)
-        position = sine_position_encoding(height, width, channels, stream_a.device, stream_a.dtype)
-        pixels = flatten_map(stream_a)
+        position = sine_position_encoding(height, width, channels, stream_a.device).to(stream_a.dtype)
+        pixels = flatten_map(stream_a + position)
+        prompts = prompts + self.prompt_self_attention(prompts)
         for layer in self.layers:
-            pixels = layer(pixels, position, prompts)
+            pixels = layer(pixels, prompts)
         return unflatten_map(pixels, height, width)
 
 
 class WEDepthFeatureInjection(nn.Module):
-    """Injection 2 at one scale: resized VFM patch map -> 1x1 conv, depthwise 3x3 conv, BN, ReLU -> added to pixels."""
+    """Injection 2: the last VFM stage's patch map, resized to each scale, is fused into the enhanced pixels.
+
+    Per scale: a = a + dw(a); x = a + 1x1(v); x = x + dw'(x); BN; ReLU; then one 1x1 convolution shared by all
+    scales (the authors' `FuseFuture`).
+    """
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         width = config.prompt_dim
-        self.pointwise = nn.Conv2d(width, width, kernel_size=1)
-        self.depthwise = nn.Conv2d(width, width, kernel_size=3, padding=1, groups=width)
-        self.norm = nn.BatchNorm2d(width)
-        self.act = nn.ReLU()
 
-    def forward(self, pixels: torch.Tensor, vfm_map: torch.Tensor, image_extent: tuple[int, int]) -> torch.Tensor:
-        """`image_extent`: rows/cols of `pixels` that cover the image (the rest is encoder padding, left at zero)."""
-        height, width = pixels.shape[-2:]
-        resized = F.interpolate(vfm_map, size=image_extent, mode="bilinear", align_corners=False)
-        resized = F.pad(resized, (0, width - image_extent[1], 0, height - image_extent[0]))
-        return pixels + self.act(self.norm(self.depthwise(self.pointwise(resized))))
+        def depthwise() -> nn.Conv2d:
+            return nn.Conv2d(width, width, kernel_size=3, padding=1, groups=width)
+
+        self.pixel_convs = nn.ModuleList(depthwise() for _ in range(NUM_STAGES))
+        self.vfm_projections = nn.ModuleList(nn.Conv2d(width, width, kernel_size=1) for _ in range(NUM_STAGES))
+        self.fused_convs = nn.ModuleList(depthwise() for _ in range(NUM_STAGES))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(NUM_STAGES))
+        self.act = nn.ReLU()
+        self.output_projection = nn.Conv2d(width, width, kernel_size=1)
+
+    def forward(self, pixel_maps: list[torch.Tensor], vfm_map: torch.Tensor) -> list[torch.Tensor]:
+        fused_maps = []
+        for stage, pixels in enumerate(pixel_maps):
+            vfm_features = F.interpolate(vfm_map, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+            pixels = pixels + self.pixel_convs[stage](pixels)
+            fused = pixels + self.vfm_projections[stage](vfm_features)
+            fused = fused + self.fused_convs[stage](fused)
+            fused_maps.append(self.output_projection(self.act(self.norms[stage](fused))))
+        return fused_maps
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -335,6 +360,9 @@ def multi_scale_deformable_attention(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """Multi-scale deformable attention in plain PyTorch (bilinear `grid_sample`, any device and dtype).
+
+    The same arithmetic as Deformable DETR's CUDA kernel: bilinear sampling at pixel position `location * size - 0.5`,
+    zero outside the map.
 
     Args:
         value: (B, S, heads, head_dim), the levels' tokens concatenated, S = sum(h * w).
@@ -363,30 +391,20 @@ def multi_scale_deformable_attention(
     return output.view(batch_size, num_heads * head_dim, num_queries).transpose(1, 2)
 
 
-class WEDepthSamplingOffsets(nn.Linear):
-    """Predicts each query's sampling offsets; initialised to rings of points around the reference point."""
-
-    def __init__(self, hidden_size: int, num_heads: int, num_levels: int, num_points: int) -> None:
-        super().__init__(hidden_size, num_heads * num_levels * num_points * 2)
-        self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
-
-
-class WEDepthSamplingWeights(nn.Linear):
-    """Predicts each query's attention weights over its sampling points; initialised to uniform weights."""
-
-
 class WEDepthMultiScaleDeformableAttention(nn.Module):
     """Each query attends to a few learned sampling points around its reference point on every level."""
 
-    def __init__(self, hidden_size: int, num_heads: int, num_levels: int, num_points: int) -> None:
+    def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
-        self.num_heads = num_heads
-        self.num_levels = num_levels
-        self.num_points = num_points
-        self.sampling_offsets = WEDepthSamplingOffsets(hidden_size, num_heads, num_levels, num_points)
-        self.attention_weights = WEDepthSamplingWeights(hidden_size, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(hidden_size, hidden_size)
-        self.output_proj = nn.Linear(hidden_size, hidden_size)
+        hidden = config.decoder_hidden_size
+        self.num_heads = config.decoder_attention_heads
+        self.num_levels = NUM_STAGES
+        self.num_points = config.decoder_sampling_points
+        samples = self.num_heads * self.num_levels * self.num_points
+        self.sampling_offsets = nn.Linear(hidden, samples * 2)
+        self.attention_weights = nn.Linear(hidden, samples)
+        self.value_proj = nn.Linear(hidden, hidden)
+        self.output_proj = nn.Linear(hidden, hidden)
 
     def forward(
         self,
@@ -404,25 +422,28 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
         weights = self.attention_weights(queries).view(batch_size, num_queries, heads, levels * points)
         weights = weights.softmax(dim=-1).view(batch_size, num_queries, heads, levels, points)
-        locations = reference_points[None, :, None, None, None, :].to(offsets.dtype) + offsets / level_sizes[
-            None, None, None, :, None, :
-        ].to(offsets.dtype)
+        # Exact conversions for float32/64 (the points and sizes are float32, the sizes integers).
+        reference = reference_points[None, :, None, None, None, :].to(offsets.dtype)
+        locations = reference + offsets / level_sizes[None, None, None, :, None, :].to(offsets.dtype)
         attended = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
         return self.output_proj(attended)
 
 
 class WEDepthDeformableEncoderLayer(nn.Module):
-    """Post-norm deformable self-attention over all levels, then a feed-forward block."""
+    """Pre-norm deformable self-attention over all levels, then a GELU feed-forward block; both residual.
 
-    def __init__(self, config: WEDepthConfig, num_levels: int) -> None:
+    The queries are the normed tokens plus their position; the sampled values are the un-normed tokens.
+    """
+
+    def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         hidden = config.decoder_hidden_size
-        self.self_attention = WEDepthMultiScaleDeformableAttention(
-            hidden, config.decoder_attention_heads, num_levels, config.decoder_sampling_points
-        )
-        self.attention_norm = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, config.decoder_ffn_dim), nn.ReLU(), nn.Linear(config.decoder_ffn_dim, hidden))
-        self.ffn_norm = nn.LayerNorm(hidden)
+        self.self_attn_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.self_attn = WEDepthMultiScaleDeformableAttention(config)
+        self.final_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.fc1 = nn.Linear(hidden, config.decoder_ffn_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, hidden)
 
     def forward(
         self,
@@ -432,116 +453,137 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         spatial_shapes: list[tuple[int, int]],
         level_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        attended = self.self_attention(
-            hidden_states + position, reference_points, hidden_states, spatial_shapes, level_sizes
+        queries = self.self_attn_layer_norm(hidden_states) + position
+        hidden_states = hidden_states + self.self_attn(
+            queries, reference_points, hidden_states, spatial_shapes, level_sizes
         )
-        hidden_states = self.attention_norm(hidden_states + attended)
-        return self.ffn_norm(hidden_states + self.ffn(hidden_states))
+        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
 
 
-def _group_norm(num_channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
-
-
-class WEDepthDeformablePixelDecoder(nn.Module):
-    """Multi-scale deformable-attention pixel decoder with an FPN (Mask2Former / iDisc style).
-
-    The three coarsest maps (strides 8/16/32) are refined jointly by deformable-attention layers; an FPN step adds
-    the stride-4 map. Returns four maps of width `decoder_hidden_size`, finest first.
-    """
-
-    num_attention_levels = NUM_STAGES - 1
+class WEDepthInputAdapter(nn.Module):
+    """1x1 convolution to the decoder width, then GroupNorm with one group."""
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         hidden = config.decoder_hidden_size
-        self.input_projections = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(config.prompt_dim, hidden, kernel_size=1), _group_norm(hidden))
-            for _ in range(self.num_attention_levels)
-        )
-        self.level_embeddings = nn.Parameter(torch.zeros(self.num_attention_levels, hidden))
-        self.layers = nn.ModuleList(
-            WEDepthDeformableEncoderLayer(config, self.num_attention_levels) for _ in range(config.decoder_layers)
-        )
-        self.lateral_projection = nn.Sequential(nn.Conv2d(config.prompt_dim, hidden, kernel_size=1), _group_norm(hidden))
-        self.fpn_output = nn.Sequential(
-            nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, bias=False), _group_norm(hidden), nn.ReLU()
-        )
+        self.projection = nn.Conv2d(config.prompt_dim, hidden, kernel_size=1)
+        self.norm = nn.GroupNorm(1, hidden)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.projection(feature_map))
+
+
+class WEDepthConvNormAct(nn.Module):
+    """Convolution without bias, BatchNorm, GELU: each output, lateral and FPN convolution of the pixel decoder."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.act = nn.GELU()
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(feature_map)))
+
+
+class WEDepthDeformablePixelDecoder(nn.Module):
+    """iDisc's multi-scale deformable-attention pixel decoder with a top-down FPN, over all four scales.
+
+    Inside the decoder, levels run coarse to fine (level 0 = stride 32): the order of the deformable attention's level
+    axis and of the top-down path. Each level's map is adapted to the decoder width; the deformable layers refine all
+    levels jointly, in float32 even under autocast (as the authors force); then, coarse to fine,
+    y_l = fpn_l(lateral_l(map_l) + output_l(refined_l) + nearest_up(y_(l-1))).
+    """
+
+    def __init__(self, config: WEDepthConfig) -> None:
+        super().__init__()
+        hidden, width = config.decoder_hidden_size, config.prompt_dim
+        self.input_adapters = nn.ModuleList(WEDepthInputAdapter(config) for _ in range(NUM_STAGES))
+        self.level_embeddings = nn.Parameter(torch.zeros(NUM_STAGES, hidden))
+        self.layers = nn.ModuleList(WEDepthDeformableEncoderLayer(config) for _ in range(config.decoder_layers))
+        self.output_convs = nn.ModuleList(WEDepthConvNormAct(hidden, hidden, 1) for _ in range(NUM_STAGES))
+        self.lateral_convs = nn.ModuleList(WEDepthConvNormAct(width, hidden, 1) for _ in range(NUM_STAGES))
+        self.fpn_convs = nn.ModuleList(WEDepthConvNormAct(hidden, hidden, 3) for _ in range(NUM_STAGES))
 
     @staticmethod
     def reference_points(spatial_shapes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
-        """Normalised (x, y) centre of every token of every level, (sum(h * w), 2)."""
+        """Normalised (x, y) centre of every token of every level, (sum(h * w), 2), in float32."""
         points = []
         for height, width in spatial_shapes:
-            y = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
-            x = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+            y = torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device) / height
+            x = torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device) / width
             grid_y, grid_x = torch.meshgrid(y, x, indexing="ij")
             points.append(torch.stack((grid_x.flatten(), grid_y.flatten()), dim=-1))
         return torch.cat(points, dim=0)
 
-    def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        # Coarsest level first: stride 32, 16, 8.
-        attention_maps = [
-            projection(feature_map)
-            for projection, feature_map in zip(self.input_projections, feature_maps[:0:-1])
-        ]
-        spatial_shapes = [(m.shape[2], m.shape[3]) for m in attention_maps]
-        channels = attention_maps[0].shape[1]
-        tokens = torch.cat([flatten_map(m) for m in attention_maps], dim=1)
+    def refine(self, adapted_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The deformable layers over all levels' tokens; returns the refined maps, coarse to fine."""
+        spatial_shapes = [(m.shape[2], m.shape[3]) for m in adapted_maps]
+        hidden = adapted_maps[0].shape[1]
+        device = adapted_maps[0].device
+        tokens = torch.cat([flatten_map(m) for m in adapted_maps], dim=1)
         position = torch.cat(
             [
-                sine_position_encoding(height, width, channels, tokens.device, tokens.dtype) + self.level_embeddings[level]
+                flatten_map(sine_position_encoding(height, width, hidden, device)[None]) + self.level_embeddings[level]
                 for level, (height, width) in enumerate(spatial_shapes)
             ],
-            dim=0,
-        ).unsqueeze(0)
-        reference_points = self.reference_points(spatial_shapes, tokens.device)
+            dim=1,
+        ).to(tokens.dtype)
+        reference_points = self.reference_points(spatial_shapes, device)
         # (width, height) per level, written by device-side fills: `torch.tensor(list, device=...)` would be a
         # host-to-device copy, which synchronises.
-        level_sizes = torch.empty(len(spatial_shapes), 2, dtype=torch.float32, device=tokens.device)
+        level_sizes = torch.empty(len(spatial_shapes), 2, dtype=torch.float32, device=device)
         for level, (height, width) in enumerate(spatial_shapes):
             level_sizes[level, 0], level_sizes[level, 1] = width, height
         for layer in self.layers:
             tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
-        refined = [
+        return [
             unflatten_map(level_tokens, height, width)
             for level_tokens, (height, width) in zip(
                 tokens.split([height * width for height, width in spatial_shapes], dim=1), spatial_shapes
             )
         ]
-        finest = self.lateral_projection(feature_maps[0])
-        finest = finest + F.interpolate(refined[-1], size=finest.shape[-2:], mode="bilinear", align_corners=False)
-        finest = self.fpn_output(finest)
-        return [finest, *refined[::-1]]
 
-
-class WEDepthLogDepthOutput(nn.Conv2d):
-    """The 1x1 convolution that outputs log-depth; initialised small so a fresh model predicts about 1 m everywhere."""
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__(in_channels, 1, kernel_size=1)
+    def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`feature_maps`: the four injected maps, finest first (strides 4..32). Returns four maps, coarse to fine."""
+        levels = feature_maps[::-1]
+        adapted = [adapter(feature_map) for adapter, feature_map in zip(self.input_adapters, levels)]
+        device_type = adapted[0].device.type
+        if torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type, enabled=False):
+                refined = self.refine([m.float() for m in adapted])
+        else:
+            refined = self.refine(adapted)
+        outputs: list[torch.Tensor] = []
+        for level, (feature_map, refined_map) in enumerate(zip(levels, refined)):
+            fused = self.lateral_convs[level](feature_map) + self.output_convs[level](refined_map)
+            if outputs:
+                fused = fused + F.interpolate(outputs[-1], size=fused.shape[-2:], mode="nearest")
+            outputs.append(self.fpn_convs[level](fused))
+        return outputs
 
 
 class WEDepthDepthHead(nn.Module):
-    """One scale's head: BN, conv, 2x transposed conv, conv, BN, 1x1 conv -> log-depth at twice the map's size."""
+    """One level's head: BN, conv 3x3, 2x transposed conv, conv 3x3, BN, 1x1 conv -> log-depth at twice the map's size.
+
+    There is no nonlinearity between the layers, as in the authors' `ProjectOut`.
+    """
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         hidden, width = config.decoder_hidden_size, config.head_hidden_size
-        self.layers = nn.Sequential(
-            nn.BatchNorm2d(hidden),
-            nn.Conv2d(hidden, width, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(width, width, kernel_size=2, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            WEDepthLogDepthOutput(width),
-        )
+        self.input_norm = nn.BatchNorm2d(hidden)
+        self.conv1 = nn.Conv2d(hidden, width, kernel_size=3, padding=1)
+        self.upsample = nn.ConvTranspose2d(width, width, kernel_size=2, stride=2)
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1)
+        self.norm = nn.BatchNorm2d(width)
+        self.log_depth = nn.Conv2d(width, 1, kernel_size=1)
+        for conv in (self.conv1, self.upsample, self.conv2, self.log_depth):
+            conv.kaiming_normal_init = True  # the authors' head initialisation, applied by `_init_weights`
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return self.layers(feature_map)
+        hidden_states = self.upsample(self.conv1(self.input_norm(feature_map)))
+        return self.log_depth(self.norm(self.conv2(hidden_states)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -552,21 +594,22 @@ class WEDepthDepthHead(nn.Module):
 def silog_loss(
     predicted_depth: torch.Tensor, labels: torch.Tensor, valid_mask: torch.Tensor, variance_focus: float
 ) -> torch.Tensor:
-    """Scale-invariant log loss sqrt(mean(d^2) - lambda * mean(d)^2), d = log(pred) - log(gt), over valid pixels.
+    """Scale-invariant log loss sqrt(mean(d^2) - lambda * mean(d)^2), d = log(gt + 1e-6) - log(pred + 1e-6).
 
-    Computed in float32 over all valid pixels of the batch. Without a valid pixel the loss is an exact zero that
-    still belongs to the graph (its gradient is zero, never NaN).
+    The authors' `SiLogLoss`, over the valid pixels of the whole batch, in float32 at least. Without a valid pixel the
+    loss is an exact zero that still belongs to the graph (its gradient is zero, never NaN).
     """
-    count = valid_mask.sum().float()
+    dtype = torch.promote_types(predicted_depth.dtype, torch.float32)
+    count = valid_mask.sum().to(dtype)
     # Invalid pixels become log(1) - log(1) = 0, so they add nothing to either sum.
-    safe_prediction = torch.where(valid_mask, predicted_depth.float(), torch.ones_like(predicted_depth, dtype=torch.float32))
-    safe_labels = torch.where(valid_mask, labels.float(), torch.ones_like(labels, dtype=torch.float32))
-    difference = safe_prediction.log() - safe_labels.log()
+    safe_prediction = torch.where(valid_mask, predicted_depth.to(dtype) + 1e-6, 1.0)
+    safe_labels = torch.where(valid_mask, labels.to(dtype) + 1e-6, 1.0)
+    difference = safe_labels.log() - safe_prediction.log()
     denominator = count.clamp(min=1.0)
     mean_square = difference.square().sum() / denominator
     mean = difference.sum() / denominator
     variance = (mean_square - variance_focus * mean.square()).clamp(min=0.0)
-    return torch.sqrt(variance + 1e-12) * (count > 0).float()
+    return torch.sqrt(variance + 1e-12) * (count > 0).to(dtype)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -574,8 +617,22 @@ def silog_loss(
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _default_init(module: nn.Module) -> None:
+    """PyTorch's own initialisation of a Linear or convolution (Kaiming-uniform, a = sqrt(5)), as the authors' modules
+    get by default."""
+    init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+    if module.bias is not None:
+        fan_in = module.weight.shape[1] * module.weight[0][0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(module.bias, -bound, bound)
+
+
 class WEDepthPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading behaviour shared by WEDepth models."""
+    """Weight initialisation and loading behaviour shared by WEDepth models.
+
+    New modules are initialised as the authors' code initialises them (their layers' PyTorch defaults, Deformable
+    DETR's scheme for the pixel decoder, Kaiming for the heads); the encoder and the VFM keep their own schemes.
+    """
 
     config: WEDepthConfig
     config_class = WEDepthConfig
@@ -587,39 +644,61 @@ class WEDepthPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["Dinov2Layer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        # transformers skips modules without parameters of their own, so each special init sits on the parameter's
-        # own module.
-        if isinstance(module, WEDepthSamplingOffsets):
-            init.zeros_(module.weight)
-            thetas = torch.arange(module.num_heads, dtype=torch.float32) * (2.0 * math.pi / module.num_heads)
-            directions = torch.stack((thetas.cos(), thetas.sin()), dim=-1)
-            directions = directions / directions.abs().max(dim=-1, keepdim=True).values
-            directions = directions[:, None, None, :].repeat(1, module.num_levels, module.num_points, 1)
-            directions = directions * torch.arange(1, module.num_points + 1, dtype=torch.float32)[None, None, :, None]
-            init.copy_(module.bias, directions.flatten())
-        elif isinstance(module, WEDepthSamplingWeights):
-            init.zeros_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, WEDepthLogDepthOutput):
-            init.trunc_normal_(module.weight, std=std)
-            init.zeros_(module.bias)
+        # transformers initialises children before parents, and skips (in remote code) modules without parameters of
+        # their own; so each special scheme sits on a module with its own parameter, or is declared on the layer.
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            _default_init(module)
+            if getattr(module, "kaiming_normal_init", False):
+                init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
+            super()._init_weights(module)
         elif isinstance(module, WEDepthPromptedVFMStages):
-            init.trunc_normal_(module.prompt_embeddings, std=std)
+            # Uniform +-sqrt(6 / (3 * p * p + D)), p the VFM patch size (VPT's prompt initialisation).
+            patch_size = self.config.vfm_config.patch_size
+            bound = math.sqrt(6.0 / (3 * patch_size * patch_size + self.config.prompt_dim))
+            init.uniform_(module.prompt_embeddings, -bound, bound)
         elif isinstance(module, WEDepthExtractionLayer):
             init.ones_(module.gamma)
         elif isinstance(module, WEDepthDeformablePixelDecoder):
-            init.normal_(module.level_embeddings, std=1.0)
-        elif isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
-            super()._init_weights(module)
+            _init_pixel_decoder(module)
+
+
+def _init_pixel_decoder(decoder: "WEDepthDeformablePixelDecoder") -> None:
+    """Deformable DETR's initialisation as iDisc applies it, on top of the layers' defaults."""
+    init.normal_(decoder.level_embeddings)
+    for adapter in decoder.input_adapters:
+        init.xavier_uniform_(adapter.projection.weight)
+        init.zeros_(adapter.projection.bias)
+    for layer in decoder.layers:
+        init.xavier_uniform_(layer.fc1.weight)
+        init.xavier_uniform_(layer.fc2.weight)
+        attention = layer.self_attn
+        # Rings of 1..num_points pixels around the reference point in each head's direction, uniform weights.
+        init.zeros_(attention.sampling_offsets.weight)
+        thetas = torch.arange(attention.num_heads, dtype=torch.float32) * (2.0 * math.pi / attention.num_heads)
+        directions = torch.stack((thetas.cos(), thetas.sin()), dim=-1)
+        directions = directions / directions.abs().max(dim=-1, keepdim=True).values
+        directions = directions[:, None, None, :].repeat(1, attention.num_levels, attention.num_points, 1)
+        directions = directions * torch.arange(1, attention.num_points + 1, dtype=torch.float32)[None, None, :, None]
+        init.copy_(attention.sampling_offsets.bias, directions.flatten())
+        init.zeros_(attention.attention_weights.weight)
+        init.zeros_(attention.attention_weights.bias)
+        for linear in (attention.value_proj, attention.output_proj):
+            init.xavier_uniform_(linear.weight)
+            init.zeros_(linear.bias)
+    for block in (*decoder.output_convs, *decoder.lateral_convs, *decoder.fpn_convs):
+        init.kaiming_uniform_(block.conv.weight, a=1)
+
+
+def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
+    """Give every `nn.LayerNorm` inside `module` the epsilon `eps`.
+
+    transformers' Swin builds its patch-embedding, patch-merging and stage-output norms with PyTorch's default 1e-5
+    and only its blocks' norms with `config.layer_norm_eps`; the authors' Swin uses 1e-6 in every norm.
+    """
+    for submodule in module.modules():
+        if isinstance(submodule, nn.LayerNorm):
+            submodule.eps = eps
 
 
 class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
@@ -628,12 +707,12 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
     Attributes:
         encoder: the trainable depth encoder (a transformers backbone, Swin in the paper).
         vfm: the frozen VFM, a plain `Dinov2Model`, never modified: `requires_grad=False` and eval mode always.
-        stream_projections: per scale, the projection to width D and the split into streams A and B.
+        stream_split: the encoder maps as stream A (to be enhanced) and stream B (context), width D.
         prompted_vfm: prompts, extraction blocks and the staged pass of the frozen VFM.
         prompt_injections: injection 1 (VFM output prompts -> stream-A pixels), one per scale.
-        feature_injections: injection 2 (VFM patch tokens -> enhanced maps), one per scale.
+        feature_injection: injection 2 (the last VFM stage's patch tokens -> every scale).
         pixel_decoder: the multi-scale deformable-attention pixel decoder with its FPN.
-        depth_heads: four log-depth heads, averaged after exponentiation.
+        depth_heads: four log-depth heads (coarse to fine, as the decoder's levels), averaged after exponentiation.
     """
 
     def __init__(self, config: WEDepthConfig) -> None:
@@ -645,13 +724,12 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 f"{_SUPPORTED_VFM_ATTENTION} (`attn_implementation='sdpa'`)."
             )
         self.encoder = AutoBackbone.from_config(config.encoder_config)
+        set_layer_norm_eps(self.encoder, config.encoder_config.layer_norm_eps)
         self.vfm = Dinov2Model(config.vfm_config)
-        self.stream_projections = nn.ModuleList(
-            WEDepthStreamProjection(channels, config) for channels in self.encoder.channels
-        )
+        self.stream_split = WEDepthStreamSplit(list(self.encoder.channels), config)
         self.prompted_vfm = WEDepthPromptedVFMStages(config)
         self.prompt_injections = nn.ModuleList(WEDepthPromptInjection(config) for _ in range(NUM_STAGES))
-        self.feature_injections = nn.ModuleList(WEDepthFeatureInjection(config) for _ in range(NUM_STAGES))
+        self.feature_injection = WEDepthFeatureInjection(config)
         self.pixel_decoder = WEDepthDeformablePixelDecoder(config)
         self.depth_heads = nn.ModuleList(WEDepthDepthHead(config) for _ in range(NUM_STAGES))
         self.post_init()
@@ -706,7 +784,8 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
 
         Args:
             config: a `WEDepthConfig` or a preset name ("small", "base", "large"). Its VFM and encoder architectures
-                are replaced by those of the pretrained checkpoints; all other fields are kept.
+                are replaced by those of the pretrained checkpoints; all other fields are kept, including the
+                encoder's `drop_path_rate` and `layer_norm_eps` (the authors' Swin recipe, not the checkpoint's).
             vfm_name_or_path: Hub id or local folder of a DINOv2 checkpoint. Defaults to
                 `config.vfm_pretrained_name_or_path`.
             encoder_name_or_path: Hub id or local folder of the encoder checkpoint (e.g. a Swin classification
@@ -730,6 +809,9 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 f"WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
             )
         encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
+        # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays WEDepth's.
+        for recipe_key in ("drop_path_rate", "layer_norm_eps"):
+            setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
         # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
         backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
         encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
@@ -792,18 +874,33 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             )
         return labels
 
-    def _encoder_maps(self, padded: torch.Tensor) -> list[torch.Tensor]:
-        feature_maps = list(self.encoder(padded).feature_maps)
-        height, width = padded.shape[-2:]
+
+    def _encoder_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's four normed stage maps; each must be about 1/4, 1/8, 1/16, 1/32 of the input."""
+        feature_maps = list(self.encoder(pixel_values).feature_maps)
+        height, width = pixel_values.shape[-2:]
         for stage, feature_map in enumerate(feature_maps):
             stride = 4 * 2**stage
-            if tuple(feature_map.shape[-2:]) != (height // stride, width // stride):
+            expected = [(size // stride, -(-size // stride)) for size in (height, width)]
+            if not all(low <= got <= high for (low, high), got in zip(expected, feature_map.shape[-2:])):
                 raise ValueError(
-                    f"Encoder stage {stage + 1} must have stride {stride} (a {height // stride}x{width // stride} map "
-                    f"for a {height}x{width} input), got {tuple(feature_map.shape[-2:])}. WEDepth needs an encoder "
-                    f"with four stages at strides 4/8/16/32."
+                    f"Encoder stage {stage + 1} must have stride {stride} (a {expected[0][1]}x{expected[1][1]} map for "
+                    f"a {height}x{width} input), got {tuple(feature_map.shape[-2:])}. WEDepth needs an encoder with "
+                    f"four stages at strides 4/8/16/32."
                 )
         return feature_maps
+
+    def vfm_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image as the VFM sees it: resized down (bilinear) to a multiple of the patch size when it is not one.
+
+        Inputs smaller than one patch are resized up to one patch (the authors' code fails on them).
+        """
+        patch_size = self.config.vfm_config.patch_size
+        height, width = pixel_values.shape[-2:]
+        if height % patch_size == 0 and width % patch_size == 0:
+            return pixel_values
+        size = (max(patch_size, height // patch_size * patch_size), max(patch_size, width // patch_size * patch_size))
+        return F.interpolate(pixel_values, size=size, mode="bilinear", align_corners=False)
 
     def forward(
         self,
@@ -817,12 +914,13 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             pixel_values (`torch.Tensor` of shape `(batch_size, 3, height, width)`):
                 ImageNet-normalised images (see `WEDepthImageProcessor`), any height and width.
             labels (`torch.Tensor` of shape `(batch_size, height, width)` or `(batch_size, 1, height, width)`):
-                Ground-truth depth in metres. Pixels outside (min_depth, max_depth) are ignored by the loss.
+                Ground-truth depth in metres. Pixels at or below `config.min_depth` (and, if set, at or above
+                `config.max_depth`) or not finite are ignored by the loss.
 
         Returns:
             `DepthEstimatorOutput` with `predicted_depth` of shape `(batch_size, height, width)`: positive metric depth
-            in metres at the input's size, in float32 whatever the model's dtype; `loss`, the SILog loss, when labels
-            are given.
+            in metres at the input's size, in float32 at least whatever the model's dtype; `loss`, the SILog loss,
+            when labels are given.
         """
         labels = self._check_inputs(pixel_values, labels)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -830,44 +928,34 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             pixel_values = pixel_values.to(self.encoder.dtype)
         height, width = pixel_values.shape[-2:]
 
-        # Trainable encoder on the input padded to a multiple of 32; its streams A (enhanced) and B (context).
-        padded_height, padded_width = math.ceil(height / 32) * 32, math.ceil(width / 32) * 32
-        padded = F.pad(pixel_values, (0, padded_width - width, 0, padded_height - height))
-        streams = [
-            projection(feature_map)
-            for projection, feature_map in zip(self.stream_projections, self._encoder_maps(padded))
+        # Trainable encoder; its streams A (to be enhanced) and B (context for the prompts).
+        stream_a, stream_b = self.stream_split(self._encoder_maps(pixel_values))
+        # Frozen VFM, steered by prompts conditioned on stream B.
+        output_prompts, vfm_map = self.prompted_vfm(self.vfm, self.vfm_input(pixel_values), stream_b)
+        # Injection 1 (prompts) at each scale, then injection 2 (the VFM's patch tokens).
+        enhanced = [
+            injection(pixels, prompts)
+            for injection, pixels, prompts in zip(self.prompt_injections, stream_a, output_prompts)
         ]
+        decoded = self.pixel_decoder(self.feature_injection(enhanced, vfm_map))
 
-        # Frozen VFM on the input resized to a multiple of its patch size, steered by prompts.
-        patch_size = self.config.vfm_config.patch_size
-        vfm_size = (max(patch_size, height // patch_size * patch_size), max(patch_size, width // patch_size * patch_size))
-        vfm_pixels = F.interpolate(pixel_values, size=vfm_size, mode="bilinear", align_corners=False)
-        output_prompts, vfm_map = self.prompted_vfm(self.vfm, vfm_pixels, [stream_b for _, stream_b in streams])
-
-        # Injections 1 and 2 into stream A at each scale.
-        enhanced = []
-        for stage, (stream_a, _) in enumerate(streams):
-            stride = 4 * 2**stage
-            extent = (math.ceil(height / stride), math.ceil(width / stride))
-            pixels = self.prompt_injections[stage](stream_a, output_prompts[stage])
-            enhanced.append(self.feature_injections[stage](pixels, vfm_map, extent))
-
-        # Deformable pixel decoder, four log-depth heads; depths averaged at the finest head's size.
-        decoded = self.pixel_decoder(enhanced)
+        # Four log-depth heads; their depths are averaged at the finest head's size, then resized to the input.
         log_depths = [head(feature_map) for head, feature_map in zip(self.depth_heads, decoded)]
-        finest_size = log_depths[0].shape[-2:]
+        output_dtype = torch.promote_types(log_depths[-1].dtype, torch.float32)
+        finest_size = log_depths[-1].shape[-2:]
         depth = torch.stack(
             [
-                F.interpolate(log_depth.float().exp(), size=finest_size, mode="bilinear", align_corners=False)
+                F.interpolate(log_depth.to(output_dtype).exp(), size=finest_size, mode="bilinear", align_corners=True)
                 for log_depth in log_depths
             ]
         ).mean(dim=0)
-        depth = F.interpolate(depth, size=(padded_height, padded_width), mode="bilinear", align_corners=False)
-        predicted_depth = depth[:, 0, :height, :width]
+        predicted_depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)[:, 0]
 
         loss = None
         if labels is not None:
-            valid = (labels > self.config.min_depth) & (labels < self.config.max_depth)
+            valid = torch.isfinite(labels) & (labels > self.config.min_depth)
+            if self.config.max_depth is not None:
+                valid = valid & (labels < self.config.max_depth)
             loss = silog_loss(predicted_depth, labels, valid, self.config.silog_lambda)
 
         if not return_dict:
