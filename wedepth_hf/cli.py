@@ -1,5 +1,6 @@
-"""The `wedepth` command line: `predict` writes depth PNGs, colour maps and point clouds; `evaluate` and `train`
-forward to the example scripts of a source checkout.
+"""The `wedepth` command line: `predict` writes depth PNGs, colour maps and point clouds; `convert-original` turns a
+checkpoint of the authors' code into a WEDepth folder; `evaluate` and `train` forward to the example scripts of a
+source checkout.
 
 `wedepth predict` loads any WEDepth checkpoint (local folder or Hub id) through `AutoModelForDepthEstimation` and
 `AutoImageProcessor`, groups the images by size so that same-size images share a batch, and reports (and skips)
@@ -9,6 +10,7 @@ unreadable inputs, exiting non-zero if any failed.
 import argparse
 import contextlib
 import glob
+import json
 import runpy
 import sys
 from collections import defaultdict
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
 from .evaluation import predict_from_pixel_values
@@ -272,6 +275,55 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(name_or_path: str, model_type: str) -> PreTrainedConfig:
+    """A transformers config from a folder, a config.json file or a Hub id, checked to be of `model_type`."""
+    path = Path(name_or_path)
+    config = (
+        AutoConfig.for_model(**json.loads(path.read_text(encoding="utf-8")))
+        if path.is_file()
+        else AutoConfig.from_pretrained(name_or_path)
+    )
+    if config.model_type != model_type:
+        raise ValueError(f"{name_or_path} is a {config.model_type!r} config; a {model_type!r} config is needed here.")
+    return config
+
+
+def run_convert_original(args: argparse.Namespace) -> int:
+    """`wedepth convert-original`: the authors' checkpoint -> a WEDepth folder (and, if asked, a Hub repo)."""
+    from .conversion import convert_original_checkpoint, export_converted_folder
+    from .hub import HubUploadError, push_folder_to_hub
+
+    if args.push_to_hub and not args.hub_model_id:
+        logger.error("--push_to_hub needs --hub_model_id (the Hub repo to create or update, e.g. org/wedepth-nyu).")
+        return 2
+    try:
+        architectures = {
+            name: _load_config(getattr(args, name), expected) if getattr(args, name) else None
+            for name, expected in (("vfm_config", "dinov2"), ("encoder_config", "swin"))
+        }
+        model = convert_original_checkpoint(args.checkpoint, args.config, **architectures)
+        folder = export_converted_folder(
+            model,
+            args.output,
+            original_config=args.config,
+            checkpoint_name=Path(args.checkpoint).name,
+            command=["wedepth", *sys.argv[1:]] if sys.argv[1:2] == ["convert-original"] else None,
+            repo_id=args.hub_model_id,
+            overwrite=args.overwrite,
+        )
+    except (OSError, ValueError) as error:
+        logger.error(str(error))
+        return 1
+    logger.info(f"Wrote the converted model to {folder}.")
+    if args.push_to_hub:
+        try:
+            push_folder_to_hub(folder, args.hub_model_id, private=args.private, commit_message="Convert the authors' WEDepth checkpoint")
+        except HubUploadError as error:
+            logger.error(str(error))
+            return 1
+    return 0
+
+
 def _examples_script(name: str) -> Path:
     """The example script of a source checkout (examples/ beside the package), or a clear error."""
     script = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
@@ -340,6 +392,31 @@ def build_parser() -> argparse.ArgumentParser:
         predict.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels (all four or none)")
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    convert = commands.add_parser(
+        "convert-original",
+        help="convert a checkpoint of the authors' code (github book-book24/WEDepth) into a WEDepth folder",
+        description=(
+            "Reads the .pth (weights only) or .safetensors state dict the authors' train.py saves and their config "
+            "(configs/nyu.json or kitti.json), checks that every tensor has its place, and writes a folder with "
+            "safetensors weights, the remote code, the image processor and a model card, which "
+            "`pipeline('depth-estimation', model=FOLDER)` loads. The VFM defaults to DINOv2-L/14 and the encoder to "
+            "the Swin the config names; use the Python API (wedepth_hf.conversion) for other architectures."
+        ),
+    )
+    convert.add_argument("--checkpoint", required=True, help="the authors' checkpoint (.pth or .safetensors)")
+    convert.add_argument("--config", required=True, help="the authors' config JSON it was trained with")
+    convert.add_argument("--output", required=True, help="folder to write (must be empty or absent)")
+    convert.add_argument(
+        "--vfm_config", default=None, help="DINOv2 config (folder, config.json or Hub id); default DINOv2-L/14"
+    )
+    convert.add_argument(
+        "--encoder_config", default=None, help="Swin config (folder, config.json or Hub id); default: the config's"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    convert.add_argument("--push_to_hub", action="store_true", help="also upload the folder in one Hub commit")
+    convert.add_argument("--hub_model_id", default=None, help="the Hub repo for --push_to_hub, e.g. org/wedepth-nyu")
+    convert.add_argument("--private", action="store_true", help="create the Hub repo as private")
+
     for name in ("evaluate", "train"):
         commands.add_parser(
             name,
@@ -355,7 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("evaluate", "train"):
         return run_example(argv[0], argv[1:])
-    return run_predict(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.command == "convert-original":
+        return run_convert_original(args)
+    return run_predict(args)
 
 
 if __name__ == "__main__":
