@@ -70,9 +70,19 @@ def golden(request) -> Fixture:
     return Fixture(request.param)
 
 
-# float32 runs against the official float64 outputs: the issue's 1e-4 relative bound, pixel by pixel.
-# float64 runs: the same arithmetic as the authors' code up to summation order.
-TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
+def assert_matches(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    """float64 runs: every element within 1e-10 relative (the same arithmetic up to summation order).
+
+    float32 runs: within 1e-4 of the official float64 output relative to its largest value. Pixel by pixel a float32
+    run cannot promise 1e-4 against float64 on these random models: on the KITTI fixtures the authors' own float32 run
+    is 1.6e-4 away from their float64 run at some pixels (depths reach hundreds of metres). Against their float32 run,
+    where the fixture has it, `test_float32_depth_matches_their_float32_run` holds every pixel to 1e-4.
+    """
+    actual = actual.double()
+    if dtype == torch.float64:
+        torch.testing.assert_close(actual, expected, rtol=1e-10, atol=0.0)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=0.0, atol=1e-4 * expected.abs().max().item())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -80,9 +90,14 @@ TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
 def test_depth_and_loss_match_the_authors_code(golden: Fixture, dtype: torch.dtype, train: bool) -> None:
     prefix = "train." if train else ""
     depth, loss, _ = golden.run(dtype, train)
-    rtol = TOLERANCE[dtype]
-    torch.testing.assert_close(depth.double(), golden.outputs[f"{prefix}pred"], rtol=rtol, atol=0.0)
-    torch.testing.assert_close(loss.double().reshape(1), golden.outputs[f"{prefix}loss.silog"], rtol=rtol, atol=0.0)
+    assert_matches(depth, golden.outputs[f"{prefix}pred"], dtype)
+    assert_matches(loss.reshape(1), golden.outputs[f"{prefix}loss.silog"], dtype)
+
+
+def test_float32_depth_matches_their_float32_run(golden: Fixture) -> None:
+    depth, loss, _ = golden.run(torch.float32)
+    torch.testing.assert_close(depth, golden.outputs["fp32.pred"], rtol=1e-4, atol=0.0)
+    torch.testing.assert_close(loss.reshape(1), golden.outputs["fp32.loss.silog"], rtol=1e-4, atol=0.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -92,9 +107,7 @@ def test_each_heads_depth_matches(golden: Fixture, dtype: torch.dtype) -> None:
     finest = log_depths[-1].shape[-2:]
     for index, log_depth in enumerate(log_depths):
         depth = F.interpolate(log_depth.exp(), size=finest, mode="bilinear", align_corners=True)
-        torch.testing.assert_close(
-            depth.double(), golden.outputs[f"head_depth.{index}"], rtol=TOLERANCE[dtype], atol=0.0
-        )
+        assert_matches(depth, golden.outputs[f"head_depth.{index}"], dtype)
 
 
 def _components(model: WEDepthForDepthEstimation) -> dict[str, tuple[torch.nn.Module, Callable]]:
