@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from conftest import make_tiny_config
 from wedepth_hf import WEDepthForDepthEstimation
+from wedepth_hf.data.transforms import OPERATIONS
 from wedepth_hf.training import (
     STATE_FILE,
     TrainingConfig,
@@ -27,6 +28,7 @@ from wedepth_hf.training import (
     load_training_config,
     lr_factor,
     main,
+    maybe_sync_batchnorm,
     parse_training_args,
     redact_command,
     resolve_checkpoint,
@@ -64,6 +66,7 @@ def tiny_training(output_dir: Path, **overrides: object) -> TrainingConfig:
         "warmup_steps": 1,
         "learning_rate": 1e-3,
         "eval_steps": 2,
+        "eval_max_depth": 10.0,
         "checkpointing_steps": 2,
         "checkpoints_total_limit": None,
         "logging_steps": 1,
@@ -115,10 +118,18 @@ def test_shipped_configs_hold_the_papers_recipe() -> None:
         assert (config.flip, config.rotation, config.scale, config.translation) == (0.5, 5.0, 0.1, 0.1)
         assert config.brightness == config.contrast == config.saturation == config.gamma == config.hue == 0.1
         assert config.val_fraction > 0 or config.val_split_file is not None
+        # The authors' train.py: warm-up from 0.1x, weight decay on everything trainable, SyncBatchNorm, their
+        # augmentation policy (all nine operations weight 1, 1-4 of them with p 0.3/0.4/0.2/0.1).
+        assert (config.warmup_start_ratio, config.min_lr_ratio) == (0.1, 0.1)
+        assert config.decay_all_trainable_parameters and config.sync_batchnorm
+        assert config.augment_op_weights == {name: 1.0 for name in OPERATIONS}
+        assert config.augment_num_ops_probs == [0.3, 0.4, 0.2, 0.1]
+        # The authors' training mask has no upper bound; the evaluation range is the dataset's.
+        assert "max_depth" not in config.model_config
     kitti = load_training_config(CONFIGS / "kitti.yaml")
-    assert kitti.model_config["max_depth"] == 80 and kitti.model_config["vfm_stage_layers"] == [5, 11, 17, 23]
+    assert kitti.model_config["vfm_stage_layers"] == [5, 11, 17, 23] and kitti.eval_max_depth == 80.0
     assert kitti.kb_crop is True
-    assert load_training_config(CONFIGS / "nyu.yaml").model_config.get("max_depth", 10.0) == 10.0
+    assert load_training_config(CONFIGS / "nyu.yaml").eval_max_depth == 10.0
     synthetic = load_training_config(CONFIGS / "synthetic.yaml")
     assert synthetic.dataset == "synthetic" and not synthetic.pretrained_backbones
     model = build_model(synthetic)
@@ -132,46 +143,140 @@ def test_validation_on_a_test_list_or_the_train_list_is_refused() -> None:
         TrainingConfig(dataset="nyu", data_root="d", train_split_file="train.txt", val_split_file="train.txt")
 
 
+def test_augmentation_settings_are_completed_and_checked_when_the_config_is_made() -> None:
+    config = TrainingConfig(augment_op_weights={"hue": 0})
+    assert config.augment_op_weights == {**{name: 1.0 for name in OPERATIONS}, "hue": 0.0}
+    for overrides, message in (
+        ({"augment_op_weights": {"sharpness": 1}}, "augment_op_weights.*not implemented"),
+        ({"augment_num_ops_probs": [0.5, 0.6]}, "augment_num_ops_probs.*sum to 1"),
+        ({"rotation": 200.0}, "rotation"),
+        ({"warmup_start_ratio": 1.5}, "warmup_start_ratio"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainingConfig(**overrides)
+
+
 # ---- optimiser and schedule ----------------------------------------------------------------------------------------
 
 
-def test_optimizer_covers_trainable_parameters_with_the_documented_decay_groups() -> None:
-    model = WEDepthForDepthEstimation(make_tiny_config())
-    optimizer = build_optimizer(model, TrainingConfig(weight_decay=0.05))
-    decay, exempt = ({id(p) for p in group["params"]} for group in optimizer.param_groups)
-    assert optimizer.param_groups[0]["weight_decay"] == 0.05 and optimizer.param_groups[1]["weight_decay"] == 0.0
-    names = {id(p): name for name, p in model.named_parameters()}
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    assert decay | exempt == trainable and not decay & exempt
-    assert not any(id(p) in trainable for p in model.vfm.parameters())
-    for key in exempt:
-        assert names[key].endswith("bias") or "norm" in names[key] or "embeddings" in names[key] or \
-            "gamma" in names[key] or "relative_position_bias_table" in names[key] or model.get_parameter(names[key]).ndim == 1
-    assert id(model.prompted_vfm.prompt_embeddings) in exempt
-    assert any(names[key].endswith("gamma") for key in exempt)
-    assert all(model.get_parameter(names[key]).ndim >= 2 for key in decay)
+class ToyNet(torch.nn.Module):
+    """Generic parameter kinds under generic names (not WEDepth's): the decay rules must not depend on model names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompt_tokens = torch.nn.Parameter(torch.ones(4, 8))
+        self.prompt_block = torch.nn.Linear(8, 8)  # a 2-D weight in a "prompt" module is still decayed
+        self.level_embed = torch.nn.Parameter(torch.ones(3, 8))
+        self.relative_position_bias_table = torch.nn.Parameter(torch.ones(9, 2))
+        self.gamma = torch.nn.Parameter(torch.ones(1, 8))
+        self.conv = torch.nn.Conv2d(8, 8, 3)
+        self.norm = torch.nn.BatchNorm2d(8)
+        self.frozen = torch.nn.Linear(8, 8)
+        self.frozen.requires_grad_(False)
 
 
-def test_warmup_then_cosine_to_min_ratio_in_optimizer_steps() -> None:
-    assert lr_factor(0, 4, 20, 0.1) == pytest.approx(0.25)
-    assert lr_factor(3, 4, 20, 0.1) == pytest.approx(1.0)
-    assert lr_factor(4, 4, 20, 0.1) == pytest.approx(1.0)
-    assert lr_factor(12, 4, 20, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
-    assert lr_factor(20, 4, 20, 0.1) == pytest.approx(0.1)
-    assert lr_factor(25, 4, 20, 0.1) == pytest.approx(0.1)
+EXEMPT_WHEN_ASKED = {"prompt_tokens", "prompt_block.bias", "level_embed", "relative_position_bias_table", "gamma",
+                     "conv.bias", "norm.weight", "norm.bias"}
+
+
+def _groups_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[float, set[str]]]:
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    return [(group["weight_decay"], {names[id(p)] for p in group["params"]}) for group in optimizer.param_groups]
+
+
+def test_authors_weight_decay_covers_every_trainable_parameter_and_no_frozen_one() -> None:
+    model = ToyNet()
+    optimizer = build_optimizer(model, TrainingConfig(weight_decay=0.05, learning_rate=0.1))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert _groups_by_name(model, optimizer) == [(0.05, trainable)]
+    assert not any(name.startswith("frozen") for name in trainable)
+    # AdamW with zero gradients only decays: every parameter, the 1-D norm weight included, shrinks by 1 - lr * wd.
+    for parameter in model.parameters():
+        parameter.grad = None if not parameter.requires_grad else torch.zeros_like(parameter)
+    before = model.norm.weight.detach().clone()
+    optimizer.step()
+    assert torch.allclose(model.norm.weight, before * (1 - 0.1 * 0.05))
+    assert torch.allclose(model.prompt_tokens, torch.full_like(model.prompt_tokens, 1 - 0.1 * 0.05))
+
+
+def test_optional_exemptions_use_generic_rules() -> None:
+    model = ToyNet()
+    config = TrainingConfig(weight_decay=0.05, learning_rate=0.1, decay_all_trainable_parameters=False)
+    optimizer = build_optimizer(model, config)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert _groups_by_name(model, optimizer) == [(0.05, trainable - EXEMPT_WHEN_ASKED), (0.0, EXEMPT_WHEN_ASKED)]
+    for parameter in model.parameters():
+        parameter.grad = None if not parameter.requires_grad else torch.zeros_like(parameter)
+    before, decayed = model.norm.weight.detach().clone(), model.prompt_block.weight.detach().clone()
+    optimizer.step()
+    assert torch.equal(model.norm.weight, before)
+    assert torch.allclose(model.prompt_block.weight, decayed * (1 - 0.1 * 0.05))
+
+
+def test_authors_warmup_from_a_tenth_then_cosine_to_a_tenth() -> None:
+    authors = {"warmup_start_ratio": 0.1}
+    # WarmupCosineSchedule(warmup_steps=4, t_total=20): 0.1 + 0.9 * step / 4, then 0.1 + 0.45 * (1 + cos(pi * p)).
+    assert lr_factor(0, 4, 20, 0.1, **authors) == pytest.approx(0.1)
+    assert lr_factor(1, 4, 20, 0.1, **authors) == pytest.approx(0.325)
+    assert lr_factor(3, 4, 20, 0.1, **authors) == pytest.approx(0.775)
+    assert lr_factor(4, 4, 20, 0.1, **authors) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, 0.1, **authors) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(16, 4, 20, 0.1, **authors) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.75)))
+    assert lr_factor(20, 4, 20, 0.1, **authors) == pytest.approx(0.1)
+    assert lr_factor(25, 4, 20, 0.1, **authors) == pytest.approx(0.1)
+    # Other start and end ratios: linear from the start, cosine to the end.
+    assert lr_factor(0, 4, 20, 0.0, warmup_start_ratio=0.0) == 0.0
+    assert lr_factor(2, 4, 20, 0.0, warmup_start_ratio=0.0) == pytest.approx(0.5)
+    assert lr_factor(20, 4, 20, 0.0, warmup_start_ratio=0.0) == pytest.approx(0.0)
+    assert lr_factor(0, 0, 20, 0.1, warmup_start_ratio=0.5) == pytest.approx(1.0)
+
+
+def test_scheduler_follows_the_schedule_in_optimizer_steps_on_any_number_of_processes() -> None:
     # accelerate steps a prepared scheduler once per process: the schedule stays the same in optimizer steps.
     lrs = {}
     for processes in (1, 3):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
-        scheduler = build_scheduler(optimizer, 2, 6, 0.1, processes)
-        lrs[processes] = []
+        scheduler = build_scheduler(optimizer, 2, 6, 0.1, processes, warmup_start_ratio=0.1)
+        lrs[processes] = [scheduler.get_last_lr()[0]]  # the first step's learning rate
         for _ in range(6):
             optimizer.step()
             for _ in range(processes):
                 scheduler.step()
             lrs[processes].append(scheduler.get_last_lr()[0])
     assert lrs[1] == pytest.approx(lrs[3])
-    assert lrs[1][0] == pytest.approx(2.0) and lrs[1][-1] == pytest.approx(0.2)
+    assert lrs[1][:3] == pytest.approx([0.2, 1.1, 2.0]) and lrs[1][-1] == pytest.approx(0.2)
+
+
+# ---- SyncBatchNorm -------------------------------------------------------------------------------------------------
+
+
+def test_sync_batchnorm_only_for_several_processes_on_devices_that_support_it(caplog: pytest.LogCaptureFixture) -> None:
+    def kinds(model: torch.nn.Module) -> set[type]:
+        return {type(module) for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)}
+
+    cuda = torch.device("cuda")
+    assert kinds(maybe_sync_batchnorm(ToyNet(), enabled=True, num_processes=2, device=cuda)) == {torch.nn.SyncBatchNorm}
+    assert kinds(maybe_sync_batchnorm(ToyNet(), enabled=True, num_processes=1, device=cuda)) == {torch.nn.BatchNorm2d}
+    assert kinds(maybe_sync_batchnorm(ToyNet(), enabled=False, num_processes=2, device=cuda)) == {torch.nn.BatchNorm2d}
+    with caplog.at_level(logging.WARNING):
+        kept = maybe_sync_batchnorm(ToyNet(), enabled=True, num_processes=2, device=torch.device("cpu"))
+        maybe_sync_batchnorm(ToyNet(), enabled=True, num_processes=2, device=torch.device("cpu"), is_main_process=False)
+    assert kinds(kept) == {torch.nn.BatchNorm2d}
+    assert caplog.text.count("SyncBatchNorm does not run on cpu") == 1
+
+
+def test_a_model_trained_with_sync_batchnorm_exports_plain_batchnorm(tmp_path: Path) -> None:
+    model = WEDepthForDepthEstimation(make_tiny_config())
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert any(isinstance(module, torch.nn.SyncBatchNorm) for module in synced.modules())
+    synced.save_pretrained(tmp_path / "model")
+    loaded = WEDepthForDepthEstimation.from_pretrained(tmp_path / "model")
+    norms = [module for module in loaded.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(module) is torch.nn.BatchNorm2d for module in norms)
+    expected = synced.state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------------------------
@@ -398,4 +503,11 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
     assert "Training 4 samples, 2 steps (2 epochs of 1 steps)" in completed.stderr
     assert "2 process(es)" in completed.stderr
     assert (output_dir / "checkpoints" / "step_2" / STATE_FILE).is_file()
-    assert WEDepthForDepthEstimation.from_pretrained(output_dir / "model").config.max_depth == 10.0
+    # Plain BatchNorm on CPU processes (PyTorch's SyncBatchNorm refuses CPU tensors), said once.
+    assert completed.stderr.count("SyncBatchNorm does not run on cpu") == 1
+    # The exported folder loads, and holds the weights of the last (best) step.
+    loaded = WEDepthForDepthEstimation.from_pretrained(output_dir / "model")
+    checkpoint = load_file(output_dir / "checkpoints" / "step_2" / "model.safetensors")
+    assert loaded.state_dict().keys() == checkpoint.keys()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, checkpoint[name]), name

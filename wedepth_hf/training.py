@@ -5,8 +5,10 @@
 - `TrainingConfig` (a dataclass): every key of the YAML configs; `load_training_config` reads a YAML file and applies
   overrides; `parse_training_args` adds a typed `--key value` command-line override for every field.
 - `build_model`, `build_datasets`, `build_optimizer`, `build_scheduler`: the model (pretrained backbones, random init
-  from a config dict, or a WEDepth checkpoint), the train/validation datasets, AdamW over trainable parameters with
-  no weight decay on norms, biases, embeddings and gates, and linear warm-up then cosine to `min_lr_ratio`.
+  from a config dict, or a WEDepth checkpoint), the train/validation datasets, AdamW over the trainable parameters
+  (all decayed, as the authors' train.py, or with norms, biases, embeddings and gates exempt), and a linear warm-up
+  from `warmup_start_ratio` then a cosine to `min_lr_ratio` (the authors' `WarmupCosineSchedule` at 0.1 and 0.1).
+- `maybe_sync_batchnorm`: SyncBatchNorm for multi-GPU runs, as the authors' train.py.
 - `train`: the accelerate loop (mixed precision, gradient accumulation, clipping, multi-GPU), validation with
   `wedepth_hf.evaluation.evaluate_depth_model`, atomic checkpoints with exact resume, the export of the best model
   (by validation) with its image processor, remote code and model card, and the optional Hub upload.
@@ -33,6 +35,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from .configuration_wedepth import WEDepthConfig
+from .data.transforms import DEFAULT_NUM_OPS_PROBS, DEFAULT_OP_WEIGHTS, check_num_ops_probs, resolve_op_weights
 from .image_processing_wedepth import WEDepthImageProcessor
 from .modeling_wedepth import WEDepthForDepthEstimation
 
@@ -47,13 +50,18 @@ CHECKPOINT_PREFIX = "step_"
 TEMPORARY_PREFIX = ".tmp-"
 STATE_FILE = "training_state.json"
 MODEL_DIR = "model"
+# Substrings of a parameter's own name (the part after the last dot) that exempt it from weight decay when
+# `decay_all_trainable_parameters` is false: prompts, position / level embeddings, Swin's relative position bias
+# tables and gamma gates. Matched on the leaf only, so that e.g. "prompt_block.proj.weight" is still decayed.
 NO_DECAY_NAME_PATTERNS = (
-    "prompt_embeddings",
-    "level_embeddings",
-    "position_embeddings",
+    "prompt",
+    "position",
+    "level_embed",
     "relative_position_bias_table",
     "gamma",
 )
+# Device types on which PyTorch's SyncBatchNorm runs in a distributed run (it raises a ValueError on CPU tensors).
+SYNC_BATCHNORM_DEVICE_TYPES = ("cuda", "xpu", "hpu")
 
 
 @dataclass
@@ -64,6 +72,9 @@ class TrainingConfig:
     `from_pretrained_backbones(preset + model_config)`; else a random model from `preset` (optional) + `model_config`.
     Validation: a separate `val_split_file` / `hf_val_split`, or `val_fraction` of the training list held out (seeded).
     A test split is never used here: evaluate on it with `examples/evaluate.py`.
+    Recipe: the defaults of the schedule (`warmup_start_ratio`, `min_lr_ratio`), of weight decay
+    (`decay_all_trainable_parameters`), of the augmentation policy and of `sync_batchnorm` are the authors' train.py,
+    so that a config which does not mention them trains as the paper did; the other behaviours are opt-in.
     """
 
     # output and run
@@ -99,17 +110,20 @@ class TrainingConfig:
     synthetic_height: int = 240
     synthetic_width: int = 320
     kb_crop: bool = False
-    # augmentation (the paper's values)
+    # augmentation (the authors' policy and values, `wedepth_hf.data.transforms.DepthAugmentation`): flip with
+    # probability `flip`, then 1-4 distinct operations drawn by weight; the strengths below are their ranges
     augment: bool = True
     flip: float = 0.5
-    rotation: float = 5.0
-    scale: float = 0.1
-    translation: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    gamma: float = 0.1
-    hue: float = 0.1
+    rotation: float = 5.0  # degrees, U(-r, r)
+    scale: float = 0.1  # zoom U(1, 1 + s), zoom in only
+    translation: float = 0.1  # fraction of the width / height, U(-t, t)
+    brightness: float = 0.1  # factor 10 ** U(-b, b)
+    contrast: float = 0.1  # factor 10 ** U(-c, c)
+    saturation: float = 0.1  # factor 10 ** U(-s, s)
+    gamma: float = 0.1  # exponent U(1 - g, 1 + g)
+    hue: float = 0.1  # turns, U(-h, h)
+    augment_op_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_OP_WEIGHTS))
+    augment_num_ops_probs: list[float] = field(default_factory=lambda: list(DEFAULT_NUM_OPS_PROBS))
     # optimisation
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
@@ -120,7 +134,10 @@ class TrainingConfig:
     max_train_steps: int | None = None
     warmup_epochs: float = 3.0
     warmup_steps: int | None = None
-    min_lr_ratio: float = 0.1
+    warmup_start_ratio: float = 0.1  # lr factor at step 0 of the linear warm-up (authors: 0.1)
+    min_lr_ratio: float = 0.1  # lr factor at the end of the cosine (authors: 0.1)
+    # true: weight decay on every trainable parameter (authors); false: biases, norms, embeddings, gates exempt
+    decay_all_trainable_parameters: bool = True
     per_device_train_batch_size: int = 8
     per_device_eval_batch_size: int = 1
     gradient_accumulation_steps: int = 1
@@ -129,6 +146,7 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     dataloader_num_workers: int = 0
     dataloader_drop_last: bool = False
+    sync_batchnorm: bool = True  # SyncBatchNorm when several GPU processes train (authors); CPU runs keep BatchNorm
     # evaluation
     eval_steps: int | None = None
     metric_for_best_model: str = "abs_rel"
@@ -168,8 +186,9 @@ class TrainingConfig:
             raise ValueError(f"`on_bad_sample` must be 'raise' or 'skip', got {self.on_bad_sample!r}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must lie in [0, 1), got {self.val_fraction}.")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"`min_lr_ratio` must lie in [0, 1], got {self.min_lr_ratio}.")
+        for name in ("min_lr_ratio", "warmup_start_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must lie in [0, 1], got {getattr(self, name)}.")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                      "num_train_epochs", "logging_steps"):
             if getattr(self, name) < 1:
@@ -190,6 +209,14 @@ class TrainingConfig:
         if self.dataset == "hf" and not self.hf_dataset_name:
             raise ValueError("`dataset: hf` needs `hf_dataset_name` (a Hub dataset id or a local dataset folder).")
         self._check_validation_split()
+        # The full, checked augmentation policy (named weights replace the defaults), so that the saved
+        # training_config.yaml and the model card state the policy used; errors now, before a model is built.
+        try:
+            self.augment_op_weights = resolve_op_weights(self.augment_op_weights)
+            self.augment_num_ops_probs = list(check_num_ops_probs(self.augment_num_ops_probs, self.augment_op_weights))
+        except ValueError as error:
+            raise ValueError(f"Invalid `augment_op_weights` / `augment_num_ops_probs`: {error}") from error
+        build_augmentation(self)
 
     def _check_validation_split(self) -> None:
         """Refuse a validation list that is the training list or a test list: the best model is chosen on it."""
@@ -379,6 +406,8 @@ def build_augmentation(config: TrainingConfig) -> Any | None:
         saturation=config.saturation,
         gamma=config.gamma,
         hue=config.hue,
+        op_weights=config.augment_op_weights,
+        num_ops_probs=config.augment_num_ops_probs,
         seed=config.seed,
     )
 
@@ -504,47 +533,95 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 def no_weight_decay(name: str, parameter: torch.nn.Parameter) -> bool:
-    """Whether a parameter is exempt from weight decay: biases and norm weights (1-D), prompt, level and position
-    embeddings, Swin's relative position bias tables, and the extraction blocks' gamma gates."""
-    return parameter.ndim <= 1 or any(pattern in name for pattern in NO_DECAY_NAME_PATTERNS)
+    """Whether a parameter is exempt from weight decay when exemptions are on: every 1-D parameter (biases, norm
+    weights, 1-D gates) and those whose own name (after the last dot) holds a `NO_DECAY_NAME_PATTERNS` entry."""
+    leaf = name.rsplit(".", 1)[-1]
+    return parameter.ndim <= 1 or any(pattern in leaf for pattern in NO_DECAY_NAME_PATTERNS)
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters only (the frozen VFM is left out), two groups: decayed and not."""
-    decay, exempt = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (exempt if no_weight_decay(name, parameter) else decay).append(parameter)
-    if not decay and not exempt:
+    """AdamW over the trainable parameters only (the frozen VFM is left out).
+
+    With `decay_all_trainable_parameters` (the authors' `AdamW(model.parameters(), weight_decay=0.01)`): one group,
+    every parameter decayed by `weight_decay`. Without: a decayed group and a group exempt per `no_weight_decay`.
+    """
+    trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    if not trainable:
         raise ValueError("The model has no trainable parameter.")
+    if config.decay_all_trainable_parameters:
+        groups = [{"params": [parameter for _, parameter in trainable], "weight_decay": config.weight_decay}]
+    else:
+        decay = [parameter for name, parameter in trainable if not no_weight_decay(name, parameter)]
+        exempt = [parameter for name, parameter in trainable if no_weight_decay(name, parameter)]
+        groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": exempt, "weight_decay": 0.0}]
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": exempt, "weight_decay": 0.0}],
+        [group for group in groups if group["params"]],
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_epsilon,
     )
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Learning-rate multiplier after `step` optimizer steps: linear warm-up to 1, then cosine down to
-    `min_lr_ratio` at `total_steps` (and flat after)."""
+def lr_factor(
+    step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float, *, warmup_start_ratio: float
+) -> float:
+    """Learning-rate multiplier for optimizer step `step` (0-based): linear from `warmup_start_ratio` at step 0
+    towards 1 over `warmup_steps` steps, then a cosine from 1 down to `min_lr_ratio` at `total_steps` (flat after).
+
+    With both ratios 0.1 this is the authors' `WarmupCosineSchedule`: 0.1 + 0.9 * step / warmup, then
+    0.1 + 0.9 * 0.5 * (1 + cos(pi * progress)). A start of 0 begins at 0 (the first step then has learning rate 0).
+    """
     if step < warmup_steps:
-        return (step + 1) / warmup_steps
+        return warmup_start_ratio + (1.0 - warmup_start_ratio) * step / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float, num_processes: int = 1
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int,
+    total_steps: int,
+    min_lr_ratio: float,
+    num_processes: int = 1,
+    *,
+    warmup_start_ratio: float,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up + cosine as a `LambdaLR` over optimizer steps.
+    """`lr_factor` as a `LambdaLR` over optimizer steps, stepped once per optimizer step.
 
     accelerate's prepared scheduler steps once per process at each optimizer step, so the lambda divides its counter
     by `num_processes`: the schedule is the same in optimizer steps whatever the number of GPUs.
     """
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda count: lr_factor(count // num_processes, warmup_steps, total_steps, min_lr_ratio)
+        optimizer,
+        lambda count: lr_factor(
+            count // num_processes, warmup_steps, total_steps, min_lr_ratio, warmup_start_ratio=warmup_start_ratio
+        ),
     )
+
+
+def maybe_sync_batchnorm(
+    model: torch.nn.Module, *, enabled: bool, num_processes: int, device: torch.device, is_main_process: bool = True
+) -> torch.nn.Module:
+    """The model with its BatchNorm layers converted to SyncBatchNorm when `enabled` and several processes train on
+    a device type that supports it (the authors' train.py converts before DDP); otherwise the model unchanged.
+
+    SyncBatchNorm keeps the parameters, buffers and state-dict keys of the layers it replaces, so a saved folder
+    loads into plain `nn.BatchNorm2d` layers. PyTorch's SyncBatchNorm refuses CPU tensors in a distributed run, so
+    CPU runs (e.g. over gloo) keep plain, per-process BatchNorm; that is logged once, by `is_main_process`.
+    """
+    batch_norms = sum(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules())
+    if not enabled or num_processes < 2 or batch_norms == 0:
+        return model
+    if device.type not in SYNC_BATCHNORM_DEVICE_TYPES:
+        if is_main_process:
+            logger.warning(
+                "sync_batchnorm: PyTorch's SyncBatchNorm does not run on %s tensors in a distributed run; keeping "
+                "plain BatchNorm (%d layers), whose batch statistics are computed per process.", device.type,
+                batch_norms,
+            )
+        return model
+    logger.info("Converting %d BatchNorm layers to SyncBatchNorm across %d processes", batch_norms, num_processes)
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------------
@@ -757,7 +834,8 @@ def export_model_folder(
     counts = unwrapped.parameter_counts()
     description = (
         f"Parameters: {counts['total'] / 1e6:.2f}M in all, {counts['trainable'] / 1e6:.2f}M trained, the frozen VFM "
-        f"{counts['vfm'] / 1e6:.2f}M; depth range {unwrapped.config.min_depth}-{unwrapped.config.max_depth} m."
+        f"{counts['vfm'] / 1e6:.2f}M; trained on depths above {unwrapped.config.min_depth} m"
+        + (f" and below {unwrapped.config.max_depth} m." if unwrapped.config.max_depth is not None else ".")
     )
     if best_metrics is not None:
         selection = (
@@ -831,10 +909,18 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
     accelerator.wait_for_everyone()
 
     set_seed(config.seed)
-    model = build_model(config)
+    model = maybe_sync_batchnorm(
+        build_model(config), enabled=config.sync_batchnorm, num_processes=accelerator.num_processes,
+        device=accelerator.device, is_main_process=accelerator.is_main_process,
+    )
     train_dataset, val_dataset = build_datasets(config, accelerator)
     if len(train_dataset) == 0:
         raise ValueError("The training dataset is empty.")
+    if val_dataset is not None and config.eval_max_depth is None and getattr(model.config, "max_depth", None) is None:
+        raise ValueError(
+            "Validation scores depth up to `eval_max_depth`, and the model config has no max_depth to default to: set "
+            "`eval_max_depth` (e.g. 10 for NYU, 80 for KITTI)."
+        )
     augmentation = getattr(train_dataset, "transform", None) or getattr(
         getattr(train_dataset, "dataset", None), "transform", None
     )
@@ -860,7 +946,10 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     warmup_steps = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_epochs * steps_per_epoch)
     warmup_steps = min(warmup_steps, max_train_steps)
-    scheduler = build_scheduler(optimizer, warmup_steps, max_train_steps, config.min_lr_ratio, accelerator.num_processes)
+    scheduler = build_scheduler(
+        optimizer, warmup_steps, max_train_steps, config.min_lr_ratio, accelerator.num_processes,
+        warmup_start_ratio=config.warmup_start_ratio,
+    )
 
     model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -1032,6 +1121,7 @@ __all__ = [
     "load_training_config",
     "lr_factor",
     "main",
+    "maybe_sync_batchnorm",
     "no_weight_decay",
     "parse_training_args",
     "redact_command",
