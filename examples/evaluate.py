@@ -2,11 +2,13 @@
 
     python examples/evaluate.py --model PATH_OR_ID --dataset nyu --data_root DATA/nyu \
         [--split_file F] [--flip_tta] [--alignment none|median|least_squares|least_squares_disparity] \
-        [--batch_size N] [--output results.json] [--update_model_card README.md]
+        [--batch_size N] [--output results.json] [--update_model_card README.md] [--crop_on_kb_crop]
 
 Datasets and their protocols: `wedepth_hf.evaluation.EVALUATION_DATASETS`. For `folder` give --depth_scale,
 --min_depth, --max_depth, --crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, with --split,
 --image_column, --depth_column (and --depth_scale for integer depth). Runs on several GPUs with `accelerate launch`.
+For KB-crop datasets (KITTI & co.) the Garg/Eigen crop is computed on the full frame the prediction is pasted into;
+--crop_on_kb_crop computes it on the 352x1216 KB crop instead, as the authors' evaluation code does.
 """
 
 import argparse
@@ -23,8 +25,8 @@ from wedepth_hf.evaluation import EVALUATION_DATASETS, build_evaluation_dataset,
 from wedepth_hf.metrics import ALIGNMENTS, CROPS
 
 
-def parse_args() -> argparse.Namespace:
-    """Command-line arguments."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--dataset", required=True, choices=sorted(EVALUATION_DATASETS))
@@ -45,15 +47,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--focal", type=float, help="focal length (px) for list lines without one")
     parser.add_argument("--kb_crop_size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=(352, 1216))
     parser.add_argument("--no_kb_crop", action="store_true", help="run the model on full images for KB-crop datasets")
+    parser.add_argument(
+        "--crop_on_kb_crop",
+        action="store_true",
+        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (the authors' evaluation), "
+        "instead of the prediction pasted into the full frame (the community standard, default)",
+    )
     parser.add_argument("--split", default="validation", help="split of an 'hf' dataset")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--depth_column", default="depth_map")
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
     """Load the model and dataset, evaluate, print a table, write JSON and optionally the model card."""
-    args = parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
     spec = resolve_spec(
         args.dataset,
         depth_scale=args.depth_scale,
@@ -64,6 +73,8 @@ def main() -> None:
     )
     if args.crop is not None:
         spec = dataclasses.replace(spec, crop=None if args.crop == "none" else args.crop)
+    if args.crop_on_kb_crop and not spec.kb_crop:
+        parser.error(f"--crop_on_kb_crop needs a KB-crop dataset; {args.dataset} is evaluated on full images here.")
     dataset = build_evaluation_dataset(
         spec,
         args.data_root,
@@ -85,6 +96,7 @@ def main() -> None:
         crop=spec.crop,
         kb_crop=spec.kb_crop,
         kb_crop_size=tuple(args.kb_crop_size),
+        crop_on_kb_crop=args.crop_on_kb_crop,
         flip_tta=args.flip_tta,
         alignment=args.alignment,
         accelerator=accelerator,

@@ -13,7 +13,7 @@ from conftest import make_tiny_config
 from test_datasets import make_hf_dataset, write_list, write_pair
 
 from wedepth_hf import WEDepthForDepthEstimation
-from wedepth_hf.data import NYUDepthDataset, normalize_images
+from wedepth_hf.data import NYUDepthDataset, kb_crop_box, normalize_images
 from wedepth_hf.evaluation import (
     EVALUATION_DATASETS,
     build_evaluation_dataset,
@@ -22,7 +22,7 @@ from wedepth_hf.evaluation import (
     resolve_spec,
 )
 from wedepth_hf.hub import render_model_card
-from wedepth_hf.metrics import DepthMetricsAccumulator
+from wedepth_hf.metrics import DepthMetricsAccumulator, crop_mask
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +104,52 @@ def test_kb_crop_runs_on_the_crop_and_pastes_back(model) -> None:
     assert float(depth[:, :20].abs().sum()) == 0.0 and float(depth[:, :, :10].abs().sum()) == 0.0
     with pytest.raises(ValueError, match="352x1216"):
         predict_depth(model, images, kb_crop=True)
+
+
+class ConstantDepth(torch.nn.Module):
+    """A stand-in model that predicts 1 m everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"predicted_depth": torch.ones_like(pixel_values[:, 0]) + self.anchor}
+
+
+def test_crop_on_kb_crop_scores_the_garg_box_of_the_352x1216_map() -> None:
+    """The authors' KITTI evaluation: the Garg box is computed on the KB-cropped map, not on the full frame."""
+    height, width = 375, 1242
+    top, left = kb_crop_box(height, width)
+    authors_box = torch.zeros(height, width, dtype=torch.bool)
+    authors_box[top : top + 352, left : left + 1216] = crop_mask(352, 1216, "garg")
+    standard_box = crop_mask(height, width, "garg")
+    assert (authors_box ^ standard_box).sum() > 10_000
+    shrunk = torch.zeros_like(authors_box)
+    shrunk[1:-1, 1:-1] = authors_box[:-2, 1:-1] & authors_box[2:, 1:-1] & authors_box[1:-1, :-2] & authors_box[1:-1, 2:]
+
+    def evaluate(right: torch.Tensor, **options: object) -> dict[str, float]:
+        """delta1/abs_rel of the 1 m prediction against ground truth 1 m on `right` and 5 m elsewhere."""
+        depth = torch.where(right, 1.0, 5.0)
+        sample = {"image": torch.zeros(3, height, width, dtype=torch.uint8), "depth": depth, "focal": 721.5, "id": "k"}
+        result = evaluate_depth_model(
+            ConstantDepth(), [sample], min_depth=1e-3, max_depth=80.0, crop="garg", kb_crop=True, progress=False,
+            **options,
+        )
+        return result.metrics
+
+    # Right exactly on the box from the 352x1216 size: perfect, so no pixel outside it is scored ...
+    assert evaluate(authors_box, crop_on_kb_crop=True)["delta1"] == 1.0
+    # ... and every pixel of it is (wrong on its one-pixel border only: exactly that share of misses).
+    share = int(shrunk.sum()) / int(authors_box.sum())
+    assert evaluate(shrunk, crop_on_kb_crop=True)["delta1"] == pytest.approx(share, abs=1e-12)
+    # The default (standard) protocol scores the full-frame box: another set of pixels.
+    standard = evaluate(authors_box)
+    overlap = int((standard_box & authors_box).sum()) / int(standard_box.sum())
+    assert standard["delta1"] == pytest.approx(overlap, abs=1e-12)
+    assert standard["delta1"] < 0.95
+    with pytest.raises(ValueError, match="needs kb_crop=True"):
+        evaluate_depth_model(ConstantDepth(), [], min_depth=1e-3, max_depth=80.0, crop="garg", crop_on_kb_crop=True)
 
 
 class RedChannelDepth(torch.nn.Module):

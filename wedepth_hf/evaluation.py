@@ -1,4 +1,4 @@
-"""Evaluation of depth models on the community protocols (DESIGN.md §3): dataset specs and one evaluation loop.
+"""Evaluation of depth models on the community protocols: dataset specs and one evaluation loop.
 
 `EVALUATION_DATASETS` records, per dataset, how its depth is decoded and how it is scored (depth range, crop, KB
 crop, default focal); `build_evaluation_dataset` reads one; `evaluate_depth_model` runs batched inference through
@@ -307,6 +307,7 @@ def evaluate_depth_model(
     crop: str | None = None,
     kb_crop: bool = False,
     kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
+    crop_on_kb_crop: bool = False,
     flip_tta: bool = False,
     alignment: str = "none",
     accelerator: Any = None,
@@ -325,12 +326,19 @@ def evaluate_depth_model(
     Per image: the prediction is resized to the ground truth's size (NaN -> min_depth, +-inf -> max/min_depth),
     aligned with `alignment` on the valid pixels (inside the KB crop when `kb_crop`) before clipping, then scored by
     `compute_depth_metrics`. Images without a valid pixel are counted in `num_skipped`.
+
+    With `kb_crop`, the evaluation crop is by default computed on the full frame the prediction is pasted into (the
+    community standard). `crop_on_kb_crop=True` scores the KB-cropped maps instead, with the crop box computed from
+    their size (352x1216), as the authors' evaluation (`dataset/kitti.py`) does: a different set of pixels. It needs
+    `kb_crop` and ground truth of the image's size.
     """
     if alignment not in ALIGNMENTS:
         raise ValueError(f"Unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
     crop_mask(1, 1, crop)
+    if crop_on_kb_crop and not kb_crop:
+        raise ValueError("crop_on_kb_crop computes the evaluation crop on the KB crop: it needs kb_crop=True.")
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -356,6 +364,7 @@ def evaluate_depth_model(
     }
     if kb_crop:
         settings["kb_crop_size"] = list(kb_crop_size)
+        settings["crop_on_kb_crop"] = crop_on_kb_crop
     try:
         with torch.inference_mode():
             bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
@@ -395,12 +404,28 @@ def _score_batch(
         )
         for index, prediction in zip(indices, depth):
             target = samples[index]["depth"].to(device=prediction.device, dtype=torch.float64)
+            if settings.get("crop_on_kb_crop"):
+                prediction, target = _kb_cropped(prediction, target, kb_crop_size, samples[index].get("id"))
             prediction = _aligned_prediction(prediction, target, settings, kb_crop_size, (height, width))
             metrics = compute_depth_metrics(prediction, target, min_depth=min_depth, max_depth=max_depth, crop=crop)
             if metrics is not None:
                 rows[index, :-1] = torch.tensor([metrics[name] for name in METRIC_NAMES], dtype=torch.float64)
                 rows[index, -1] = 1.0
     return rows
+
+
+def _kb_cropped(
+    prediction: torch.Tensor, target: torch.Tensor, kb_crop_size: tuple[int, int], name: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KB crop of a full-size (pasted-back) prediction and of its ground truth, for `crop_on_kb_crop`."""
+    if target.shape != prediction.shape:
+        raise ValueError(
+            f"Sample {name}: crop_on_kb_crop needs ground truth of the image's size {tuple(prediction.shape)}, got "
+            f"{tuple(target.shape)}."
+        )
+    top, left = kb_crop_box(*target.shape, kb_crop_size)
+    rows, columns = slice(top, top + kb_crop_size[0]), slice(left, left + kb_crop_size[1])
+    return prediction[rows, columns], target[rows, columns]
 
 
 def _aligned_prediction(
@@ -420,7 +445,7 @@ def _aligned_prediction(
             prediction[None, None], size=target.shape, mode="bilinear", align_corners=False
         )[0, 0]
     mask = valid_depth_mask(target, min_depth=min_depth, max_depth=max_depth, crop=settings["crop"])
-    if settings["kb_crop"]:
+    if settings["kb_crop"] and not settings.get("crop_on_kb_crop"):
         # Only the pasted-back region holds predictions; the zero border must not enter the fit.
         top, left = kb_crop_box(*image_size, kb_crop_size)
         region = torch.zeros_like(mask)

@@ -1,4 +1,4 @@
-"""Depth-estimation metrics of the community protocols (DESIGN.md §3), one implementation for every script.
+"""Depth-estimation metrics of the community protocols, one implementation for every script.
 
 `compute_depth_metrics` scores one image; `DepthMetricsAccumulator` averages per-image metrics over a dataset and
 merges across processes; `align_depth` fits the per-image scale (and shift) of the affine-invariant protocols;
@@ -42,7 +42,7 @@ def _squeeze_2d(array: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def crop_mask(height: int, width: int, crop: str | None, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean (H, W) mask of an evaluation crop (DESIGN.md §3); all True for `crop=None`.
+    """Boolean (H, W) mask of an evaluation crop; all True for `crop=None`.
 
     - "eigen_nyu": rows 45:471, cols 41:601 of a 480x640 image; other sizes scale these bounds with integer
       arithmetic (`45 * H // 480` etc.), which is exact at 480x640.
@@ -113,7 +113,7 @@ def compute_depth_metrics(
     max_depth: float = 10.0,
     crop: str | None = None,
 ) -> dict[str, float] | None:
-    """Metrics of one predicted depth map against its ground truth (DESIGN.md §3), in float64.
+    """Metrics of one predicted depth map against its ground truth, in float64.
 
     Args:
         pred: predicted depth (H', W') in metres, numpy or torch; resized bilinearly to the target's size if needed,
