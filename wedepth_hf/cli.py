@@ -190,23 +190,77 @@ def predict_images(
     return torch.stack([result["predicted_depth"].float().cpu() for result in results])
 
 
-def _load_model(model_name: str, device: torch.device) -> tuple[torch.nn.Module, object]:
-    """The model (eval mode, on `device`) and its image processor; a checkpoint without a processor config gets the
-    default `WEDepthImageProcessor` (logged)."""
-    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+@dataclass
+class LoadedModel:
+    """One `--model` of `wedepth predict`: its name, the model and its image processor."""
 
-    from . import WEDepthImageProcessor
+    name: str
+    model: torch.nn.Module
+    processor: object
 
-    try:
-        model = AutoModelForDepthEstimation.from_pretrained(model_name)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"Could not load a depth model from {model_name!r}: {error}") from error
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_name)
-    except (OSError, ValueError) as error:
-        logger.warning(f"No image processor found with {model_name!r} ({error}); using WEDepthImageProcessor().")
-        processor = WEDepthImageProcessor()
-    return model.to(device).eval(), processor
+
+def _model_labels(names: Sequence[str]) -> list[str]:
+    """Output sub-folder names for several models: the last part of each name, made unique with a suffix."""
+    labels: list[str] = []
+    for name in names:
+        base = Path(name.rstrip("/")).name or "model"
+        label, count = base, 1
+        while label in labels:
+            count += 1
+            label = f"{base}_{count}"
+        labels.append(label)
+    return labels
+
+
+def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
+    """The models (eval mode, on `device`) and their image processors. WEDepth models whose frozen VFMs are the same
+    weights share one VFM in memory; a checkpoint without a processor config gets `WEDepthImageProcessor()`."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
+
+    from . import WEDepthConfig, WEDepthImageProcessor
+    from .modeling_wedepth import WEDepthForDepthEstimation, vfm_fingerprint
+
+    shared_vfms: dict[str, torch.nn.Module] = {}
+    loaded: list[LoadedModel] = []
+    for name in names:
+        try:
+            config = AutoConfig.from_pretrained(name)
+            fingerprint = config.vfm_fingerprint if isinstance(config, WEDepthConfig) else None
+            if fingerprint in shared_vfms:
+                model = AutoModelForDepthEstimation.from_pretrained(name, vfm=shared_vfms[fingerprint])
+            else:
+                model = AutoModelForDepthEstimation.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"Could not load a depth model from {name!r}: {error}") from error
+        if isinstance(model, WEDepthForDepthEstimation) and len(names) > 1:
+            fingerprint = fingerprint or vfm_fingerprint(model.vfm)
+            if fingerprint in shared_vfms and model.vfm is not shared_vfms[fingerprint]:
+                model.attach_vfm(shared_vfms[fingerprint], verified=True)
+            shared_vfms.setdefault(fingerprint, model.vfm)
+        try:
+            processor = AutoImageProcessor.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            logger.warning(f"No image processor found with {name!r} ({error}); using WEDepthImageProcessor().")
+            processor = WEDepthImageProcessor()
+        loaded.append(LoadedModel(name, model, processor))
+    # Moving a model moves its (possibly shared) VFM in place, so shared VFMs stay shared on the device.
+    for item in loaded:
+        item.model.to(device).eval()
+    return loaded
+
+
+def _write_outputs(
+    item: InputImage, image: Image.Image, depth: torch.Tensor, output_dir: Path, args: argparse.Namespace
+) -> None:
+    """The depth PNG, the colour map and, with --save-ply, the point cloud of one image."""
+    depth_array = depth.numpy()
+    save_depth_png(depth_array, output_dir / f"{item.output_stem}_depth.png")
+    depth_color_image(depth_array).save(output_dir / f"{item.output_stem}_depth_color.png")
+    if args.save_ply:
+        height, width = depth_array.shape
+        intrinsics = (args.fx, args.fy, args.cx, args.cy)
+        fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
+        save_point_cloud_ply(output_dir / f"{item.output_stem}.ply", depth_array, np.asarray(image), fx, fy, cx, cy)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -242,8 +296,11 @@ def run_predict(args: argparse.Namespace) -> int:
             failures += 1
 
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = _load_model(args.model, device)
+    labels = _model_labels(args.model)
+    model_dirs = [output_dir / label if len(labels) > 1 else output_dir for label in labels]
+    for folder in model_dirs:
+        folder.mkdir(parents=True, exist_ok=True)
+    models = load_models(args.model, device)
     written = 0
     progress = tqdm(total=len(images), desc="wedepth predict", unit="image", disable=args.no_progress)
     for batch in _batches(images, args.batch_size):
@@ -257,17 +314,15 @@ def run_predict(args: argparse.Namespace) -> int:
                 progress.update(1)
         if not loaded:
             continue
-        depths = predict_images(model, processor, [image for _, image in loaded], device, dtype, args.flip_tta)
-        for (item, image), depth in zip(loaded, depths):
-            depth_array = depth.numpy()
-            save_depth_png(depth_array, output_dir / f"{item.output_stem}_depth.png")
-            depth_color_image(depth_array).save(output_dir / f"{item.output_stem}_depth_color.png")
-            if args.save_ply:
-                height, width = depth_array.shape
-                fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
-                save_point_cloud_ply(output_dir / f"{item.output_stem}.ply", depth_array, np.asarray(image), fx, fy, cx, cy)
-            written += 1
-            progress.update(1)
+        images_of_batch = [image for _, image in loaded]
+        for model_item, model_dir in zip(models, model_dirs):
+            depths = predict_images(
+                model_item.model, model_item.processor, images_of_batch, device, dtype, args.flip_tta
+            )
+            for (item, image), depth in zip(loaded, depths):
+                _write_outputs(item, image, depth, model_dir, args)
+        written += len(loaded)
+        progress.update(len(loaded))
     progress.close()
     if failures:
         logger.error(f"{failures} input(s) failed; {written} image(s) were written to {output_dir}.")
@@ -376,7 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or glob patterns")
-    predict.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder or Hub id")
+    predict.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help=(
+            "a WEDepth checkpoint: local folder or Hub id; give it several times to run several models over the same "
+            "images (outputs in a sub-folder per model; models with the same frozen VFM share it in memory)"
+        ),
+    )
     predict.add_argument("--output-dir", required=True, help="folder for the outputs (created if missing)")
     predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")

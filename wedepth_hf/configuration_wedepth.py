@@ -114,6 +114,14 @@ class WEDepthConfig(PreTrainedConfig):
             Hub id or folder of the pretrained VFM, used by [`WEDepthForDepthEstimation.from_pretrained_backbones`].
         encoder_pretrained_name_or_path (`str`, *optional*):
             Hub id or folder of the pretrained encoder, used likewise.
+        vfm_revision (`str`, *optional*):
+            The commit of the Hub repo `vfm_pretrained_name_or_path` the VFM's weights were loaded from.
+        vfm_fingerprint (`str`, *optional*):
+            "sha256:..." over the names, dtypes, shapes and bytes of the VFM's weights, recorded when they were loaded
+            from `vfm_pretrained_name_or_path`; None when the VFM's weights have no verified source.
+        vfm_in_checkpoint (`bool`, *optional*, defaults to `True`):
+            Whether the saved weights include the VFM. A folder saved with `save_pretrained(include_vfm=False)` says
+            False, and `from_pretrained` then loads the VFM from its recorded source and checks its fingerprint.
         prompt_num (`int`, *optional*, defaults to 50):
             Learnable prompt tokens per VFM stage.
         prompt_dim (`int`, *optional*, defaults to 384):
@@ -186,6 +194,9 @@ class WEDepthConfig(PreTrainedConfig):
     encoder_config: dict | PreTrainedConfig | None = None
     vfm_pretrained_name_or_path: str | None = None
     encoder_pretrained_name_or_path: str | None = None
+    vfm_revision: str | None = None
+    vfm_fingerprint: str | None = None
+    vfm_in_checkpoint: bool = True
     prompt_num: int = 50
     prompt_dim: int = 384
     prompt_attention_heads: int = 8

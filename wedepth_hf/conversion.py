@@ -369,7 +369,7 @@ def export_converted_folder(
     end, so an interrupted export never leaves a half-written folder under `output_dir`. An existing non-empty
     `output_dir` is replaced only with `overwrite=True`.
     """
-    from .hub import render_model_card
+    from .hub import render_model_card, vfm_storage_text
     from .image_processing_wedepth import WEDepthImageProcessor
 
     output_dir = Path(output_dir)
@@ -402,7 +402,7 @@ def export_converted_folder(
             f"Converted with `wedepth convert-original` from the authors' released checkpoint `{checkpoint_name}` "
             f"(github.com/book-book24/WEDepth); the weights are theirs, computed tensor for tensor as their code "
             f"computes them. Parameters: {counts['total'] / 1e6:.2f}M in all, the frozen VFM "
-            f"{counts['vfm'] / 1e6:.2f}M; VFM stage ends {config.vfm_stage_layers}."
+            f"{counts['vfm'] / 1e6:.2f}M; VFM stage ends {config.vfm_stage_layers}. {vfm_storage_text(config, True)}"
         ),
         selection_text="the authors' checkpoint, unchanged (their training; see their configuration below)",
     )

@@ -107,6 +107,18 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def vfm_storage_text(config: Any, include_vfm: bool) -> str:
+    """The model card's sentence on whether a folder holds its frozen VFM, and which VFM it needs if not."""
+    if include_vfm:
+        return "The folder is self-contained: it holds the frozen VFM's weights too."
+    revision = f" at revision `{config.vfm_revision}`" if config.vfm_revision else ""
+    return (
+        f"The folder holds only what was trained: the frozen VFM, `{config.vfm_pretrained_name_or_path}`{revision}, "
+        f"is not copied into it; `from_pretrained` loads it from there (or from the Hub cache) and checks its "
+        f"fingerprint `{config.vfm_fingerprint}`."
+    )
+
+
 def _list_text(values: Iterable[str], empty: str) -> str:
     """Values as inline code, comma separated, or `empty` when there are none."""
     values = list(values)
@@ -310,4 +322,5 @@ __all__ = [
     "results_table",
     "retry_command",
     "update_model_card_results",
+    "vfm_storage_text",
 ]

@@ -12,18 +12,24 @@ never modified: this module only calls its embeddings and layers. This file impo
 sibling configuration file (it travels to the Hub as remote code).
 """
 
+import hashlib
+import json
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoBackbone, AutoConfig, Dinov2Model, PreTrainedModel
+from transformers import AutoBackbone, AutoConfig, Dinov2Model, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput
+from transformers.modeling_utils import load_state_dict
 from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
-from transformers.utils import logging
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
+from transformers.utils.hub import resolve_revision
 
 from .configuration_wedepth import NUM_STAGES, WEDepthConfig
 
@@ -690,6 +696,111 @@ def _init_pixel_decoder(decoder: "WEDepthDeformablePixelDecoder") -> None:
         init.kaiming_uniform_(block.conv.weight, a=1)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# The frozen VFM by reference: fingerprint, source, VFM-free folders
+# --------------------------------------------------------------------------------------------------------------------
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies")
+"""`from_pretrained` arguments that say how to reach the Hub; they apply to the VFM's source too (`revision` and
+`subfolder` do not: they name the WEDepth repo's, and the VFM's revision is the recorded one)."""
+
+
+def vfm_fingerprint(vfm: nn.Module) -> str:
+    """"sha256:<hex>" over the VFM's state dict, in name order: every name, dtype, shape and the raw bytes.
+
+    The same weights give the same fingerprint on any machine and device; any change of a value, dtype or shape
+    (including a cast) gives another one.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vfm.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def load_vfm_with_record(name_or_path: str, **hub_kwargs: Any) -> tuple[Dinov2Model, dict[str, str | None]]:
+    """A DINOv2 checkpoint and the config fields that record where its weights come from: the Hub id (or the folder,
+    made absolute), the commit the Hub revision resolved to (the model is loaded from that very commit), and the
+    weights' fingerprint."""
+    local = Path(name_or_path)
+    commit = None
+    if not local.is_dir():
+        resolved = resolve_revision(
+            name_or_path,
+            hub_kwargs.get("revision"),
+            token=hub_kwargs.get("token"),
+            local_files_only=hub_kwargs.get("local_files_only", False),
+            cache_dir=hub_kwargs.get("cache_dir"),
+        )
+        commit = getattr(resolved, "resolved", None) or (
+            resolved if resolved is not None and re.fullmatch(r"[0-9a-f]{40}", resolved) else None
+        )
+    vfm = Dinov2Model.from_pretrained(name_or_path, **{**hub_kwargs, "revision": commit or hub_kwargs.get("revision")})
+    record = {
+        "vfm_pretrained_name_or_path": str(local.resolve()) if local.is_dir() else name_or_path,
+        "vfm_revision": commit,
+        "vfm_fingerprint": vfm_fingerprint(vfm),
+    }
+    return vfm, record
+
+
+def _describe_source(config: WEDepthConfig) -> str:
+    revision = f" at revision {config.vfm_revision}" if config.vfm_revision else ""
+    return f"{config.vfm_pretrained_name_or_path}{revision}"
+
+
+def load_vfm_source(config: WEDepthConfig, **hub_kwargs: Any) -> Dinov2Model:
+    """The frozen VFM a VFM-free WEDepth checkpoint refers to, loaded from its recorded source and revision (through
+    the Hub cache like any `from_pretrained`) and checked against the recorded fingerprint."""
+    if config.vfm_pretrained_name_or_path is None:
+        raise ValueError("This WEDepth config records no VFM source; pass `vfm=` (a loaded Dinov2Model).")
+    try:
+        vfm = Dinov2Model.from_pretrained(
+            config.vfm_pretrained_name_or_path,
+            revision=config.vfm_revision,
+            attn_implementation=config.vfm_config._attn_implementation,
+            **{key: value for key, value in hub_kwargs.items() if key in _HUB_KWARGS},
+        )
+    except OSError as error:
+        raise OSError(
+            f"This WEDepth checkpoint does not include its frozen VFM; it needs {_describe_source(config)}, which could "
+            f"not be loaded ({error}). Make it reachable (network access, the Hub cache, or the recorded folder), or "
+            f"pass an already-loaded model: from_pretrained(..., vfm=Dinov2Model.from_pretrained(...))."
+        ) from error
+    check_vfm(vfm, config)
+    return vfm
+
+
+def check_vfm(vfm: nn.Module, config: WEDepthConfig) -> None:
+    """Raise unless `vfm` is a `Dinov2Model` whose weights have the fingerprint `config` records."""
+    if not isinstance(vfm, Dinov2Model):
+        raise TypeError(f"`vfm` must be a transformers Dinov2Model, got {type(vfm).__name__}.")
+    if config.vfm_fingerprint is None:
+        raise ValueError("This WEDepth config records no VFM fingerprint, so no VFM can be checked against it.")
+    actual = vfm_fingerprint(vfm)
+    if actual != config.vfm_fingerprint:
+        raise ValueError(
+            f"The VFM is not the one this WEDepth checkpoint was trained with ({_describe_source(config)}): its weights' "
+            f"fingerprint is {actual}, the recorded one {config.vfm_fingerprint}. A different checkpoint, revision or "
+            f"dtype gives a different VFM; load the recorded one (in float32 as saved)."
+        )
+
+
+def _saved_weights(name_or_path: str | os.PathLike, hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a `save_pretrained` folder (or Hub repo) holds: one safetensors file or its shards."""
+    single = cached_file(name_or_path, SAFE_WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    files = [single] if single is not None else []
+    if not files:
+        index = cached_file(name_or_path, SAFE_WEIGHTS_INDEX_NAME, **hub_kwargs)
+        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+        files = [cached_file(name_or_path, shard, **hub_kwargs) for shard in shards]
+    weights: dict[str, torch.Tensor] = {}
+    for file in files:
+        weights.update(load_state_dict(file))
+    return weights
+
+
 def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
     """Give every `nn.LayerNorm` inside `module` the epsilon `eps`.
 
@@ -764,13 +875,119 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         return self
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.from_pretrained`, then freeze the VFM again (loading re-creates every parameter with
-        `requires_grad=True`)."""
-        loaded = super().from_pretrained(*args, **kwargs)
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None,
+        *model_args: Any,
+        vfm: Dinov2Model | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`PreTrainedModel.from_pretrained`, for self-contained and VFM-free checkpoints, then freeze the VFM again
+        (loading re-creates every parameter with `requires_grad=True`).
+
+        A folder written with `save_pretrained(include_vfm=False)` holds every weight but the frozen VFM's; its
+        config records the VFM's source, revision and fingerprint. The VFM is then loaded from that source, as any
+        `from_pretrained` would (Hub cache, `local_files_only`, `token`, `cache_dir` apply), and checked against the
+        fingerprint; an unreachable source or a mismatch raises, and nothing is re-initialised.
+
+        Args:
+            vfm: an already-loaded `Dinov2Model` to use as the frozen VFM, shared, not copied: after a fingerprint
+                check it becomes this model's `vfm`, so several WEDepth models (e.g. NYU and KITTI) hold one set of
+                VFM weights. It must be on the device and in the dtype the model is loaded to.
+        """
+        hub_kwargs = {key: kwargs[key] for key in (*_HUB_KWARGS, "revision", "subfolder") if key in kwargs}
+        config = kwargs.get("config")
+        # A config instance as it is (under remote code, Auto classes hold another copy of the config class).
+        if not isinstance(config, PreTrainedConfig):
+            config = WEDepthConfig.from_pretrained(
+                config if config is not None else pretrained_model_name_or_path, **hub_kwargs
+            )
+        if config.vfm_in_checkpoint:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        else:
+            if "state_dict" in kwargs:
+                raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
+            weights = _saved_weights(pretrained_model_name_or_path, hub_kwargs)
+            source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
+            if vfm is not None:
+                check_vfm(vfm, config)
+            weights.update({f"vfm.{name}": tensor for name, tensor in source.state_dict().items()})
+            loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
+            config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
+            config = type(config).from_dict({**config.to_dict(), **config_overrides})
+            loaded = super().from_pretrained(None, *model_args, config=config, state_dict=weights, **loading)
+            model = loaded[0] if isinstance(loaded, tuple) else loaded
+            model.config._name_or_path = str(pretrained_model_name_or_path)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if vfm is not None:
+            model.attach_vfm(vfm, verified=not config.vfm_in_checkpoint)
         model.freeze_vfm()
         return loaded
+
+    def attach_vfm(self, vfm: Dinov2Model, verified: bool = False) -> None:
+        """Use `vfm` (a loaded `Dinov2Model`, shared, not copied) as this model's frozen VFM.
+
+        Its weights must equal the VFM this model holds (or, with `verified=True`, already passed `check_vfm`); it
+        must be on this model's device and in its dtype.
+        """
+        if not isinstance(vfm, Dinov2Model):
+            raise TypeError(f"`vfm` must be a transformers Dinov2Model, got {type(vfm).__name__}.")
+        if not verified and vfm_fingerprint(vfm) != vfm_fingerprint(self.vfm):
+            raise ValueError("The given `vfm` differs from the VFM stored in this checkpoint; it cannot replace it.")
+        reference = self.encoder.embeddings.patch_embeddings.projection.weight if hasattr(
+            self.encoder, "embeddings"
+        ) else next(self.encoder.parameters())
+        weight = vfm.embeddings.patch_embeddings.projection.weight
+        if (weight.device, weight.dtype) != (reference.device, reference.dtype):
+            raise ValueError(
+                f"The shared VFM is on {weight.device} in {weight.dtype}, the model on {reference.device} in "
+                f"{reference.dtype}; load both to the same device and dtype."
+            )
+        attention = vfm.config._attn_implementation
+        if attention not in _SUPPORTED_VFM_ATTENTION:
+            raise ValueError(f"The shared VFM uses {attention!r} attention; WEDepth needs one of {_SUPPORTED_VFM_ATTENTION}.")
+        self.vfm = vfm
+        self.freeze_vfm()
+
+    def record_vfm_source(self, name_or_path: str, **hub_kwargs: Any) -> None:
+        """Record that this model's VFM is the DINOv2 at `name_or_path` (Hub id or folder), after checking that its
+        weights are exactly that checkpoint's, so that `save_pretrained(include_vfm=False)` can refer to it (e.g. for
+        a model converted from the authors' code, whose VFM is `facebook/dinov2-large`)."""
+        _, record = load_vfm_with_record(name_or_path, **hub_kwargs)
+        if record["vfm_fingerprint"] != vfm_fingerprint(self.vfm):
+            raise ValueError(f"This model's VFM is not {name_or_path}: their weights differ.")
+        for key, value in record.items():
+            setattr(self.config, key, value)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, include_vfm: bool = True, **kwargs: Any) -> Any:
+        """`PreTrainedModel.save_pretrained` (safetensors, config, remote code).
+
+        With `include_vfm=False`, every weight but the frozen VFM's is written, and the config records the VFM's
+        source, revision and fingerprint, which `from_pretrained` loads and checks: for DINOv2-L, 1.2 GB less per
+        checkpoint. It needs a VFM whose source was recorded when its weights were loaded (`from_pretrained_backbones`,
+        a VFM-free checkpoint, or `record_vfm_source`) and that still matches it.
+        """
+        if not include_vfm:
+            if self.config.vfm_pretrained_name_or_path is None or self.config.vfm_fingerprint is None:
+                raise ValueError(
+                    "This model's VFM has no recorded source (it was not loaded by from_pretrained_backbones or from a "
+                    "VFM-free checkpoint), so a VFM-free folder could not be loaded again: save with include_vfm=True, "
+                    "or call model.record_vfm_source('facebook/dinov2-...') first."
+                )
+            if vfm_fingerprint(self.vfm) != self.config.vfm_fingerprint:
+                raise ValueError(
+                    f"This model's VFM no longer matches its recorded source ({_describe_source(self.config)}): it was "
+                    f"modified or cast. Save with include_vfm=True."
+                )
+            state_dict = kwargs.pop("state_dict", None)
+            state_dict = self.state_dict() if state_dict is None else state_dict
+            kwargs["state_dict"] = {name: tensor for name, tensor in state_dict.items() if not name.startswith("vfm.")}
+        previous = self.config.vfm_in_checkpoint
+        self.config.vfm_in_checkpoint = include_vfm
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.config.vfm_in_checkpoint = previous
 
     @classmethod
     def from_pretrained_backbones(
@@ -801,7 +1018,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 "Pass `vfm_name_or_path` and `encoder_name_or_path` (Hub ids or local folders), or a config that "
                 "records them (`WEDepthConfig.from_preset(...)`)."
             )
-        vfm = Dinov2Model.from_pretrained(vfm_source, **hub_kwargs)
+        vfm, vfm_record = load_vfm_with_record(vfm_source, **hub_kwargs)
         encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
         if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
             raise ValueError(
@@ -824,8 +1041,8 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         values.update(
             vfm_config=vfm.config.to_dict(),
             encoder_config=encoder.config.to_dict(),
-            vfm_pretrained_name_or_path=vfm_source,
             encoder_pretrained_name_or_path=encoder_source,
+            **vfm_record,
         )
         model = cls(WEDepthConfig(**values))
         model.vfm.load_state_dict(vfm.state_dict(), strict=True)

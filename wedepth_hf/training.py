@@ -163,6 +163,9 @@ class TrainingConfig:
     # model card and Hub
     license: str = "apache-2.0"
     model_name: str | None = None
+    # true: the exported folder holds the frozen VFM too; false (default): only what was trained, the VFM referenced
+    # by source and fingerprint, when the model's VFM has a recorded source (pretrained backbones or a VFM-free init)
+    export_full_model: bool = False
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
@@ -765,12 +768,21 @@ def _evaluate(model: torch.nn.Module, dataset: Dataset, config: TrainingConfig, 
     return {key: float(value) for key, value in result.metrics.items()}
 
 
-def _save_model(model: torch.nn.Module, accelerator: Any, folder: Path) -> None:
-    """`save_pretrained` (safetensors, remote code) into `folder` through a temporary folder renamed at the end."""
+def exports_vfm(config: TrainingConfig, model: WEDepthForDepthEstimation) -> bool:
+    """Whether the exported folder includes the frozen VFM: with `export_full_model`, or when the model's VFM has no
+    recorded source to refer to (a randomly initialised VFM, say)."""
+    return config.export_full_model or model.config.vfm_fingerprint is None
+
+
+def _save_model(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool) -> None:
+    """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) into `folder` through a
+    temporary folder renamed at the end."""
     if accelerator.is_main_process:
         temporary = folder.parent / f"{TEMPORARY_PREFIX}{folder.name}"
         shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=accelerator.get_state_dict(model))
+        accelerator.unwrap_model(model).save_pretrained(
+            temporary, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
+        )
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temporary, folder)
@@ -822,20 +834,23 @@ def export_model_folder(
     command: Sequence[str],
 ) -> None:
     """Complete the exported folder: weights (when not already the best ones), image processor, model card."""
-    from .hub import render_model_card
+    from .hub import render_model_card, vfm_storage_text
 
+    unwrapped = accelerator.unwrap_model(model)
+    include_vfm = exports_vfm(config, unwrapped)
     if best_metrics is None:
-        _save_model(model, accelerator, model_dir)
+        _save_model(model, accelerator, model_dir, include_vfm)
     if not accelerator.is_main_process:
         return
     WEDepthImageProcessor().save_pretrained(model_dir)
-    unwrapped = accelerator.unwrap_model(model)
     metadata = _card_metadata(config, unwrapped)
     counts = unwrapped.parameter_counts()
     description = (
         f"Parameters: {counts['total'] / 1e6:.2f}M in all, {counts['trainable'] / 1e6:.2f}M trained, the frozen VFM "
         f"{counts['vfm'] / 1e6:.2f}M; trained on depths above {unwrapped.config.min_depth} m"
         + (f" and below {unwrapped.config.max_depth} m." if unwrapped.config.max_depth is not None else ".")
+        + " "
+        + vfm_storage_text(unwrapped.config, include_vfm)
     )
     if best_metrics is not None:
         selection = (
@@ -989,7 +1004,7 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
         value = metrics[config.metric_for_best_model]
         if _is_better(value, state["best_metric"], config.metric_for_best_model):
             state.update(best_metric=value, best_step=step, best_metrics=metrics)
-            _save_model(model, accelerator, model_dir)
+            _save_model(model, accelerator, model_dir, exports_vfm(config, accelerator.unwrap_model(model)))
             logger.info("New best validation %s %.4f at step %d -> %s", config.metric_for_best_model, value, step,
                         model_dir)
 
