@@ -128,3 +128,132 @@ def test_missing_examples_folder_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "wedepth_hf" / "cli.py"))
     with pytest.raises(SystemExit, match="examples/evaluate.py of a source checkout"):
         cli.main(["evaluate", "--help"])
+
+
+# ---- image modes, output safety, per-image failures (bad input and faults) -----------------------------------------
+
+
+def _predict(model_dir: Path, inputs: list[Path], output: Path, *extra: str) -> int:
+    return cli.main(["predict", *map(str, inputs), "--model", str(model_dir), "--output-dir", str(output),
+                     "--no-progress", "--device", "cpu", "--dtype", "float32", *extra])
+
+
+def _model_depth(model_dir: Path, image: object) -> np.ndarray:
+    """What the processor API and the model give for `image` (PIL in any mode, or an array)."""
+    model = WEDepthForDepthEstimation.from_pretrained(model_dir).eval()
+    pixel_values = WEDepthImageProcessor()(images=image, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return model(pixel_values=pixel_values).predicted_depth[0].numpy()
+
+
+def test_sixteen_bit_and_float_images_read_as_the_processor_reads_them(model_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    gray16 = rng.integers(0, 65536, size=(30, 40), dtype=np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    unit_float = rng.random((30, 40), dtype=np.float32)
+    Image.fromarray(unit_float, mode="F").save(tmp_path / "unit.tiff")
+    output = tmp_path / "out"
+    assert _predict(model_dir, [tmp_path / "gray16.png", tmp_path / "unit.tiff"], output) == 0
+    with Image.open(tmp_path / "gray16.png") as image:
+        # Not saturated: the 16-bit values are scaled to 8-bit, exactly as the processor API does.
+        expected = _model_depth(model_dir, image)
+    assert np.abs(load_depth_png(output / "gray16_depth.png") - expected).max() <= 1e-3
+    # A 0-1 float image is read as 0-1 (the processor's rule, tested there), not as a black 0-255 one.
+    with Image.open(tmp_path / "unit.tiff") as image:
+        expected = _model_depth(model_dir, image)
+    assert np.abs(load_depth_png(output / "unit_depth.png") - expected).max() <= 1e-3
+    black = _model_depth(model_dir, np.zeros((30, 40), dtype=np.uint8))
+    assert np.abs(load_depth_png(output / "unit_depth.png") - black).max() > 0.01
+
+
+def test_a_nan_image_is_an_error_naming_its_file_and_the_others_are_written(
+    model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = np.full((30, 40), 0.5, dtype=np.float32)
+    bad[3, 4] = np.nan
+    Image.fromarray(bad, mode="F").save(tmp_path / "bad.tiff")
+    _write_image(tmp_path / "good.png", 30, 40, 1)
+    output = tmp_path / "out"
+    assert _predict(model_dir, [tmp_path / "bad.tiff", tmp_path / "good.png"], output, "--batch-size", "2") == 1
+    assert f"{tmp_path / 'bad.tiff'}: prediction failed (ValueError: The image holds NaN" in caplog.text
+    assert sorted(path.name for path in output.iterdir()) == ["good_depth.png", "good_depth_color.png"]
+
+
+def test_one_failing_image_does_not_stop_the_run(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    for name, height in (("small", 30), ("huge", 60), ("other", 30)):
+        _write_image(tmp_path / f"{name}.png", height, 40, 2)
+    forward = WEDepthForDepthEstimation.forward
+
+    def out_of_memory_on_large_inputs(self, pixel_values, *args, **kwargs):
+        if pixel_values.shape[-2] > 50:
+            raise RuntimeError("DefaultCPUAllocator: not enough memory")
+        return forward(self, pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(WEDepthForDepthEstimation, "forward", out_of_memory_on_large_inputs)
+    output = tmp_path / "out"
+    assert _predict(model_dir, [tmp_path / f"{name}.png" for name in ("small", "huge", "other")], output) == 1
+    assert "huge.png: prediction failed (RuntimeError: DefaultCPUAllocator: not enough memory); skipped." in caplog.text
+    assert {"small_depth.png", "other_depth.png"} <= {path.name for path in output.iterdir()}
+    assert "1 input(s) failed; 2 image(s) were written" in caplog.text
+
+
+def test_large_photos_are_processed_at_a_bounded_resolution(model_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_image(tmp_path / "photo.jpg", 1200, 1600, 3)
+    seen: list[tuple[int, int]] = []
+    forward = WEDepthForDepthEstimation.forward
+
+    def record(self, pixel_values, *args, **kwargs):
+        seen.append(tuple(pixel_values.shape[-2:]))
+        return forward(self, pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(WEDepthForDepthEstimation, "forward", record)
+    assert _predict(model_dir, [tmp_path / "photo.jpg"], tmp_path / "default") == 0
+    assert _predict(model_dir, [tmp_path / "photo.jpg"], tmp_path / "smaller", "--processing-size", "240") == 0
+    assert seen == [(480, 640), (240, 320)]
+    for folder in ("default", "smaller"):
+        assert load_depth_png(tmp_path / folder / "photo_depth.png").shape == (1200, 1600)
+
+
+def test_outputs_are_written_atomically_and_never_through_a_symlink(model_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_image(tmp_path / "x.png", 30, 40, 4)
+    output = tmp_path / "out"
+    output.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (output / "x_depth.png").symlink_to(victim)
+    assert _predict(model_dir, [tmp_path / "x.png"], output) == 0
+    assert victim.read_text() == "keep me"
+    assert not (output / "x_depth.png").is_symlink() and load_depth_png(output / "x_depth.png").shape == (30, 40)
+    good = (output / "x_depth.png").read_bytes()
+
+    def disk_full(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    assert _predict(model_dir, [tmp_path / "x.png"], output) == 1
+    assert (output / "x_depth.png").read_bytes() == good
+    assert sorted(path.name for path in output.iterdir()) == ["x_depth.png", "x_depth_color.png"]
+
+
+def test_output_dir_problems_stop_the_run_before_any_model_is_loaded(model_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_image(tmp_path / "x.png", 30, 40, 4)
+    monkeypatch.setattr(cli, "load_models", lambda *args: pytest.fail("a model was loaded"))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match=f"--output-dir {tmp_path / 'a_file'}: cannot write there"):
+        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "a_file")
+    with pytest.raises(SystemExit, match="cannot write there"):
+        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "a_file" / "below")
+    # A read-only folder (simulated: the tests may run as root, whom permissions do not stop).
+    import wedepth_hf.visualization as visualization
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(visualization.os, "open", read_only)
+    with pytest.raises(SystemExit, match="cannot write there \\(Permission denied\\)"):
+        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "read_only")

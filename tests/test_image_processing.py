@@ -135,8 +135,59 @@ def test_batches(processor, rgb) -> None:
         processor([rgb, rgb[:5]], return_tensors="pt")
     resized = processor([rgb, rgb[:5]], do_resize=True, size={"height": 8, "width": 12}, return_tensors="pt")
     assert resized["pixel_values"].shape == (2, 3, 8, 12)
-    with pytest.raises(ValueError, match="needs a `size`"):
-        processor(rgb, do_resize=True, return_tensors="pt")
+    with pytest.raises(ValueError, match="`shortest_edge`, or `height` and `width`"):
+        processor(rgb, size={"longest_edge": 8}, return_tensors="pt")
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((960, 1280), (480, 640)), ((3024, 4032), (480, 640)), ((500, 2000), (480, 1920)), ((480, 640), (480, 640)),
+     ((375, 1242), (375, 1242)), ((20, 30), (20, 30))],
+)
+def test_large_photos_are_processed_at_a_bounded_resolution(processor, size, expected) -> None:
+    """The shorter side is brought down to 480 by default, the aspect ratio kept; smaller images are not enlarged."""
+    image = np.random.default_rng(0).integers(0, 256, size=(*size, 3), dtype=np.uint8)
+    assert _pixels(processor, image).shape[1:] == expected
+
+
+def test_the_processing_resolution_is_a_setting(processor, rgb) -> None:
+    image = np.random.default_rng(0).integers(0, 256, size=(300, 400, 3), dtype=np.uint8)
+    assert processor(image, processing_size=150, return_tensors="pt")["pixel_values"].shape[2:] == (150, 200)
+    assert processor(image, processing_size=None, return_tensors="pt")["pixel_values"].shape[2:] == (300, 400)
+    custom = WEDepthImageProcessor(size={"shortest_edge": 100})
+    assert custom(image, return_tensors="pt")["pixel_values"].shape[2:] == (100, 133)
+    # Shrinking is antialiased: a fine checkerboard becomes its mean grey, not an alias pattern.
+    checker = np.indices((400, 400)).sum(axis=0) % 2 * 255
+    shrunk = processor(checker.astype(np.uint8), processing_size=100, do_normalize=False, return_tensors="pt")
+    np.testing.assert_allclose(shrunk["pixel_values"].numpy(), 0.5, atol=0.01)
+
+
+@pytest.mark.parametrize("kind", ["numpy_0_1", "numpy_0_255", "torch_0_1", "pil_mode_f_0_1", "pil_mode_f_0_255"])
+def test_float_images_in_0_1_or_0_255_give_the_same_pixels(processor, rgb, kind: str) -> None:
+    gray = rgb[..., 0].astype(np.float32)
+    image = {
+        "numpy_0_1": lambda: rgb.astype(np.float32) / 255,
+        "numpy_0_255": lambda: rgb.astype(np.float32),
+        "torch_0_1": lambda: torch.from_numpy(rgb.astype(np.float32) / 255),
+        "pil_mode_f_0_1": lambda: Image.fromarray(gray / 255, mode="F"),
+        "pil_mode_f_0_255": lambda: Image.fromarray(gray, mode="F"),
+    }[kind]()
+    reference = rgb if not kind.startswith("pil") else np.repeat(rgb[..., :1], 3, axis=2)
+    np.testing.assert_allclose(_pixels(processor, image), _normalised(reference.astype(np.float32)), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (-0.5, "\\[0, 1\\] or \\[0, 255\\]"),
+     (300.0, "\\[0, 1\\] or \\[0, 255\\]")],
+)
+def test_float_images_no_rule_covers_are_errors(processor, rgb, values: float, message: str) -> None:
+    image = rgb.astype(np.float32)
+    image[3, 4, 1] = values
+    with pytest.raises(ValueError, match=message):
+        processor(image, return_tensors="pt")
+    with pytest.raises(ValueError, match=message):
+        processor(Image.fromarray(image[..., 1], mode="F"), return_tensors="pt")
 
 
 def test_post_processing_returns_the_original_size(processor) -> None:

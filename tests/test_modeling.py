@@ -411,3 +411,13 @@ def test_torch_compile_captures_the_whole_forward(tiny_model) -> None:
         captured = compiled(pixel_values).predicted_depth
     torch._dynamo.reset()
     torch.testing.assert_close(captured, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_train_mode_needs_more_than_one_value_per_channel_at_stride_32(tiny_model) -> None:
+    tiny_model.train()
+    with pytest.raises(ValueError, match="at least two values per channel at stride 32.*larger than 32 pixels"):
+        tiny_model(torch.randn(1, 3, 32, 30), labels=_labels(1, 32, 30))
+    assert torch.isfinite(tiny_model(torch.randn(1, 3, 33, 30), labels=_labels(1, 33, 30)).loss)
+    assert torch.isfinite(tiny_model(torch.randn(2, 3, 32, 30), labels=_labels(2, 32, 30)).loss)
+    with torch.no_grad():
+        assert tiny_model.eval()(torch.randn(1, 3, 32, 30)).predicted_depth.shape == (1, 32, 30)

@@ -26,11 +26,14 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
 from .evaluation import predict_from_pixel_values
+from .image_processing_wedepth import to_rgb_array
 from .visualization import (
     DEFAULT_HORIZONTAL_FOV_DEGREES,
+    atomic_output,
     default_intrinsics,
     depth_color_image,
     save_depth_png,
+    save_image,
     save_point_cloud_ply,
 )
 
@@ -130,12 +133,12 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def load_rgb_image(path: Path) -> Image.Image:
-    """The fully decoded image, EXIF orientation applied, as RGB (raises on a truncated or corrupt file)."""
+def load_image(path: Path) -> Image.Image:
+    """The fully decoded image, EXIF orientation applied, in its own mode (16-bit and float images stay so: the image
+    processor reads them by its rules); raises on a truncated or corrupt file."""
     with Image.open(path) as image:
         image.load()
-        oriented = ImageOps.exif_transpose(image)
-        return oriented.convert("RGB")
+        return ImageOps.exif_transpose(image)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -178,10 +181,13 @@ def predict_images(
     device: torch.device,
     dtype: torch.dtype,
     flip_tta: bool,
+    processing_size: int | None = None,
 ) -> torch.Tensor:
     """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
-    prediction with the un-flipped prediction of the horizontally flipped input."""
-    inputs = processor(images=list(images), return_tensors="pt")
+    prediction with the un-flipped prediction of the horizontally flipped input. `processing_size` overrides the
+    processor's (the shorter side the model sees; 0: the image's own size)."""
+    size_setting = {} if processing_size is None else {"processing_size": processing_size or None}
+    inputs = processor(images=list(images), return_tensors="pt", **size_setting)
     pixel_values = inputs["pixel_values"].to(device)
     with torch.inference_mode(), _autocast(device, dtype):
         depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
@@ -252,15 +258,59 @@ def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]
 def _write_outputs(
     item: InputImage, image: Image.Image, depth: torch.Tensor, output_dir: Path, args: argparse.Namespace
 ) -> None:
-    """The depth PNG, the colour map and, with --save-ply, the point cloud of one image."""
+    """The depth PNG, the colour map and, with --save-ply, the point cloud of one image, each written atomically."""
     depth_array = depth.numpy()
     save_depth_png(depth_array, output_dir / f"{item.output_stem}_depth.png")
-    depth_color_image(depth_array).save(output_dir / f"{item.output_stem}_depth_color.png")
+    save_image(depth_color_image(depth_array), output_dir / f"{item.output_stem}_depth_color.png")
     if args.save_ply:
         height, width = depth_array.shape
         intrinsics = (args.fx, args.fy, args.cx, args.cy)
         fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
-        save_point_cloud_ply(output_dir / f"{item.output_stem}.ply", depth_array, np.asarray(image), fx, fy, cx, cy)
+        colours = np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
+        save_point_cloud_ply(output_dir / f"{item.output_stem}.ply", depth_array, colours, fx, fy, cx, cy)
+
+
+def prepare_output_dirs(folders: Sequence[Path]) -> None:
+    """Create the output folders and check that files can be written there, before any model is loaded; a problem
+    (a file in the way, a read-only folder, a parent that cannot be created) ends the run with one line."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_output(folder / ".wedepth-write-check"):
+                pass
+            (folder / ".wedepth-write-check").unlink()
+        except OSError as error:
+            raise SystemExit(f"--output-dir {folder}: cannot write there ({error.strerror or error}).") from error
+
+
+def _predict_and_write(
+    models: Sequence[LoadedModel],
+    model_dirs: Sequence[Path],
+    loaded: Sequence[tuple[InputImage, Image.Image]],
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> int:
+    """Predict and write one batch; returns the number of inputs that failed.
+
+    When the batch fails (an image the processor refuses, too little memory, ...), its images are tried one by one,
+    so that every failure is reported with its file and the other images are still written.
+    """
+    try:
+        for model_item, model_dir in zip(models, model_dirs):
+            depths = predict_images(
+                model_item.model, model_item.processor, [image for _, image in loaded], device, dtype, args.flip_tta,
+                args.processing_size,
+            )
+            for (item, image), depth in zip(loaded, depths):
+                _write_outputs(item, image, depth, model_dir, args)
+        return 0
+    except (ValueError, RuntimeError, MemoryError, OSError) as error:
+        if len(loaded) == 1:
+            item = loaded[0][0]
+            logger.error(f"{item.path}: prediction failed ({type(error).__name__}: {error}); skipped.")
+            return 1
+    return sum(_predict_and_write(models, model_dirs, [pair], args, device, dtype) for pair in loaded)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -298,34 +348,25 @@ def run_predict(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     labels = _model_labels(args.model)
     model_dirs = [output_dir / label if len(labels) > 1 else output_dir for label in labels]
-    for folder in model_dirs:
-        folder.mkdir(parents=True, exist_ok=True)
+    prepare_output_dirs(model_dirs)
     models = load_models(args.model, device)
-    written = 0
+    total_failures = failures
     progress = tqdm(total=len(images), desc="wedepth predict", unit="image", disable=args.no_progress)
     for batch in _batches(images, args.batch_size):
         loaded: list[tuple[InputImage, Image.Image]] = []
         for item in batch:
             try:
-                loaded.append((item, load_rgb_image(item.path)))
+                loaded.append((item, load_image(item.path)))
             except Exception as error:  # noqa: BLE001 - any undecodable file is reported and skipped
                 logger.error(f"{item.path}: cannot decode the image ({type(error).__name__}: {error}); skipped.")
-                failures += 1
-                progress.update(1)
-        if not loaded:
-            continue
-        images_of_batch = [image for _, image in loaded]
-        for model_item, model_dir in zip(models, model_dirs):
-            depths = predict_images(
-                model_item.model, model_item.processor, images_of_batch, device, dtype, args.flip_tta
-            )
-            for (item, image), depth in zip(loaded, depths):
-                _write_outputs(item, image, depth, model_dir, args)
-        written += len(loaded)
-        progress.update(len(loaded))
+                total_failures += 1
+        if loaded:
+            total_failures += _predict_and_write(models, model_dirs, loaded, args, device, dtype)
+        progress.update(len(batch))
     progress.close()
-    if failures:
-        logger.error(f"{failures} input(s) failed; {written} image(s) were written to {output_dir}.")
+    if total_failures:
+        written = len(images) + failures - total_failures
+        logger.error(f"{total_failures} input(s) failed; {written} image(s) were written to {output_dir}.")
         return 1
     return 0
 
@@ -448,6 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(_DTYPES),
         default="float32",
         help="compute dtype; float16/bfloat16 run under autocast, the depth is float32 anyway",
+    )
+    predict.add_argument(
+        "--processing-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "the shorter side the model sees: larger images are resized down to it, keeping the aspect ratio, and the "
+            "depth is returned at the image's size (default: the checkpoint's processor setting, its training "
+            "resolution, or 480); 0 processes images at their own size"
+        ),
     )
     predict.add_argument("--flip-tta", action="store_true", help="average with the prediction of the flipped image")
     predict.add_argument("--save-ply", action="store_true", help="also write a coloured point cloud <stem>.ply")

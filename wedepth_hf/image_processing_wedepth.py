@@ -26,6 +26,26 @@ from transformers.utils import TensorType, logging
 logger = logging.get_logger(__name__)
 
 _CHANNEL_COUNTS = (1, 3, 4)
+DEFAULT_PROCESSING_SIZE = 480
+"""Shorter side images are resized down to when no training resolution is recorded: NYU-Depth v2's 480x640."""
+
+
+def _float_to_0_255(array: np.ndarray) -> np.ndarray:
+    """A floating-point image in the 0-255 range: values in [0, 1] are scaled by 255, values up to 255 kept.
+
+    NaN, infinite, negative or larger values are an error: no rule could say what they mean.
+    """
+    if not np.isfinite(array).all():
+        raise ValueError("The image holds NaN or infinite values; give finite pixel values.")
+    if array.size == 0:
+        return array
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"A floating-point image must hold values in [0, 1] or [0, 255]; got {low:g} to {high:g}. Rescale it, or "
+            f"give it as uint8 / uint16."
+        )
+    return array * np.float32(255.0) if high <= 1.0 else array
 
 
 def _rgb_array_from_pil(image: Any) -> np.ndarray:
@@ -43,7 +63,7 @@ def _rgb_array_from_pil(image: Any) -> np.ndarray:
             )
         return np.repeat((gray / 257.0).astype(np.float32)[..., None], 3, axis=2)
     if image.mode == "F":
-        return np.repeat(np.asarray(image, dtype=np.float32)[..., None], 3, axis=2)
+        return np.repeat(_float_to_0_255(np.asarray(image, dtype=np.float32))[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info):
         # Transparent pixels are composited over white, as transformers' `convert_to_rgb` does.
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
@@ -70,6 +90,7 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
             f"{array.shape}."
         )
     channels = array.shape[-1]
+    image_dtype = array.dtype
     if channels not in _CHANNEL_COUNTS:
         raise ValueError(
             f"An image must have 1 (grayscale), 3 (RGB) or 4 (RGBA) channels; got {channels} in an array of shape "
@@ -87,6 +108,8 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
                     f"to uint8, or to uint16 for a 16-bit image."
                 )
         array = array.astype(np.float32)
+        if not np.issubdtype(image_dtype, np.integer):
+            array = _float_to_0_255(array)
     if channels == 4:
         scale = 255.0 if array[..., 3].max(initial=0) > 1.0 else 1.0
         alpha = array[..., 3:] / scale
@@ -96,26 +119,72 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
     return array
 
 
+def to_rgb_array(image: Any, input_data_format: str | None = None) -> np.ndarray:
+    """Any supported image (PIL in any mode, NumPy array or torch tensor) as (H, W, 3) float32 RGB in the 0-255 range.
+
+    The reading rules of `WEDepthImageProcessor`: uint8 and other integer types holding 0-255 as they are, uint16 and
+    PIL's 16-bit modes scaled by 1/257, floats in [0, 1] scaled by 255 and floats up to 255 kept; grayscale is
+    replicated, alpha composited over white. Values no rule covers (NaN, inf, out of range) raise a ValueError.
+    """
+    if is_pil_image(image):
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"Got an empty image of size {image.width}x{image.height}.")
+        return _rgb_array_from_pil(image)
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
+        if array.size == 0:
+            raise ValueError(f"Got an empty image of shape {array.shape}.")
+        return _rgb_array_from_array(array, input_data_format)
+    raise ValueError(f"Images must be PIL images, NumPy arrays or torch tensors; got {type(image).__name__}.")
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(3, H, W) float32 resized to (3, height, width): bilinear, antialiased when shrinking, no quantisation."""
+    resized = F.interpolate(
+        torch.from_numpy(image)[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0].numpy()
+
+
+def processing_resolution(height: int, width: int, size: SizeDict) -> tuple[int, int]:
+    """The (height, width) an image of `height` x `width` is processed at.
+
+    `shortest_edge`: the shorter side brought down to it, the aspect ratio kept; smaller images keep their size.
+    `height` and `width`: exactly that size.
+    """
+    if size.shortest_edge is not None:
+        shorter = min(height, width)
+        if shorter <= size.shortest_edge:
+            return height, width
+        scale = size.shortest_edge / shorter
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    if size.height is not None and size.width is not None:
+        return size.height, size.width
+    raise ValueError(f"`size` must give `shortest_edge`, or `height` and `width`; got {size}.")
+
+
 class WEDepthImageProcessor(PilBackend):
     r"""
     Prepares images for [`WEDepthForDepthEstimation`] and post-processes its depth.
 
-    Any image is converted to three-channel RGB: grayscale is replicated, RGBA/LA are composited over white, 16-bit
-    images are scaled to the 8-bit range (not clipped). By default the image keeps its size, as in the evaluation
-    protocols of NYU-Depth v2 and KITTI (the model takes any height and width); set `do_resize=True` and `size` (e.g.
-    `{"shortest_edge": 480}` or `{"height": 480, "width": 640}`) to bound the cost on large photos.
+    Any image is converted to three-channel RGB by `to_rgb_array`'s rules: grayscale is replicated, RGBA/LA are
+    composited over white, 16-bit images are scaled to the 8-bit range (not clipped), floats in [0, 1] or [0, 255] are
+    read as such; NaN, inf and out-of-range values are errors. Images are processed at a bounded resolution: by default
+    the shorter side is brought down to 480 (NYU-Depth v2's 480x640; a training run records its own resolution in
+    the exported `preprocessor_config.json`), keeping the aspect ratio; smaller images keep their size, so NYU and
+    KITTI evaluation images are not resized. `post_process_depth_estimation` returns depth at the original size.
 
     Args:
-        do_resize (`bool`, *optional*, defaults to `False`): resize to `size` before normalising.
-        size (`dict[str, int]`, *optional*): target size when resizing.
-        resample (`PILImageResampling`, *optional*, defaults to `BILINEAR`): resampling filter.
+        do_resize (`bool`, *optional*, defaults to `True`): bring images to `size` before normalising.
+        size (`dict[str, int]`, *optional*, defaults to `{"shortest_edge": 480}`): `shortest_edge` resizes down only,
+            keeping the aspect ratio; `height` and `width` resize to exactly that size.
         do_rescale (`bool`, *optional*, defaults to `True`): multiply by `rescale_factor` (1/255).
         do_normalize (`bool`, *optional*, defaults to `True`): normalise with the ImageNet mean and std.
     """
 
     model_input_names = ["pixel_values"]
-    do_resize = False
-    size = None
+    do_resize = True
+    size = {"shortest_edge": DEFAULT_PROCESSING_SIZE}
     resample = PILImageResampling.BILINEAR
     do_rescale = True
     rescale_factor = 1 / 255
@@ -165,19 +234,8 @@ class WEDepthImageProcessor(PilBackend):
         self, image: Any, do_convert_rgb: bool | None = None, input_data_format: Any = None, **kwargs: Any
     ) -> np.ndarray:
         """One image -> (3, H, W) float32 in the 0-255 range, channels first."""
-        if is_pil_image(image):
-            if image.width == 0 or image.height == 0:
-                raise ValueError(f"Got an empty image of size {image.width}x{image.height}.")
-            array = _rgb_array_from_pil(image)
-        elif isinstance(image, (np.ndarray, torch.Tensor)):
-            array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
-            if array.size == 0:
-                raise ValueError(f"Got an empty image of shape {array.shape}.")
-            data_format = None if input_data_format is None else str(getattr(input_data_format, "value", input_data_format))
-            array = _rgb_array_from_array(array, data_format)
-        else:
-            raise ValueError(f"Images must be PIL images, NumPy arrays or torch tensors; got {type(image).__name__}.")
-        return np.ascontiguousarray(np.moveaxis(array, -1, 0))
+        data_format = None if input_data_format is None else str(getattr(input_data_format, "value", input_data_format))
+        return np.ascontiguousarray(np.moveaxis(to_rgb_array(image, data_format), -1, 0))
 
     def _preprocess(
         self,
@@ -196,7 +254,9 @@ class WEDepthImageProcessor(PilBackend):
         processed = []
         for image in images:
             if do_resize:
-                image = self.resize(image=image, size=size, resample=resample)
+                height, width = processing_resolution(image.shape[1], image.shape[2], size)
+                if (height, width) != image.shape[1:]:
+                    image = _resize(image, height, width)
             if do_rescale:
                 image = self.rescale(image, rescale_factor)
             if do_normalize:
@@ -235,5 +295,12 @@ class WEDepthImageProcessor(PilBackend):
             results.append({"predicted_depth": depth})
         return results
 
+    def __call__(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
+        """`preprocess`; a `processing_size=N` keyword is short for `size={"shortest_edge": N}` (None: no resize)."""
+        if "processing_size" in kwargs:
+            size = kwargs.pop("processing_size")
+            kwargs.update(do_resize=size is not None, size={"shortest_edge": size} if size is not None else None)
+        return super().__call__(images, *args, **kwargs)
 
-__all__ = ["WEDepthImageProcessor"]
+
+__all__ = ["DEFAULT_PROCESSING_SIZE", "WEDepthImageProcessor", "processing_resolution", "to_rgb_array"]

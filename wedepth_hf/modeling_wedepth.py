@@ -1080,6 +1080,12 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             )
         if batch_size == 0 or height == 0 or width == 0:
             raise ValueError(f"`pixel_values` is empty: shape {tuple(pixel_values.shape)}.")
+        if self.training and batch_size * math.ceil(height / 32) * math.ceil(width / 32) < 2:
+            raise ValueError(
+                f"In train mode the BatchNorm layers need at least two values per channel at stride 32, but a batch "
+                f"of {batch_size} image(s) of {height}x{width} gives a 1x1 map: use a batch of 2 or more, or images "
+                f"larger than 32 pixels in height or width (or call model.eval() to predict)."
+            )
         if labels is None:
             return None
         if labels.ndim == 4 and labels.shape[1] == 1:

@@ -4,8 +4,13 @@ Everything here works on NumPy arrays and PIL images, so the command line (`wede
 implementation. The colour map is a small lookup table defined below (no matplotlib).
 """
 
+import contextlib
 import math
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -165,10 +170,38 @@ def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.nd
     return millimetres.astype(np.uint16)
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file whose content replaces `path` only when the block completes.
+
+    The data goes to a new temporary file beside `path` (created exclusively, so no existing file or link is opened),
+    is flushed to disk, and is renamed over `path`. An error (a full disk, an interrupt) leaves `path` as it was and
+    removes the temporary file; a symbolic link at `path` is replaced by the file, and its target is never written.
+    """
+    path = Path(path)
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def save_image(image: Image.Image, path: str | Path) -> None:
+    """Write a PIL image as PNG, atomically (`atomic_output`)."""
+    with atomic_output(path) as handle:
+        image.save(handle, format="PNG")
+
+
 def save_depth_png(depth: np.ndarray, path: str | Path) -> None:
-    """Write a (H, W) depth map in metres as a lossless 16-bit PNG of millimetres (read back with `/ 1000`)."""
-    millimetres = depth_to_uint16_millimetres(depth, name=str(path))
-    Image.fromarray(millimetres).save(path, format="PNG")
+    """Write a (H, W) depth map in metres as a lossless 16-bit PNG of millimetres (read back with `/ 1000`), atomically."""
+    save_image(Image.fromarray(depth_to_uint16_millimetres(depth, name=str(path))), path)
 
 
 def load_depth_png(path: str | Path) -> np.ndarray:
@@ -213,7 +246,8 @@ def save_point_cloud_ply(
     cx: float,
     cy: float,
 ) -> int:
-    """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY; returns the point count.
+    """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY, atomically; returns the point
+    count.
 
     Vertex properties: float x, y, z (metres) and uchar red, green, blue.
     """
@@ -230,7 +264,7 @@ def save_point_cloud_ply(
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
-    with open(path, "wb") as handle:
+    with atomic_output(path) as handle:
         handle.write(header.encode("ascii"))
         handle.write(vertex.tobytes())
     return len(points)
@@ -252,6 +286,7 @@ def read_point_cloud_ply(path: str | Path) -> np.ndarray:
 __all__ = [
     "DEFAULT_HORIZONTAL_FOV_DEGREES",
     "MAX_UINT16_DEPTH_METRES",
+    "atomic_output",
     "colorize_depth",
     "colormap_lookup_table",
     "default_intrinsics",
@@ -261,5 +296,6 @@ __all__ = [
     "load_depth_png",
     "read_point_cloud_ply",
     "save_depth_png",
+    "save_image",
     "save_point_cloud_ply",
 ]
