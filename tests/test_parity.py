@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import Dinov2Config, SwinConfig
 
-from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.conversion import UNUSED_ORIGINAL_KEYS, convert_original_checkpoint, convert_state_dict
 
 
@@ -295,6 +295,7 @@ def test_convert_command_writes_a_folder_the_pipeline_loads(tmp_path, default_fi
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "modeling_wedepth.py"} <= {
         path.name for path in output.iterdir()
     }
+    assert WEDepthImageProcessor.from_pretrained(output).size.shortest_edge == 480  # the authors' NYU resolution
     card = (output / "README.md").read_text()
     assert "best_d1.pth" in card and "pipeline_tag: depth-estimation" in card and '"prompt_num": 4' not in card
     image = Image.fromarray((torch.rand(42, 70, 3) * 255).byte().numpy())

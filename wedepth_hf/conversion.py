@@ -31,6 +31,9 @@ _ENCODER_CHECKPOINTS = {
     "swin_base": "microsoft/swin-base-patch4-window7-224",
 }
 _DEFAULT_VFM = "facebook/dinov2-large"
+# The shorter side of the authors' training images (NYU at 480x640, KITTI's 352x1216 crop): the processing
+# resolution a converted folder records.
+_TRAINING_SHORTER_SIDE = {"NYUDataset": 480, "KITTIDataset": 352}
 _AUTHORS_SWIN_EPS = 1e-6
 """Every LayerNorm of the authors' Swin (`norm_layer=partial(nn.LayerNorm, eps=1e-6)` in all their builders)."""
 
@@ -364,13 +367,14 @@ def export_converted_folder(
 ) -> Path:
     """Write a converted model as a folder that `from_pretrained` and `pipeline("depth-estimation")` load.
 
-    The folder holds safetensors weights, the config with remote code, the image processor and a model card that
-    names the authors' checkpoint and configuration. It is written to a temporary sibling first and renamed at the
+    The folder holds safetensors weights, the config with remote code, the image processor (processing the shorter
+    side at the authors' training resolution: 480 for NYU, 352 for KITTI) and a model card that names the authors'
+    checkpoint and configuration. It is written to a temporary sibling first and renamed at the
     end, so an interrupted export never leaves a half-written folder under `output_dir`. An existing non-empty
     `output_dir` is replaced only with `overwrite=True`.
     """
     from .hub import render_model_card, vfm_storage_text
-    from .image_processing_wedepth import WEDepthImageProcessor
+    from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE, WEDepthImageProcessor
 
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -382,7 +386,9 @@ def export_converted_folder(
     temporary = output_dir.parent / f".{output_dir.name}.converting"
     shutil.rmtree(temporary, ignore_errors=True)
     model.save_pretrained(temporary)
-    WEDepthImageProcessor().save_pretrained(temporary)
+    training_set = original_config.get("data", {}).get("train_dataset", {}).get("name")
+    shorter_side = _TRAINING_SHORTER_SIDE.get(training_set, DEFAULT_PROCESSING_SIZE)
+    WEDepthImageProcessor(size={"shortest_edge": shorter_side}).save_pretrained(temporary)
     config = model.config
     counts = model.parameter_counts()
     base_models = [
