@@ -1,5 +1,7 @@
 """Model card rendering, `update_model_card_results`, and the Hub upload (create_commit mocked)."""
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,39 @@ def _front_matter(path: Path) -> dict:
     text = path.read_text()
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
+
+
+_OPENING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_CLOSING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*$")
+_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+
+
+def markdown_structure(body: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(headings outside code blocks, [(info string, content)] of the fenced code blocks) of a markdown body, by
+    CommonMark's rules for fences: a block closes only on a fence of the same character at least as long."""
+    headings: list[str] = []
+    blocks: list[tuple[str, str]] = []
+    fence, info, content, previous = None, "", [], ""
+    for line in body.splitlines():
+        if fence is not None:
+            closing = _CLOSING_FENCE.match(line)
+            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence):
+                blocks.append((info, "\n".join(content)))
+                fence, previous = None, ""
+            else:
+                content.append(line)
+            continue
+        opening = _OPENING_FENCE.match(line)
+        if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
+            fence, info, content = opening.group(1), opening.group(2).strip(), []
+        elif _ATX_HEADING.match(line):
+            headings.append(line.strip())
+        elif _SETEXT_UNDERLINE.match(line) and previous.strip() and not _ATX_HEADING.match(previous):
+            headings.append(previous.strip())
+        previous = line
+    assert fence is None, "a code block is left open"
+    return headings, blocks
 
 
 def _index_results(metadata: dict) -> dict[str, dict[str, float]]:
@@ -129,3 +164,40 @@ def test_failed_push_names_the_retry_command(tmp_path: Path, monkeypatch: pytest
         push_folder_to_hub(folder, "org/name", revision="dev")
     assert branches == ["dev"]
     assert (folder / "config.json").is_file()
+
+
+def test_no_value_can_break_out_of_its_place_in_the_card(tmp_path: Path) -> None:
+    """Backticks, line breaks, front-matter and heading markers, HTML and results markers in any value stay data."""
+    marker = "<!-- wedepth-results-start -->"
+    name = f"evil ``` name\n---\n# Injected title\n{marker}\n"
+    config = {
+        "data_root": f"/data/```\n# Config heading\n````\n---\n{marker}\n",
+        "note": "`````` six backticks ~~~",
+        "list": ["```", "~~~", "```yaml"],
+    }
+    command = "python examples/train.py --model_name '```\n# Command heading\n'"
+    repo_id = 'org/"name"\n```\n# Repo heading'
+    card_path = tmp_path / "README.md"
+    render_model_card(
+        model_name=name, repo_id=repo_id, results={"nyu\n# Table heading | x": METRICS},
+        datasets=["org/``data``\n# Dataset heading"], training_command=command, training_config=config,
+        model_description=f"Text\n# Description heading\n{marker}", selection_text="best\n---",
+    ).save(card_path)
+
+    card = ModelCard.load(card_path)
+    one_line_name = " ".join(name.split())
+    assert card.data.model_name == one_line_name and _front_matter(card_path)["license"] == "apache-2.0"
+    headings, blocks = markdown_structure(card.text)
+    assert len(headings) == 5 and headings[0].startswith("# evil ``` name --- # Injected title &lt;!--")
+    assert headings[1:] == ["## Use", "## Training", "## Results", "## Citation"]
+    by_info = {info: content for info, content in blocks}
+    assert by_info["bash"] == command
+    assert yaml.safe_load(by_info["yaml"]) == config
+    call = ast.parse(by_info["python"]).body[1].value  # pipeline("depth-estimation", model=..., ...)
+    assert ast.literal_eval(next(k.value for k in call.keywords if k.arg == "model")) == repo_id
+
+    # The results markers inside values are not taken for the card's: an update rewrites the results only.
+    update_model_card_results(card_path, {"NYU test": METRICS}, dataset_split="test")
+    headings_after, blocks_after = markdown_structure(ModelCard.load(card_path).text)
+    assert headings_after == headings and blocks_after == blocks
+    assert "| NYU test | 0.1234 |" in card_path.read_text()

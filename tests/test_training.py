@@ -4,7 +4,9 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,15 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import HfApi
+import yaml
+from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
 
 from conftest import make_tiny_config
-from wedepth_hf import WEDepthForDepthEstimation
+from test_hub import markdown_structure
+from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.data.transforms import OPERATIONS
 from wedepth_hf.training import (
     STATE_FILE,
+    CheckpointError,
+    OutputDirError,
     TrainingConfig,
+    TrainingInterrupted,
+    build_datasets,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -30,7 +38,6 @@ from wedepth_hf.training import (
     main,
     maybe_sync_batchnorm,
     parse_training_args,
-    redact_command,
     resolve_checkpoint,
     train,
 )
@@ -101,11 +108,30 @@ def test_yaml_and_typed_command_line_overrides(tmp_path: Path) -> None:
         load_training_config(path)
 
 
-def test_the_recorded_command_never_holds_the_hub_token() -> None:
-    command = ["python", "train.py", "--hub_token", "hf_secret", "--hub_token=hf_other", "--output_dir", "x"]
-    assert redact_command(command) == ["python", "train.py", "--hub_token", "<redacted>", "--hub_token=<redacted>",
-                                       "--output_dir", "x"]
-    assert TrainingConfig(hub_token="hf_secret").to_public_dict()["hub_token"] == "<redacted>"
+SECRET = "hf_SECRET123secret"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--hub_to", SECRET], ["--hub_tok=" + SECRET], ["--hub_toke", SECRET], ["--hub_tokn", SECRET],
+    ["--hub_token", SECRET, "--conf", "x.yaml"], ["--output_dir", "x", SECRET],
+])
+def test_abbreviated_or_unknown_options_are_refused_without_echoing_values(
+    argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    """argparse's abbreviations (`--hub_to` for `--hub_token`) are off, and the error names options, not values."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_training_args(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert SECRET not in captured.err + captured.out
+    assert "unrecognized arguments" in captured.err
+
+
+def test_the_token_is_kept_out_of_the_public_config_and_repr() -> None:
+    for argv in (["--hub_token", SECRET], ["--hub_token=" + SECRET]):
+        config = parse_training_args(argv)
+        assert config.hub_token == SECRET
+        assert SECRET not in repr(config) and "hub_token" not in config.to_public_dict()
 
 
 def test_shipped_configs_hold_the_papers_recipe() -> None:
@@ -359,11 +385,17 @@ def test_training_learns_keeps_the_vfm_and_exports_a_pipeline_ready_folder(tmp_p
 
 
 def test_rerun_into_a_used_output_dir_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    processor_file = tmp_path / "run" / "model" / "preprocessor_config.json"
     train(tiny_training(tmp_path / "run", max_train_steps=2, eval_steps=None))
+    # The exported processor resizes to the training resolution (32x48 images: shorter side 32).
+    assert json.loads(processor_file.read_text())["size"] == {"shortest_edge": 32}
     with pytest.raises(ValueError, match="resume_from_checkpoint latest"):
         train(tiny_training(tmp_path / "run", max_train_steps=2))
-    # Resuming a finished run trains nothing more and keeps the step.
+    # Resuming a finished run trains nothing more and keeps the step, and the resolution (no batch seen this time).
+    processor_file.unlink()
     assert train(tiny_training(tmp_path / "run", max_train_steps=2, resume_from_checkpoint="latest")).history == []
+    processor = WEDepthImageProcessor.from_pretrained(processor_file.parent)
+    assert processor.do_resize is True and dict(processor.size) == {"shortest_edge": 32}
 
 
 def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -443,7 +475,7 @@ def test_train_script_end_to_end(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Training 2 samples, 2 steps" in completed.stderr and "step 1/2" in completed.stderr
     card = (output_dir / "model" / "README.md").read_text()
-    assert "examples/train.py --config" in card and "--max_train_steps 2" in card
+    assert "python examples/train.py --config training_config.yaml" in card and "max_train_steps: 2" in card
     assert (output_dir / "data" / "train.txt").is_file()  # synthetic data went through the NYU list layout
     result = _run_python(f"""
         import sys
@@ -511,3 +543,321 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
     assert loaded.state_dict().keys() == checkpoint.keys()
     for name, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, checkpoint[name]), name
+
+
+# ---- secrets, locks, interrupts, damaged checkpoints, bad validation samples -----------------------------------------
+
+
+def _cli_args(output_dir: Path, *extra: str) -> list[str]:
+    """The arguments of a tiny command-line run (2 steps, checkpoints each step), without a Hub push."""
+    skip = {"--push_to_hub", "--hub_model_id", "org/wedepth-test"}
+    return [arg for arg in _push_args(output_dir) if arg not in skip] + list(extra)
+
+
+def _files_holding(root: Path, secrets: list[str]) -> list[str]:
+    """Every file under `root` (binary files included) that holds one of `secrets`."""
+    return [
+        f"{path} holds {secret}"
+        for path in root.rglob("*") if path.is_file()
+        for secret in secrets if secret.encode() in path.read_bytes()
+    ]
+
+
+@pytest.mark.parametrize("token_source", ["config file", "command line"])
+def test_no_token_reaches_disk_logs_or_the_hub(token_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
+    """A token given in a config file, on the command line or in HF_TOKEN is used for the upload and written nowhere:
+    the card's command and configuration are rebuilt from the public configuration, which reproduces the run."""
+    environment_secret = "hf_ENVIRONMENT456secret"
+    monkeypatch.setenv("HF_TOKEN", environment_secret)
+    used: dict = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: used.setdefault("token", self.token))
+
+    def create_commit(self: HfApi, repo_id: str, operations: list, **kwargs: object) -> str:
+        sent = tmp_path / "sent"
+        for operation in operations:
+            (sent / operation.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, sent / operation.path_in_repo)
+        return "https://huggingface.co/org/wedepth-test/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    output_dir = tmp_path / "run"
+    arguments = _push_args(output_dir) + ["--model_name", "tiny ``` run\n# not a heading"]
+    if token_source == "config file":
+        config_file = tmp_path / "with-token.yaml"
+        config_file.write_text((CONFIGS / "synthetic.yaml").read_text() + f"\nhub_token: {SECRET}\n")
+        arguments[arguments.index(str(CONFIGS / "synthetic.yaml"))] = str(config_file)
+    else:
+        arguments.append(f"--hub_token={SECRET}")
+    with caplog.at_level(logging.DEBUG):
+        assert main(arguments) == 0
+    assert used["token"] == SECRET  # the token given is the one used
+    captured = capfd.readouterr()
+    secrets = [SECRET, environment_secret]
+    assert not [secret for secret in secrets if secret in caplog.text + captured.out + captured.err]
+    assert not _files_holding(output_dir, secrets) and not _files_holding(tmp_path / "sent", secrets)
+
+    # The card: the command that reproduces the run from the saved configuration, and that configuration.
+    saved_config = (output_dir / "training_config.yaml").read_text()
+    headings, blocks = markdown_structure(ModelCard.load(output_dir / "model" / "README.md").text)
+    assert headings == ["# tiny ``` run # not a heading", "## Use", "## Training", "## Results", "## Citation"]
+    bash = next(content for info, content in blocks if info == "bash")
+    assert bash.splitlines()[-1] == "python examples/train.py --config training_config.yaml"
+    card_config = next(content for info, content in blocks if info == "yaml")
+    assert yaml.safe_load(card_config) == yaml.safe_load(saved_config)
+    reproduced = load_training_config(output_dir / "training_config.yaml")
+    assert reproduced.hub_token is None and reproduced.max_train_steps == 2
+    assert reproduced.to_public_dict() == parse_training_args(arguments).to_public_dict()
+
+
+def _hold_lock(output_dir: Path) -> subprocess.Popen:
+    """Another process holding the output folder's lock, as a running training does; it says when it holds it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, socket, sys
+        handle = open({str(output_dir / '.wedepth-training.lock')!r}, "a+")
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.seek(0); handle.truncate(); handle.write(f"training process {{os.getpid()}} on {{socket.gethostname()}}")
+        handle.flush()
+        print("LOCKED", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "LOCKED"
+    return holder
+
+
+def test_a_locked_output_dir_is_refused_and_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    output_dir = tmp_path / "run"
+    holder = _hold_lock(output_dir)
+    try:
+        with pytest.raises(OutputDirError, match=rf"Another training is using .*training process {holder.pid} on"):
+            train(tiny_training(output_dir))
+        assert sorted(os.listdir(output_dir)) == [".wedepth-training.lock"]  # nothing written, nothing deleted
+    finally:
+        holder.kill()  # kill -9: the kernel drops its lock
+        holder.wait()
+    assert (output_dir / ".wedepth-training.lock").is_file()
+    assert train(tiny_training(output_dir, max_train_steps=1)).global_step == 1
+
+
+def test_a_locked_output_dir_stops_every_process_of_a_distributed_run(tmp_path: Path) -> None:
+    """The main process holds the lock; when it cannot, the other ranks stop too instead of waiting for it."""
+    output_dir = tmp_path / "ddp-run"
+    holder = _hold_lock(output_dir)
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             str(REPO / "examples" / "train.py"), *_cli_args(output_dir)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert completed.returncode != 0
+    assert f"Another training is using {output_dir}" in completed.stderr
+    assert "The main process could not set up" in completed.stderr  # rank 1 stopped with it
+    assert not (output_dir / "checkpoints").exists() and not (output_dir / "model").exists()
+
+
+def test_an_exported_model_is_never_replaced_without_overwrite(tmp_path: Path) -> None:
+    output_dir = tmp_path / "run"
+    train(tiny_training(output_dir, max_train_steps=2, checkpointing_steps=None))
+    weights = (output_dir / "model" / "model.safetensors").read_bytes()
+    for overrides in ({}, {"resume_from_checkpoint": "latest"}):
+        with pytest.raises(OutputDirError, match="already holds an exported model.*--overwrite_output_dir true"):
+            train(tiny_training(output_dir, max_train_steps=2, checkpointing_steps=None, **overrides))
+    assert (output_dir / "model" / "model.safetensors").read_bytes() == weights
+    train(tiny_training(output_dir, max_train_steps=1, checkpointing_steps=None, overwrite_output_dir=True))
+    assert json.loads((output_dir / "model" / ".wedepth-export.json").read_text()) == {"global_step": 1}
+
+
+def _same_weights(model_dir: Path, checkpoint: Path) -> bool:
+    """Whether the exported folder holds exactly the model weights of a training checkpoint."""
+    exported = WEDepthForDepthEstimation.from_pretrained(model_dir).state_dict()
+    saved = load_file(checkpoint / "model.safetensors")
+    return exported.keys() == saved.keys() and all(torch.equal(exported[name], saved[name]) for name in saved)
+
+
+def test_resuming_from_an_older_checkpoint_moves_the_abandoned_branch_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    output_dir = tmp_path / "run"
+    checkpoints = output_dir / "checkpoints"
+    train(tiny_training(output_dir, eval_steps=4))  # checkpoints at 2 and 4; the export holds step 4
+    with caplog.at_level(logging.WARNING):
+        branch = train(tiny_training(output_dir, resume_from_checkpoint=str(checkpoints / "step_2"),
+                                     max_train_steps=3, eval_steps=1, learning_rate=5e-4))
+    # `latest` now continues this branch; the other one was moved aside, and the log says where.
+    assert resolve_checkpoint("latest", output_dir) == checkpoints / "step_3"
+    (abandoned,) = checkpoints.glob("abandoned-*")
+    assert (abandoned / "step_4" / STATE_FILE).is_file() and (abandoned / "model" / "model.safetensors").is_file()
+    assert f"abandons the later checkpoint {checkpoints / 'step_4'}: moved to {abandoned / 'step_4'}" in caplog.text
+    assert "held weights of step 4 of the abandoned branch" in caplog.text
+    # The export is this branch's best, as its card says.
+    assert branch.best_step == 3
+    assert json.loads((output_dir / "model" / ".wedepth-export.json").read_text()) == {"global_step": 3}
+    assert _same_weights(output_dir / "model", checkpoints / "step_3")
+    assert "step 3 of 3" in (output_dir / "model" / "README.md").read_text()
+
+
+def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    output_dir = tmp_path / "run"
+    checkpoints = output_dir / "checkpoints"
+    train(tiny_training(output_dir))  # checkpoints at 2 and 4
+    damaged = checkpoints / "step_4" / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a copy cut short
+    damaged_size = damaged.stat().st_size
+    with pytest.raises(CheckpointError) as error:
+        train(tiny_training(output_dir, resume_from_checkpoint="latest"))
+    message = str(error.value)
+    assert f"{damaged} is damaged or truncated" in message
+    assert f"The previous complete checkpoint is {checkpoints / 'step_2'}" in message
+    # The command line says the same, without a traceback, and exits 1.
+    with caplog.at_level(logging.ERROR):
+        assert main(["--config", str(output_dir / "training_config.yaml"), "--resume_from_checkpoint", "latest"]) == 1
+    assert f"{damaged} is damaged or truncated" in caplog.text and "Traceback" not in caplog.text
+    # The command it gives resumes from step 2, and moves the damaged checkpoint out of `latest`'s sight.
+    command = shlex.split(message.split("resume from it with:\n")[1].splitlines()[0])
+    assert command[:4] == ["python", "examples/train.py", "--config", str(output_dir / "training_config.yaml")]
+    assert main(command[2:]) == 0
+    (abandoned,) = checkpoints.glob("abandoned-*")
+    assert (abandoned / "step_4" / "model.safetensors").stat().st_size == damaged_size
+    assert resolve_checkpoint("latest", output_dir) == checkpoints / "step_4"
+    load_file(checkpoints / "step_4" / "model.safetensors")  # the new step 4 is whole
+
+
+@pytest.mark.parametrize("where", ["loading a batch", "inside a step"])
+def test_keyboard_interrupt_saves_a_checkpoint_when_the_state_is_whole(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt between steps saves a checkpoint of that step; one inside a step (weights half updated) saves
+    nothing and points to the latest complete checkpoint. Either way: where, and the command that resumes."""
+    output_dir = tmp_path / "run"
+    calls = {"count": 0}
+    if where == "loading a batch":
+        from wedepth_hf.data import NYUDepthDataset
+
+        load = NYUDepthDataset.__getitem__
+
+        def interrupting_load(self: NYUDepthDataset, index: int) -> dict:
+            if self.transform is not None:  # training samples only
+                calls["count"] += 1
+                if calls["count"] == 5:  # the first sample of the third batch: steps 1 and 2 are done
+                    raise KeyboardInterrupt
+            return load(self, index)
+
+        monkeypatch.setattr(NYUDepthDataset, "__getitem__", interrupting_load)
+        config = tiny_training(output_dir, checkpointing_steps=None, eval_steps=None)
+    else:
+        forward = WEDepthForDepthEstimation.forward
+
+        def interrupting_forward(self: WEDepthForDepthEstimation, *args: object, **kwargs: object) -> object:
+            if kwargs.get("labels") is not None:
+                calls["count"] += 1
+                if calls["count"] == 3:
+                    raise KeyboardInterrupt
+            return forward(self, *args, **kwargs)
+
+        monkeypatch.setattr(WEDepthForDepthEstimation, "forward", interrupting_forward)
+        config = tiny_training(output_dir, checkpointing_steps=1, eval_steps=None)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train(config)
+    step_2 = output_dir / "checkpoints" / "step_2"
+    assert interrupted.value.checkpoint == step_2
+    assert json.loads((step_2 / STATE_FILE).read_text())["global_step"] == 2
+    assert not (output_dir / "checkpoints" / "step_3").exists()
+    done = "saved the checkpoint" if where == "loading a batch" else "the latest complete checkpoint is"
+    assert f"after step 2; {done} {step_2}. Resume with:" in str(interrupted.value)
+    assert interrupted.value.resume_command == shlex.join([
+        "python", "examples/train.py", "--config", str(output_dir / "training_config.yaml"),
+        "--resume_from_checkpoint", str(step_2),
+    ])
+
+
+def test_ctrl_c_stops_at_a_step_boundary_saves_and_exits_130(tmp_path: Path) -> None:
+    """A real Ctrl-C, sent to the whole process group as a terminal does (data-loader workers included): the step
+    under way finishes, a checkpoint of it is saved, the exit status is 130, and the printed command resumes."""
+    output_dir = tmp_path / "run"
+    arguments = _cli_args(output_dir, "--max_train_steps", "200", "--eval_steps", "1000", "--checkpointing_steps",
+                          "null", "--logging_steps", "1", "--dataloader_num_workers", "1", "--synthetic_num_train", "4")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "examples" / "train.py"), *arguments], cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "step 3/200" in line:
+                os.killpg(process.pid, signal.SIGINT)
+                break
+        lines += process.stderr.readlines()
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = "".join(lines)
+    assert "Traceback" not in log and "Ctrl-C: stopping after this step" in log
+    logged_steps = [int(line.split("step ")[1].split("/")[0]) for line in lines if " step " in line and "/200" in line]
+    command = shlex.split(log.split("Resume with:\n")[1].splitlines()[0].strip())
+    checkpoint = Path(command[command.index("--resume_from_checkpoint") + 1])
+    stopped_at = json.loads((checkpoint / STATE_FILE).read_text())["global_step"]
+    assert checkpoint == output_dir / "checkpoints" / f"step_{stopped_at}"
+    assert stopped_at == logged_steps[-1] >= 3  # the last step logged is the one saved: none lost or half done
+    assert f"after step {stopped_at}; saved the checkpoint {checkpoint}" in log
+    # The command resumes from there (here in-process, up to two more steps).
+    assert main(command[2:] + ["--max_train_steps", str(stopped_at + 2), "--dataloader_num_workers", "0"]) == 0
+    exported = json.loads((output_dir / "model" / ".wedepth-export.json").read_text())
+    assert exported == {"global_step": stopped_at + 2}
+
+
+def _write_bad_depth(root: Path, list_file: str, line: int) -> str:
+    """Overwrite the depth file of `line` of a list file with bytes that are not an image; return its path."""
+    depth = (root / list_file).read_text().splitlines()[line].split()[1]
+    (root / depth).write_bytes(b"not a png")
+    return depth
+
+
+def test_bad_validation_samples_are_dropped_and_counted_never_replaced(tmp_path: Path) -> None:
+    from wedepth_hf.data.synthetic import write_synthetic_nyu_layout
+
+    root = tmp_path / "data"
+    write_synthetic_nyu_layout(root, 4, 3, seed=0, height=32, width=48)
+    bad_val = _write_bad_depth(root, "val.txt", 0)
+    bad_train = _write_bad_depth(root, "train.txt", 1)
+    common = {"dataset": "nyu", "data_root": str(root), "train_split_file": "train.txt", "val_split_file": "val.txt",
+              "max_train_steps": 2, "eval_steps": 2}
+
+    train_set, val = build_datasets(tiny_training(tmp_path / "run", on_bad_sample="skip", **common))
+    ids = [val[index]["id"] for index in range(len(val))]
+    assert len(ids) == 2 and len(set(ids)) == 2  # no sample is scored twice
+    assert len(val.dropped) == 1 and bad_val in val.dropped[0]
+    assert train_set[1]["id"] == train_set[2]["id"] and train_set.skipped == 1  # training still substitutes
+    assert bad_train in train_set.skipped_ids[0]
+    _, strict = build_datasets(tiny_training(tmp_path / "strict", **common))
+    with pytest.raises(ValueError, match="Cannot read depth file"):
+        strict[0]
+
+    result = train(tiny_training(tmp_path / "run", on_bad_sample="skip", **common))
+    assert len(result.dropped_validation_samples) == 1
+    assert "1 bad validation sample(s) were left out" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+def test_a_bad_training_sample_is_never_replaced_by_a_held_out_validation_sample(tmp_path: Path) -> None:
+    from wedepth_hf.data.synthetic import write_synthetic_nyu_layout
+
+    root = tmp_path / "data"
+    write_synthetic_nyu_layout(root, 8, 0, seed=0, height=32, width=48)
+    config = tiny_training(tmp_path / "run", dataset="nyu", data_root=str(root), train_split_file="train.txt",
+                           val_fraction=0.5, on_bad_sample="skip")
+    train_set, val = build_datasets(config)
+    # A training sample whose next line in the list is held out for validation.
+    position, index = next((position, index) for position, index in enumerate(train_set.indices)
+                           if index + 1 in val.indices)
+    _write_bad_depth(root, "train.txt", index)
+    val_ids = {val[i]["id"] for i in range(len(val))}
+    replacement = train_set[position]["id"]
+    assert replacement not in val_ids
+    assert replacement == train_set[(position + 1) % len(train_set)]["id"] and train_set.skipped == 1

@@ -1,13 +1,16 @@
 """Model cards and Hub uploads for WEDepth checkpoints.
 
 `render_model_card` fills `model_cards/wedepth.md` (a `string.Template`) with Hub metadata (pipeline tag, library,
-license, base models, datasets, tags, `model-index`), the command and configuration that trained the model.
+license, base models, datasets, tags, `model-index`), the command and configuration that trained the model. No
+string it is given can leave its place in the card: code blocks get a fence longer than any backtick run inside, and
+one-line fields (title, lists, table cells) lose their line breaks and HTML.
 `update_model_card_results` rewrites only the results of an existing card (its `model-index` and the results table
 between the card's result markers). `push_folder_to_hub` uploads an exported model folder in one commit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shlex
@@ -39,7 +42,10 @@ METRIC_NAMES: dict[str, str] = {
 DEFAULT_TAGS = ("depth-estimation", "wedepth", "metric-depth")
 DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "data/*", "*/checkpoints/*", "*/data/*", ".*", "*/.*")
 TASK_TYPE = "depth-estimation"
-_RESULTS_BLOCK = re.compile(r"(<!-- wedepth-results-start -->\n).*?(\n<!-- wedepth-results-end -->)", re.DOTALL)
+# The results markers count only as whole lines, so that marker text inside a code block or a value cannot match.
+_RESULTS_BLOCK = re.compile(
+    r"(^<!-- wedepth-results-start -->\n).*?(\n<!-- wedepth-results-end -->$)", re.DOTALL | re.MULTILINE
+)
 
 
 class HubUploadError(RuntimeError):
@@ -94,6 +100,30 @@ def build_eval_results(
     return eval_results
 
 
+def _one_line(text: str) -> str:
+    """`text` on one line (every run of whitespace, line breaks included, as one space) with HTML escaped: it cannot
+    start a heading, a block or an HTML comment of its own."""
+    return " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _longest_backtick_run(text: str) -> int:
+    """The length of the longest run of backticks in `text` (0 when there is none)."""
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def code_fence(content: str) -> str:
+    """A backtick fence longer than any backtick run in `content` (at least three): nothing inside closes it."""
+    return "`" * max(3, _longest_backtick_run(content) + 1)
+
+
+def _inline_code(value: str) -> str:
+    """`value` as inline code on one line, delimited by more backticks than it holds."""
+    value = " ".join(str(value).split())
+    ticks = "`" * (_longest_backtick_run(value) + 1)
+    padding = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{ticks}{padding}{value}{padding}{ticks}"
+
+
 def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table of {dataset: metrics}, one row per dataset, metric columns in the usual order."""
     if not results:
@@ -103,7 +133,7 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     lines = ["| dataset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for dataset_name, metrics in results.items():
         cells = [f"{metrics[key]:.4f}" if key in metrics else "-" for key in keys]
-        lines.append(f"| {dataset_name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_one_line(dataset_name).replace('|', '&#124;')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -122,7 +152,7 @@ def vfm_storage_text(config: Any, include_vfm: bool) -> str:
 def _list_text(values: Iterable[str], empty: str) -> str:
     """Values as inline code, comma separated, or `empty` when there are none."""
     values = list(values)
-    return ", ".join(f"`{value}`" for value in values) if values else empty
+    return ", ".join(_inline_code(value) for value in values) if values else empty
 
 
 def render_model_card(
@@ -144,8 +174,12 @@ def render_model_card(
 ) -> ModelCard:
     """Render the WEDepth model card (README.md) with Hub metadata.
 
+    Every argument is data: the command and configuration sit in code blocks whose fences nothing inside can close,
+    and the title, description and other text fields are put on one line with HTML escaped, so no value can add
+    front matter, headings or results markers.
+
     Args:
-        model_name: the card's title and the `model-index` name.
+        model_name: the card's title and the `model-index` name (line breaks become spaces).
         results: {dataset display name: metrics} written to `model-index` and the results table.
         repo_id: Hub id shown in the usage snippet (defaults to `model_name`).
         base_models: Hub ids of the pretrained models this one starts from (VFM, encoder, or a WEDepth checkpoint).
@@ -166,6 +200,7 @@ def render_model_card(
             f"Model card template {template_file} not found. Pass `template_path=` (the repository ships it as "
             f"model_cards/wedepth.md)."
         )
+    model_name = " ".join(str(model_name).split())
     results = {name: dict(metrics) for name, metrics in (results or {}).items()}
     base_models = list(base_models)
     datasets = list(datasets)
@@ -181,16 +216,20 @@ def render_model_card(
     )
     if isinstance(training_command, list):
         training_command = shlex.join(training_command)
+    training_command = training_command or "(not recorded)"
+    config_text = yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip()
     text = string.Template(template_file.read_text(encoding="utf-8")).substitute(
         metadata=card_data.to_yaml().strip(),
-        model_name=model_name,
-        repo_id=repo_id or model_name,
-        model_description=model_description,
+        model_name=_one_line(model_name),
+        repo_id=json.dumps(repo_id or model_name),
+        model_description=_one_line(model_description),
         datasets_text=_list_text(datasets or (dataset_types or {}).keys(), "not recorded"),
         base_models_text=_list_text(base_models, "none (random initialisation)"),
-        selection_text=selection_text or "the weights at the end of training",
-        training_command=training_command or "(not recorded)",
-        training_config=yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip(),
+        selection_text=_one_line(selection_text or "the weights at the end of training"),
+        command_fence=code_fence(training_command),
+        training_command=training_command,
+        config_fence=code_fence(config_text),
+        training_config=config_text,
         results_table=results_table(results),
     )
     return ModelCard(text)
@@ -317,6 +356,7 @@ __all__ = [
     "DEFAULT_TEMPLATE_PATH",
     "HubUploadError",
     "build_eval_results",
+    "code_fence",
     "push_folder_to_hub",
     "render_model_card",
     "results_table",

@@ -12,6 +12,13 @@
 - `train`: the accelerate loop (mixed precision, gradient accumulation, clipping, multi-GPU), validation with
   `wedepth_hf.evaluation.evaluate_depth_model`, atomic checkpoints with exact resume, the export of the best model
   (by validation) with its image processor, remote code and model card, and the optional Hub upload.
+
+Safety: secrets (`SECRET_FIELDS`, the Hub token) are never logged or written: `training_config.yaml`, trackers and
+the model card hold `TrainingConfig.to_public_dict()`, and the card's command is rebuilt from it, never taken from
+argv. One training per output folder (`OutputDirLock`, an OS lock), never over an earlier run without
+`overwrite_output_dir`; resuming from an older checkpoint moves the abandoned branch aside (`abandon_later_work`).
+Ctrl-C saves a checkpoint at the next step boundary (`TrainingInterrupted`, exit status 130); a damaged checkpoint
+raises a `CheckpointError` naming the file and the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
-import sys
+import signal
+import socket
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +61,18 @@ CHECKPOINT_PREFIX = "step_"
 TEMPORARY_PREFIX = ".tmp-"
 STATE_FILE = "training_state.json"
 MODEL_DIR = "model"
+# Written into the exported folder with its weights: the step they are from (hidden, so never uploaded).
+EXPORT_STEP_FILE = ".wedepth-export.json"
+# An OS lock on this file in `output_dir` keeps a second training out while one runs.
+LOCK_FILE = ".wedepth-training.lock"
+# Checkpoints of a branch abandoned by resuming from an older checkpoint go to `checkpoints/abandoned-<time>/`.
+ABANDONED_PREFIX = "abandoned-"
+CONFIG_FILE = "training_config.yaml"
+TRAIN_SCRIPT = "examples/train.py"
+# Settings that are secrets: left out of every file, log, tracker and model card.
+SECRET_FIELDS = ("hub_token",)
+# The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_STATUS = 130
 # Substrings of a parameter's own name (the part after the last dot) that exempt it from weight decay when
 # `decay_all_trainable_parameters` is false: prompts, position / level embeddings, Swin's relative position bias
 # tables and gamma gates. Matched on the leaf only, so that e.g. "prompt_block.proj.weight" is still decayed.
@@ -169,7 +192,7 @@ class TrainingConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
-    hub_token: str | None = None
+    hub_token: str | None = field(default=None, repr=False)  # a secret: never logged, written or shown (SECRET_FIELDS)
     hub_revision: str | None = None
 
     def __post_init__(self) -> None:
@@ -239,9 +262,12 @@ class TrainingConfig:
             )
 
     def to_public_dict(self) -> dict[str, Any]:
-        """The configuration as a plain dict, without the Hub token (for logs, trackers and model cards)."""
+        """The configuration as a plain dict without its secrets (`SECRET_FIELDS`): what `training_config.yaml`, the
+        model card and trackers hold. It loads back with `load_training_config`; a push then takes its token from
+        `HF_TOKEN` or the Hugging Face login, as the `huggingface_hub` client does."""
         values = dataclasses.asdict(self)
-        values["hub_token"] = None if self.hub_token is None else "<redacted>"
+        for name in SECRET_FIELDS:
+            values.pop(name)
         return values
 
 
@@ -342,16 +368,35 @@ def load_training_config(path: str | Path | None = None, overrides: Mapping[str,
     return TrainingConfig(**values)
 
 
+def _unknown_arguments_message(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """The error for command-line arguments no option takes: the option names with a suggestion, never the values
+    (a mistyped `--hub_tokn hf_...` must not print the token)."""
+    names = [argument.split("=", 1)[0] for argument in unknown if argument.startswith("-")]
+    parts = []
+    for name in names:
+        suggestion = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name}" + (f" (did you mean {suggestion[0]}?)" if suggestion else ""))
+    values = len(unknown) - len(names)
+    if values:
+        parts.append(f"{values} value(s) without an option")
+    return (
+        f"unrecognized arguments: {', '.join(parts)}. Options are spelled out in full (no abbreviations); values are "
+        f"not shown, as they may be secrets."
+    )
+
+
 def parse_training_args(argv: Sequence[str] | None = None) -> TrainingConfig:
     """Parse `--config FILE.yaml [--key value ...]`: every `TrainingConfig` field can be overridden, typed.
 
     Booleans take true/false or no value (`--push_to_hub`); lists and dicts take YAML (`--model_config '{...}'`);
-    optional fields take `null`.
+    optional fields take `null`. Options must be spelled in full: an abbreviation (`--hub_tok`) is an error, not the
+    option it would abbreviate, and the error names unknown options without echoing their values.
     """
     import argparse
 
     parser = argparse.ArgumentParser(
         description="Train WEDepth with accelerate. Any setting of the YAML config can be overridden as --key value.",
+        allow_abbrev=False,
     )
     parser.add_argument("--config", type=str, default=None, help="YAML file of training settings")
     for field_info in dataclasses.fields(TrainingConfig):
@@ -360,7 +405,11 @@ def parse_training_args(argv: Sequence[str] | None = None) -> TrainingConfig:
         if (get_origin(base) or base) is bool:
             options.update(nargs="?", const="true")
         parser.add_argument(f"--{field_info.name}", **options)
-    arguments = vars(parser.parse_args(argv))
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = ["--config", *(f"--{field_info.name}" for field_info in dataclasses.fields(TrainingConfig))]
+        parser.error(_unknown_arguments_message(unknown, options))
+    arguments = vars(namespace)
     config_path = arguments.pop("config")
     try:
         return load_training_config(config_path, arguments)
@@ -433,17 +482,68 @@ def synthetic_data_root(config: TrainingConfig) -> Path:
     return Path(config.synthetic_data_dir) if config.synthetic_data_dir else Path(config.output_dir) / "data"
 
 
+class CheckedSubset(Subset):
+    """The samples of a dataset that loaded when checked; `dropped` holds the errors of those left out."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], dropped: list[str]) -> None:
+        super().__init__(dataset, indices)
+        self.dropped = dropped
+
+
+def drop_bad_samples(dataset: Dataset, *, log: bool = True) -> CheckedSubset:
+    """Read every sample of `dataset` once and keep those that load: for validation with `on_bad_sample: skip`.
+
+    A bad validation sample is left out and counted, never replaced by another one (which would then be scored
+    twice and change the metric). `dataset` must raise on a bad sample (`on_bad_sample="raise"`).
+    """
+    good, dropped = [], []
+    for index in range(len(dataset)):
+        try:
+            dataset[index]
+        except (FileNotFoundError, ValueError) as error:
+            dropped.append(str(error))
+            if log:
+                logger.warning("Validation: leaving out bad sample %d: %s", index, error)
+            continue
+        good.append(index)
+    if not good:
+        raise ValueError(f"Every one of the {len(dataset)} validation samples is bad; see the warnings above.")
+    if dropped and log:
+        logger.warning(
+            "Validation: %d of %d samples left out as bad (on_bad_sample: skip drops bad validation samples; only "
+            "training samples are replaced by the next good one).", len(dropped), len(dataset),
+        )
+    return CheckedSubset(dataset, good, dropped)
+
+
 def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tuple[Dataset, Dataset | None]:
     """(train dataset with augmentation, validation dataset without) for `config.dataset`.
 
     With `dataset: synthetic` and `synthetic_source: files` the synthetic set is written in the NYU list layout (main
     process) and read back with `NYUDepthDataset`, the loader real NYU data uses.
+
+    `on_bad_sample` applies as such to training only: a skipped training sample is replaced by the next good one.
+    Validation never substitutes a sample: with `raise` a bad validation sample stops the run when it is scored; with
+    `skip` every validation sample is read once here and the bad ones are dropped and counted (`drop_bad_samples`;
+    the returned dataset's `dropped`).
     """
+    train, val = _build_datasets(config, accelerator)
+    if val is not None and config.on_bad_sample == "skip":
+        val = drop_bad_samples(val, log=accelerator is None or accelerator.is_main_process)
+    return train, val
+
+
+def _build_datasets(config: TrainingConfig, accelerator: Any | None) -> tuple[Dataset, Dataset | None]:
+    """`build_datasets` before the validation check: validation datasets are built to raise on a bad sample."""
     from . import data
 
     transform = build_augmentation(config)
-    common = {"on_bad_sample": config.on_bad_sample}
+    strict = {"on_bad_sample": "raise"}
     val_from_list = config.val_split_file is not None
+    # Validation held out of the training list: the training part skips within itself (`SkippingSubset`), so the
+    # whole list is read strictly and no held-out sample can stand in for a bad training one.
+    holdout = config.val_fraction > 0.0 and not (config.dataset in ("nyu", "kitti") and val_from_list)
+    common = strict if holdout else {"on_bad_sample": config.on_bad_sample}
     if config.dataset == "synthetic":
         if config.synthetic_source == "on_the_fly":
             from .data.synthetic import SyntheticDepthDataset
@@ -468,7 +568,7 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tu
         if accelerator is not None:
             accelerator.wait_for_everyone()
         train = data.NYUDepthDataset(root, root / "train.txt", transform=transform, **common)
-        val = data.NYUDepthDataset(root, root / "val.txt", **common)
+        val = data.NYUDepthDataset(root, root / "val.txt", **strict)
         return train, val
 
     if config.dataset == "hf":
@@ -480,7 +580,7 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tu
                 depth_column=config.hf_depth_column,
                 depth_scale=config.hf_depth_scale,
                 transform=transform if with_transform else None,
-                **common,
+                **(common if with_transform else strict),
             )
 
         train = make_hf(config.hf_train_split, True)
@@ -500,6 +600,7 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tu
         train = dataset_class(config.data_root, config.train_split_file, transform=transform, **extra)
         # KITTI validation images keep their full size: the evaluator applies the KB crop and pastes back.
         extra.pop("kb_crop", None)
+        extra.update(strict)
         if val_from_list:
             return train, dataset_class(config.data_root, config.val_split_file, **extra)
         plain = dataset_class(config.data_root, config.train_split_file, **extra)
@@ -512,7 +613,31 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> tu
         return train, None
     train_indices, val_indices = _holdout_indices(len(train), config.val_fraction, config.seed)
     logger.info("Held out %d of %d training samples for validation (seed %d)", len(val_indices), len(train), config.seed)
-    return Subset(train, train_indices), Subset(plain, val_indices)
+    part_class = SkippingSubset if config.on_bad_sample == "skip" else Subset
+    return part_class(train, train_indices), Subset(plain, val_indices)
+
+
+class SkippingSubset(Subset):
+    """The training part of a held-out split with `on_bad_sample: skip`: a bad sample is replaced by the next good
+    sample of this part, never by a held-out validation one; `skipped` counts the replacements."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        super().__init__(dataset, indices)
+        self.skipped = 0
+
+    def __getitem__(self, index: int) -> Any:
+        for offset in range(len(self.indices)):
+            candidate = self.indices[(index + offset) % len(self.indices)]
+            try:
+                return self.dataset[candidate]
+            except (FileNotFoundError, ValueError) as error:
+                self.skipped += 1
+                logger.warning("Skipping bad training sample %d: %s", candidate, error)
+        raise ValueError(f"Every one of the {len(self.indices)} training samples is bad; see the warnings above.")
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        """The samples of `indices` (a batch), each through `__getitem__`'s skipping."""
+        return [self[index] for index in indices]
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -696,6 +821,259 @@ def save_checkpoint(accelerator: Any, checkpoints_dir: Path, state: dict[str, An
     return final
 
 
+class CheckpointError(ValueError):
+    """A checkpoint does not load (a damaged or truncated file, say); the message names the file and the previous
+    complete checkpoint, with the command that resumes from it."""
+
+
+def launch_command(num_processes: int, config_path: str | Path, *arguments: str) -> str:
+    """The shell command that runs `examples/train.py --config config_path [arguments]` on `num_processes`
+    processes: `python` for one, `accelerate launch` for more."""
+    launcher = ["python"] if num_processes == 1 else ["accelerate", "launch", "--num_processes", str(num_processes)]
+    return shlex.join([*launcher, TRAIN_SCRIPT, "--config", str(config_path), *arguments])
+
+
+def resume_command(config: TrainingConfig, num_processes: int, checkpoint: Path) -> str:
+    """The command that resumes the run of `config` (its saved public configuration) from `checkpoint`."""
+    return launch_command(
+        num_processes, Path(config.output_dir) / CONFIG_FILE, "--resume_from_checkpoint", str(checkpoint)
+    )
+
+
+def _token_note(config: TrainingConfig) -> str:
+    """A reminder, for a run that pushes with a token given in its settings, that the saved configuration has none."""
+    if config.push_to_hub and config.hub_token is not None:
+        return "\n(the saved configuration holds no Hub token: add --hub_token again, or set HF_TOKEN)"
+    return ""
+
+
+def _damaged_file(checkpoint: Path) -> tuple[Path, str] | None:
+    """The first file of `checkpoint` that does not read back (truncated or damaged) and why, or None."""
+    from safetensors import safe_open
+
+    for path in sorted(file for file in checkpoint.rglob("*") if file.is_file()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    for key in handle.keys():
+                        handle.get_tensor(key)
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix in (".bin", ".pt", ".pth", ".pkl"):
+                torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # any failure to read back is what is looked for
+            return path, f"{type(error).__name__}: {error}"
+    return None
+
+
+def _checkpoint_error(
+    config: TrainingConfig, num_processes: int, checkpoint: Path, error: Exception
+) -> CheckpointError:
+    """A `CheckpointError` for `checkpoint`: the file that does not read back, and the previous complete checkpoint."""
+    damaged = _damaged_file(checkpoint)
+    if damaged is not None:
+        message = f"Cannot resume from {checkpoint}: {damaged[0]} is damaged or truncated ({damaged[1]})."
+    else:
+        message = f"Cannot resume from {checkpoint} ({type(error).__name__}: {error})."
+    step = _checkpoint_step(checkpoint)
+    earlier = [
+        path for path in list_checkpoints(checkpoint.parent) if step is not None and _checkpoint_step(path) < step
+    ]
+    if earlier:
+        message += (
+            f" The previous complete checkpoint is {earlier[-1]}; resume from it with:\n  "
+            f"{resume_command(config, num_processes, earlier[-1])}\n(resuming from it moves the later checkpoints, "
+            f"this one included, to {checkpoint.parent / (ABANDONED_PREFIX + '<time>')}/)."
+            + _token_note(config)
+        )
+    else:
+        message += (
+            f" There is no earlier complete checkpoint in {checkpoint.parent}; start over with "
+            f"`--overwrite_output_dir true`."
+        )
+    return CheckpointError(message)
+
+
+def read_checkpoint_state(config: TrainingConfig, num_processes: int, checkpoint: Path) -> dict[str, Any]:
+    """The training state (`training_state.json`) of `checkpoint`, or a `CheckpointError` saying what to do."""
+    try:
+        return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _checkpoint_error(config, num_processes, checkpoint, error) from error
+
+
+def load_checkpoint(accelerator: Any, config: TrainingConfig, checkpoint: Path) -> dict[str, Any]:
+    """Restore the model, optimiser, scheduler and random states of `checkpoint`; return its training state.
+
+    A file that does not read back raises a `CheckpointError` naming it and the previous complete checkpoint.
+    """
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:  # accelerate, safetensors and torch raise many types for a damaged file
+        raise _checkpoint_error(config, accelerator.num_processes, checkpoint, error) from error
+    return read_checkpoint_state(config, accelerator.num_processes, checkpoint)
+
+
+# ---- the output folder: lock, earlier runs, abandoned branches -------------------------------------------------------
+
+
+class OutputDirError(ValueError):
+    """The output folder cannot be used as asked: another training holds it, or it holds an earlier run that this
+    one would replace. The message says what to do."""
+
+
+class OutputDirLock:
+    """An exclusive OS lock (`fcntl.flock`) on `<output_dir>/.wedepth-training.lock`: one training per folder.
+
+    The kernel releases the lock when its process ends, however it ends (kill -9 included), so a lock file left
+    behind never blocks a later run. The file names its holder, for the error a second run gets.
+    """
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.path = Path(output_dir) / LOCK_FILE
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise an `OutputDirError` naming the process that holds it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows has no flock
+            logger.warning("No file lock on this platform: nothing keeps another training out of %s.", self.path.parent)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutputDirError(
+                f"Another training is using {self.path.parent} ({holder} holds {self.path}). Wait for it to end, or "
+                f"give this run another --output_dir. The lock ends with its process: a killed run leaves nothing to "
+                f"clean up."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"training process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _export_step(model_dir: Path) -> int | None:
+    """The step whose weights the exported folder holds (`EXPORT_STEP_FILE`), or None when not recorded."""
+    try:
+        return int(json.loads((model_dir / EXPORT_STEP_FILE).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def abandon_later_work(output_dir: str | Path, step: int) -> bool:
+    """Move what a run did after `step` aside, when resuming from the checkpoint of `step` leaves it behind.
+
+    The checkpoints after `step` go to `checkpoints/abandoned-<time>/`, where `latest` does not see them, and so does
+    the exported model when it holds weights from after `step`. Each move is logged. Returns whether the exported
+    model was moved (the best-model selection then starts again).
+    """
+    output_dir = Path(output_dir)
+    checkpoints_dir, model_dir = output_dir / CHECKPOINTS_DIR, output_dir / MODEL_DIR
+    folders = checkpoints_dir.iterdir() if checkpoints_dir.is_dir() else []
+    later = sorted((path for path in folders if (_checkpoint_step(path) or 0) > step), key=_checkpoint_step)
+    if not later:
+        return False
+    export_step = _export_step(model_dir)
+    move_export = export_step is not None and export_step > step
+    base = checkpoints_dir / f"{ABANDONED_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
+    destination, suffix = base, 1
+    while destination.exists():
+        destination, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    destination.mkdir()
+    for path in later:
+        os.replace(path, destination / path.name)
+        logger.warning(
+            "Resuming from step %d abandons the later checkpoint %s: moved to %s, where `latest` does not see it "
+            "(delete it when you no longer need it).", step, path, destination / path.name,
+        )
+    if move_export:
+        os.replace(model_dir, destination / MODEL_DIR)
+        logger.warning(
+            "The exported model %s held weights of step %d of the abandoned branch: moved to %s; the best model is "
+            "chosen again from the evaluations after step %d.", model_dir, export_step, destination / MODEL_DIR, step,
+        )
+    return move_export
+
+
+def _prepare_output_dir(config: TrainingConfig, num_processes: int) -> tuple[Path | None, bool]:
+    """On the main process, under the lock: (the checkpoint to resume from or None, whether the best-model selection
+    starts again). Refuses to replace an earlier run without `overwrite_output_dir`, moves an abandoned branch aside,
+    and writes the public configuration (`training_config.yaml`)."""
+    output_dir = Path(config.output_dir)
+    checkpoints_dir, model_dir = output_dir / CHECKPOINTS_DIR, output_dir / MODEL_DIR
+    resume_path = None
+    if config.resume_from_checkpoint is not None:
+        resume_path = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+        if resume_path is None:
+            logger.info("No checkpoint in %s yet: starting from scratch", checkpoints_dir)
+    restart_selection = False
+    if resume_path is not None:
+        step = read_checkpoint_state(config, num_processes, resume_path)["global_step"]
+        restart_selection = abandon_later_work(output_dir, step)
+    elif config.overwrite_output_dir:
+        shutil.rmtree(checkpoints_dir, ignore_errors=True)
+        shutil.rmtree(model_dir, ignore_errors=True)
+    elif list_checkpoints(checkpoints_dir):
+        raise OutputDirError(
+            f"{output_dir} already holds training checkpoints. Continue that run with "
+            f"`--resume_from_checkpoint latest`, or start over with `--overwrite_output_dir true` (deletes "
+            f"{checkpoints_dir} and {model_dir})."
+        )
+    elif model_dir.exists():
+        raise OutputDirError(
+            f"{output_dir} already holds an exported model ({model_dir}) and no checkpoint to resume from: this run "
+            f"would replace it. Start over with `--overwrite_output_dir true` (deletes it), or give this run another "
+            f"--output_dir."
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoints_dir.glob(f"{TEMPORARY_PREFIX}*") if checkpoints_dir.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_public_dict(), sort_keys=False), encoding="utf-8")
+    return resume_path, restart_selection
+
+
+def claim_output_dir(config: TrainingConfig, accelerator: Any) -> tuple[OutputDirLock | None, Path | None, bool]:
+    """Lock and prepare the output folder on the main process; every process gets the outcome.
+
+    Returns (the lock, held by the main process only; the checkpoint to resume from; whether the best-model selection
+    starts again). When the main process fails (folder locked, earlier run, damaged checkpoint) it raises the error
+    and the other processes raise an `OutputDirError` pointing to it, rather than wait for a main process that stopped.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    lock = None
+    outcome: list[Any] = [None]
+    if accelerator.is_main_process:
+        lock = OutputDirLock(config.output_dir)
+        try:
+            lock.acquire()
+            outcome = [("ok", *_prepare_output_dir(config, accelerator.num_processes))]
+        except Exception as error:
+            lock.release()
+            outcome = [("error", f"{type(error).__name__}: {error}")]
+            broadcast_object_list(outcome, from_process=0)
+            raise
+    broadcast_object_list(outcome, from_process=0)
+    if outcome[0][0] == "error":
+        raise OutputDirError(f"The main process could not set up {config.output_dir}: {outcome[0][1]}")
+    _, resume_path, restart_selection = outcome[0]
+    return lock, resume_path, restart_selection
+
+
 # ---- the loop ---------------------------------------------------------------------------------------------------------
 
 
@@ -711,6 +1089,8 @@ class TrainingResult:
     best_metric: float | None = None
     best_step: int | None = None
     hub_url: str | None = None
+    # errors of the validation samples left out as bad (`on_bad_sample: skip`; see `drop_bad_samples`)
+    dropped_validation_samples: list[str] = field(default_factory=list)
 
 
 def batch_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> int:
@@ -774,15 +1154,16 @@ def exports_vfm(config: TrainingConfig, model: WEDepthForDepthEstimation) -> boo
     return config.export_full_model or model.config.vfm_fingerprint is None
 
 
-def _save_model(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool) -> None:
+def _save_model(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool, step: int) -> None:
     """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) into `folder` through a
-    temporary folder renamed at the end."""
+    temporary folder renamed at the end, with the step of the weights (`EXPORT_STEP_FILE`)."""
     if accelerator.is_main_process:
         temporary = folder.parent / f"{TEMPORARY_PREFIX}{folder.name}"
         shutil.rmtree(temporary, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(
             temporary, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
         )
+        (temporary / EXPORT_STEP_FILE).write_text(json.dumps({"global_step": step}), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(temporary, folder)
@@ -805,23 +1186,6 @@ def _card_metadata(config: TrainingConfig, model: WEDepthForDepthEstimation) -> 
             "display_name": display_name}
 
 
-def redact_command(command: Sequence[str]) -> list[str]:
-    """The command with the value of `--hub_token` replaced, so that a model card never publishes a token."""
-    redacted, hide_next = [], False
-    for argument in command:
-        if hide_next:
-            redacted.append("<redacted>")
-            hide_next = False
-        elif argument == "--hub_token":
-            redacted.append(argument)
-            hide_next = True
-        elif argument.startswith("--hub_token="):
-            redacted.append("--hub_token=<redacted>")
-        else:
-            redacted.append(argument)
-    return redacted
-
-
 def export_model_folder(
     model: torch.nn.Module,
     accelerator: Any,
@@ -831,18 +1195,27 @@ def export_model_folder(
     best_metrics: dict[str, float] | None,
     best_step: int | None,
     global_step: int,
-    command: Sequence[str],
+    train_shortest_edge: int | None = None,
+    dropped_validation_samples: int = 0,
 ) -> None:
-    """Complete the exported folder: weights (when not already the best ones), image processor, model card."""
+    """Complete the exported folder: weights (when not already the best ones), image processor, model card.
+
+    The image processor resizes to the resolution of training (`train_shortest_edge`, the shorter side of the
+    training batches). The card records the command and public configuration that reproduce the run, never argv.
+    """
     from .hub import render_model_card, vfm_storage_text
 
     unwrapped = accelerator.unwrap_model(model)
     include_vfm = exports_vfm(config, unwrapped)
     if best_metrics is None:
-        _save_model(model, accelerator, model_dir, include_vfm)
+        _save_model(model, accelerator, model_dir, include_vfm, global_step)
     if not accelerator.is_main_process:
         return
-    WEDepthImageProcessor().save_pretrained(model_dir)
+    if train_shortest_edge is None:
+        logger.warning("No training batch seen: the exported image processor keeps its default resolution.")
+        WEDepthImageProcessor().save_pretrained(model_dir)
+    else:
+        WEDepthImageProcessor(do_resize=True, size={"shortest_edge": train_shortest_edge}).save_pretrained(model_dir)
     metadata = _card_metadata(config, unwrapped)
     counts = unwrapped.parameter_counts()
     description = (
@@ -859,6 +1232,11 @@ def export_model_folder(
         )
     else:
         selection = f"the weights after the last step ({global_step}); no validation split was configured"
+    if dropped_validation_samples:
+        selection += (
+            f"; {dropped_validation_samples} bad validation sample(s) were left out of validation "
+            f"(`on_bad_sample: skip`)"
+        )
     card = render_model_card(
         model_name=config.model_name or (config.hub_model_id or Path(config.output_dir).name).split("/")[-1],
         repo_id=config.hub_model_id or str(model_dir),
@@ -868,7 +1246,11 @@ def export_model_folder(
         dataset_types=metadata["dataset_types"],
         results_split="validation",
         license=config.license,
-        training_command=redact_command(command),
+        training_command=(
+            f"# with the configuration below saved as {CONFIG_FILE} (the run wrote it to its output folder);\n"
+            f"# secrets such as the Hub token are never recorded: give them with HF_TOKEN or `hf auth login`\n"
+            + launch_command(accelerator.num_processes, CONFIG_FILE)
+        ),
         training_config=config.to_public_dict(),
         model_description=description,
         selection_text=selection,
@@ -876,52 +1258,121 @@ def export_model_folder(
     card.save(model_dir / "README.md")
 
 
-def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> TrainingResult:
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C. `checkpoint` is where it can resume from (None: nothing to resume) and
+    `resume_command` the command that does it; the message says both."""
+
+    def __init__(self, message: str, checkpoint: Path | None, resume_command: str) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.resume_command = resume_command
+
+
+class _StopRequested(Exception):
+    """Every process agreed to stop at this step boundary (a Ctrl-C reached at least one of them)."""
+
+
+class _InterruptRequest:
+    """While active, the first Ctrl-C (SIGINT) asks training to stop at the next step boundary, where a checkpoint is
+    saved; a second Ctrl-C interrupts at once. Only the main thread can install it; elsewhere Ctrl-C is unchanged.
+
+    Data-loader worker processes forked meanwhile inherit the handler and ignore Ctrl-C: the terminal sends it to
+    them too, and a worker that quit would break the batches still to come before the step boundary. A second SIGINT
+    within `REPEAT_AFTER_S` of the first is the same Ctrl-C (torchrun and accelerate forward the terminal's to the
+    processes that already got it) and is ignored.
+    """
+
+    REPEAT_AFTER_S = 1.0
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._requested_at = 0.0
+        self._previous: Any = None
+        self._pid = os.getpid()
+
+    def __enter__(self) -> _InterruptRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            return
+        if self.requested:
+            if time.monotonic() - self._requested_at < self.REPEAT_AFTER_S:
+                return
+            raise KeyboardInterrupt
+        self.requested, self._requested_at = True, time.monotonic()
+        logger.warning("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once).")
+
+    def agreed(self, accelerator: Any) -> bool:
+        """Whether any process was asked to stop; every process gets the same answer (one all-reduce per step)."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _interruption(
+    config: TrainingConfig, num_processes: int, step: int, checkpoint: Path | None, saved: bool
+) -> TrainingInterrupted:
+    """The `TrainingInterrupted` of a run stopped at `step`, saying where and how to resume."""
+    if checkpoint is None:
+        command = launch_command(num_processes, Path(config.output_dir) / CONFIG_FILE, "--overwrite_output_dir", "true")
+        message = (
+            f"Training interrupted (Ctrl-C) after step {step}, with no checkpoint to resume from. Start again with:\n"
+            f"  {command}"
+        )
+    else:
+        command = resume_command(config, num_processes, checkpoint)
+        where = f"saved the checkpoint {checkpoint}" if saved else f"the latest complete checkpoint is {checkpoint}"
+        message = f"Training interrupted (Ctrl-C) after step {step}; {where}. Resume with:\n  {command}"
+    return TrainingInterrupted(message + _token_note(config), checkpoint, command)
+
+
+def train(config: TrainingConfig) -> TrainingResult:
     """Run a full training as `config` says; return where the model went and the loss/evaluation history.
 
-    `command` is recorded in the model card (defaults to `python` + `sys.argv`). Raises `wedepth_hf.hub.
-    HubUploadError` when the final upload fails (the exported folder is kept).
+    One training at a time per `output_dir` (an OS lock; `OutputDirError` otherwise), and never over an earlier run's
+    checkpoints or exported model without `overwrite_output_dir`. Resuming from a checkpoint older than others moves
+    the later ones aside (`abandon_later_work`). Ctrl-C saves a checkpoint at the next step boundary and raises
+    `TrainingInterrupted` (a `KeyboardInterrupt`) with the command that resumes; a damaged checkpoint raises a
+    `CheckpointError`. Raises `wedepth_hf.hub.HubUploadError` when the final upload fails (the folder is kept).
     """
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
+    from accelerate.utils import ProjectConfiguration
 
-    from .data import collate_depth_samples
-
-    command = list(command) if command is not None else ["python", *sys.argv]
     output_dir = Path(config.output_dir)
-    checkpoints_dir = output_dir / CHECKPOINTS_DIR
-    model_dir = output_dir / MODEL_DIR
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=_resolve_trackers(config.log_with),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    lock, resume_path, restart_selection = claim_output_dir(config, accelerator)
+    try:
+        return _train_in_claimed_dir(config, accelerator, resume_path, restart_selection)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    resume_path = None
-    if config.resume_from_checkpoint is not None:
-        resume_path = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
-        if resume_path is None:
-            logger.info("No checkpoint in %s yet: starting from scratch", checkpoints_dir)
-    elif list_checkpoints(checkpoints_dir):
-        if not config.overwrite_output_dir:
-            raise ValueError(
-                f"{output_dir} already holds training checkpoints. Continue that run with "
-                f"`--resume_from_checkpoint latest`, or start over with `--overwrite_output_dir true` (deletes "
-                f"{checkpoints_dir} and {model_dir})."
-            )
-    if accelerator.is_main_process:
-        if resume_path is None and config.overwrite_output_dir:
-            shutil.rmtree(checkpoints_dir, ignore_errors=True)
-            shutil.rmtree(model_dir, ignore_errors=True)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in checkpoints_dir.glob(f"{TEMPORARY_PREFIX}*") if checkpoints_dir.is_dir() else []:
-            shutil.rmtree(stale, ignore_errors=True)
-        (output_dir / "training_config.yaml").write_text(
-            yaml.safe_dump(config.to_public_dict(), sort_keys=False), encoding="utf-8"
-        )
-    accelerator.wait_for_everyone()
+
+def _train_in_claimed_dir(
+    config: TrainingConfig, accelerator: Any, resume_path: Path | None, restart_selection: bool
+) -> TrainingResult:
+    """`train` once the output folder is locked and prepared by `claim_output_dir`."""
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from .data import collate_depth_samples
+
+    output_dir = Path(config.output_dir)
+    checkpoints_dir = output_dir / CHECKPOINTS_DIR
+    model_dir = output_dir / MODEL_DIR
 
     set_seed(config.seed)
     model = maybe_sync_batchnorm(
@@ -970,11 +1421,12 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
 
     state = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
-             "best_metrics": None}
+             "best_metrics": None, "train_shortest_edge": None}
     if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        state.update(json.loads((resume_path / STATE_FILE).read_text(encoding="utf-8")))
+        state.update(load_checkpoint(accelerator, config, resume_path))
         logger.info("Resumed from %s at step %d (epoch %d)", resume_path, state["global_step"], state["epoch"])
+        if restart_selection:
+            state.update(best_metric=None, best_step=None, best_metrics=None)
         if state["batches_in_epoch"] >= len(train_dataloader):
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
@@ -990,7 +1442,8 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
         config.gradient_accumulation_steps,
     )
 
-    result = TrainingResult(output_dir=output_dir, model_dir=model_dir, global_step=state["global_step"])
+    result = TrainingResult(output_dir=output_dir, model_dir=model_dir, global_step=state["global_step"],
+                            dropped_validation_samples=list(getattr(val_dataset, "dropped", [])))
     progress = tqdm(total=max_train_steps, initial=state["global_step"], desc="training",
                     disable=not accelerator.is_local_main_process)
 
@@ -1004,76 +1457,109 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
         value = metrics[config.metric_for_best_model]
         if _is_better(value, state["best_metric"], config.metric_for_best_model):
             state.update(best_metric=value, best_step=step, best_metrics=metrics)
-            _save_model(model, accelerator, model_dir, exports_vfm(config, accelerator.unwrap_model(model)))
+            _save_model(model, accelerator, model_dir, exports_vfm(config, accelerator.unwrap_model(model)), step)
             logger.info("New best validation %s %.4f at step %d -> %s", config.metric_for_best_model, value, step,
                         model_dir)
 
     last_evaluated_step = None
     last_checkpoint_step = state["global_step"]  # 0, or the step of the checkpoint resumed from
+    last_checkpoint = resume_path
+    # True while the model, optimiser and schedule are exactly `state`: no step half done, no gradient accumulated and
+    # no evaluation running. Only then can an interrupt be saved as a checkpoint of `state`.
+    clean = True
     model.train()
-    for epoch in range(state["epoch"], num_epochs):
-        if state["global_step"] >= max_train_steps:
-            break
-        state["epoch"] = epoch
-        train_dataloader.set_epoch(epoch)
-        if augmentation is not None and hasattr(augmentation, "set_epoch"):
-            augmentation.set_epoch(epoch)
-        epoch_loader = train_dataloader
-        if state["batches_in_epoch"] > 0:
-            from accelerate import skip_first_batches
+    with _InterruptRequest() as interrupt:
+        try:
+            for epoch in range(state["epoch"], num_epochs):
+                if state["global_step"] >= max_train_steps:
+                    break
+                state["epoch"] = epoch
+                train_dataloader.set_epoch(epoch)
+                if augmentation is not None and hasattr(augmentation, "set_epoch"):
+                    augmentation.set_epoch(epoch)
+                epoch_loader = train_dataloader
+                if state["batches_in_epoch"] > 0:
+                    from accelerate import skip_first_batches
 
-            epoch_loader = skip_first_batches(train_dataloader, state["batches_in_epoch"])
-        accumulated_loss = torch.zeros((), device=accelerator.device)
-        accumulated_batches = 0
-        for batch in epoch_loader:
-            # Forward randomness (drop-path) depends only on the position in training, so a resumed run repeats it.
-            torch.manual_seed(batch_seed(config.seed, epoch, state["batches_in_epoch"], accelerator.process_index))
-            with accelerator.accumulate(model):
-                outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-                loss = outputs.loss
-                if not torch.isfinite(loss):
-                    raise RuntimeError(
-                        f"Non-finite training loss ({loss.item()}) at step {state['global_step'] + 1} on {batch['ids']}. "
-                        f"Check these samples (depth range, invalid pixels) or lower the learning rate."
+                    epoch_loader = skip_first_batches(train_dataloader, state["batches_in_epoch"])
+                accumulated_loss = torch.zeros((), device=accelerator.device)
+                accumulated_batches = 0
+                for batch in epoch_loader:
+                    clean = False
+                    if state["train_shortest_edge"] is None:
+                        state["train_shortest_edge"] = int(min(batch["pixel_values"].shape[-2:]))
+                    # Forward randomness (drop-path) depends only on the position in training: a resume repeats it.
+                    position = state["batches_in_epoch"]
+                    torch.manual_seed(batch_seed(config.seed, epoch, position, accelerator.process_index))
+                    with accelerator.accumulate(model):
+                        outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+                        loss = outputs.loss
+                        if not torch.isfinite(loss):
+                            raise RuntimeError(
+                                f"Non-finite training loss ({loss.item()}) at step {state['global_step'] + 1} on "
+                                f"{batch['ids']}. Check these samples (depth range, invalid pixels) or lower the "
+                                f"learning rate."
+                            )
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.max_grad_norm is not None and config.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad()
+                    state["batches_in_epoch"] += 1
+                    accumulated_loss += loss.detach()
+                    accumulated_batches += 1
+                    if not accelerator.sync_gradients:
+                        continue
+
+                    state["global_step"] += 1
+                    step = state["global_step"]
+                    step_loss = accelerator.reduce(accumulated_loss / accumulated_batches, reduction="mean").item()
+                    accumulated_loss.zero_()
+                    accumulated_batches = 0
+                    learning_rate = scheduler.get_last_lr()[0]
+                    result.history.append({"step": step, "loss": step_loss, "lr": learning_rate})
+                    accelerator.log(
+                        {"train/loss": step_loss, "train/lr": learning_rate, "train/epoch": epoch}, step=step
                     )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
-            accumulated_loss += loss.detach()
-            accumulated_batches += 1
-            if not accelerator.sync_gradients:
-                continue
-
-            state["global_step"] += 1
-            step = state["global_step"]
-            step_loss = accelerator.reduce(accumulated_loss / accumulated_batches, reduction="mean").item()
-            accumulated_loss.zero_()
-            accumulated_batches = 0
-            learning_rate = scheduler.get_last_lr()[0]
-            result.history.append({"step": step, "loss": step_loss, "lr": learning_rate})
-            accelerator.log({"train/loss": step_loss, "train/lr": learning_rate, "train/epoch": epoch}, step=step)
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
-            if step % config.logging_steps == 0 or step == 1:
-                logger.info("step %d/%d epoch %d loss %.4f lr %.3e", step, max_train_steps, epoch, step_loss,
-                            learning_rate)
-            if val_dataset is not None and config.eval_steps is not None and step % config.eval_steps == 0:
-                evaluate_and_track()
-                last_evaluated_step = step
-            if config.checkpointing_steps is not None and step % config.checkpointing_steps == 0:
-                save_checkpoint(accelerator, checkpoints_dir, dict(state), config.checkpoints_total_limit)
-                last_checkpoint_step = step
-            if step >= max_train_steps:
-                break
-        if val_dataset is not None and config.eval_steps is None and last_evaluated_step != state["global_step"]:
-            evaluate_and_track()
-            last_evaluated_step = state["global_step"]
-        state["epoch"] = epoch + 1
-        state["batches_in_epoch"] = 0
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
+                    if step % config.logging_steps == 0 or step == 1:
+                        logger.info("step %d/%d epoch %d loss %.4f lr %.3e", step, max_train_steps, epoch, step_loss,
+                                    learning_rate)
+                    if val_dataset is not None and config.eval_steps is not None and step % config.eval_steps == 0:
+                        evaluate_and_track()
+                        last_evaluated_step = step
+                    if config.checkpointing_steps is not None and step % config.checkpointing_steps == 0:
+                        last_checkpoint = save_checkpoint(
+                            accelerator, checkpoints_dir, dict(state), config.checkpoints_total_limit
+                        )
+                        last_checkpoint_step = step
+                    clean = True
+                    if step >= max_train_steps:
+                        break
+                    if interrupt.agreed(accelerator):
+                        raise _StopRequested
+                epoch_evaluation = val_dataset is not None and config.eval_steps is None
+                if epoch_evaluation and last_evaluated_step != state["global_step"]:
+                    clean = False
+                    evaluate_and_track()
+                    last_evaluated_step = state["global_step"]
+                    clean = True
+                state["epoch"] = epoch + 1
+                state["batches_in_epoch"] = 0
+        except (_StopRequested, KeyboardInterrupt) as stop:
+            progress.close()
+            # Several processes save together only when they all stopped here (`_StopRequested`).
+            together = isinstance(stop, _StopRequested) or accelerator.num_processes == 1
+            saved = clean and together and last_checkpoint_step != state["global_step"]
+            if saved:
+                last_checkpoint = save_checkpoint(
+                    accelerator, checkpoints_dir, dict(state), config.checkpoints_total_limit
+                )
+            raise _interruption(
+                config, accelerator.num_processes, state["global_step"], last_checkpoint, saved
+            ) from None
     progress.close()
 
     if val_dataset is not None and last_evaluated_step != state["global_step"]:
@@ -1084,7 +1570,8 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
     export_model_folder(
         model, accelerator, config, model_dir,
         best_metrics=state["best_metrics"], best_step=state["best_step"], global_step=state["global_step"],
-        command=command,
+        train_shortest_edge=state["train_shortest_edge"],
+        dropped_validation_samples=len(result.dropped_validation_samples),
     )
     result.global_step = state["global_step"]
     result.best_metric = state["best_metric"]
@@ -1102,8 +1589,28 @@ def train(config: TrainingConfig, *, command: Sequence[str] | None = None) -> Tr
     return result
 
 
+def _interrupted_outside_the_loop(config: TrainingConfig, num_processes: int) -> str:
+    """What to do after a Ctrl-C outside the training steps (set-up, final evaluation, export, upload)."""
+    latest = find_latest_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
+    if latest is None:
+        return (
+            "Interrupted (Ctrl-C) outside the training steps, with no checkpoint to resume from. Start again with:\n  "
+            + launch_command(num_processes, Path(config.output_dir) / CONFIG_FILE, "--overwrite_output_dir", "true")
+            + _token_note(config)
+        )
+    return (
+        f"Interrupted (Ctrl-C) outside the training steps (set-up, or the final evaluation, export or upload). The "
+        f"latest complete checkpoint is {latest}; resume (and finish) with:\n  "
+        f"{resume_command(config, num_processes, latest)}" + _token_note(config)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: parse `--config` and overrides, train, return the exit status (1: upload failed)."""
+    """Command-line entry point: parse `--config` and overrides, train, return the exit status.
+
+    0: done; 1: the upload failed, or the output folder or checkpoint cannot be used (the message says what to do);
+    130: interrupted by Ctrl-C (the message says where the checkpoint is and the command that resumes).
+    """
     from .hub import HubUploadError
 
     from accelerate.utils import get_int_from_env
@@ -1115,32 +1622,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     config = parse_training_args(argv)
     try:
-        train(config, command=["python", *sys.argv] if argv is None else ["python", "examples/train.py", *argv])
-    except HubUploadError as error:
+        train(config)
+    except (HubUploadError, OutputDirError, CheckpointError) as error:
         logger.error("%s", error)
         return 1
+    except TrainingInterrupted as interrupted:
+        if rank == 0:  # every process knows the same checkpoint and command
+            logger.error("%s", interrupted)
+        return INTERRUPTED_EXIT_STATUS
+    except KeyboardInterrupt:
+        if rank == 0:
+            world = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+            logger.error("%s", _interrupted_outside_the_loop(config, world))
+        return INTERRUPTED_EXIT_STATUS
     return 0
 
 
 __all__ = [
+    "CheckedSubset",
+    "CheckpointError",
     "EpochShuffleSampler",
+    "OutputDirError",
+    "OutputDirLock",
+    "SkippingSubset",
     "TrainingConfig",
+    "TrainingInterrupted",
     "TrainingResult",
+    "abandon_later_work",
     "build_datasets",
     "build_model",
     "build_optimizer",
     "build_scheduler",
     "batch_seed",
+    "claim_output_dir",
+    "drop_bad_samples",
     "find_latest_checkpoint",
+    "launch_command",
     "list_checkpoints",
+    "load_checkpoint",
     "load_training_config",
     "lr_factor",
     "main",
     "maybe_sync_batchnorm",
     "no_weight_decay",
     "parse_training_args",
-    "redact_command",
+    "read_checkpoint_state",
     "resolve_checkpoint",
+    "resume_command",
     "save_checkpoint",
     "train",
 ]
