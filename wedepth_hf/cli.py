@@ -384,6 +384,16 @@ def _load_config(name_or_path: str, model_type: str) -> PreTrainedConfig:
     return config
 
 
+def _convert_command(args: argparse.Namespace) -> list[str]:
+    """The conversion command for the model card, rebuilt from the parsed arguments (never copied from argv)."""
+    command = ["wedepth", "convert-original", "--checkpoint", Path(args.checkpoint).name, "--config",
+               Path(args.config).name, "--output", Path(args.output).name]
+    for name in ("vfm_config", "encoder_config", "hub_model_id"):
+        if getattr(args, name):
+            command += [f"--{name}", str(getattr(args, name))]
+    return command
+
+
 def run_convert_original(args: argparse.Namespace) -> int:
     """`wedepth convert-original`: the authors' checkpoint -> a WEDepth folder (and, if asked, a Hub repo)."""
     from .conversion import convert_original_checkpoint, export_converted_folder
@@ -403,7 +413,7 @@ def run_convert_original(args: argparse.Namespace) -> int:
             args.output,
             original_config=args.config,
             checkpoint_name=Path(args.checkpoint).name,
-            command=["wedepth", *sys.argv[1:]] if sys.argv[1:2] == ["convert-original"] else None,
+            command=_convert_command(args),
             repo_id=args.hub_model_id,
             overwrite=args.overwrite,
         )
@@ -453,12 +463,15 @@ def run_example(name: str, argv: Sequence[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `wedepth` and its sub-commands."""
-    parser = argparse.ArgumentParser(prog="wedepth", description="WEDepth metric monocular depth estimation.")
+    parser = argparse.ArgumentParser(
+        prog="wedepth", description="WEDepth metric monocular depth estimation.", allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     fov = DEFAULT_HORIZONTAL_FOV_DEGREES
     predict = commands.add_parser(
         "predict",
+        allow_abbrev=False,
         help="predict depth for image files, folders or glob patterns",
         description=(
             "For each image write <stem>_depth.png (uint16 millimetres, lossless, the image's size; depths beyond "
@@ -509,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert-original",
+        allow_abbrev=False,
         help="convert a checkpoint of the authors' code (github book-book24/WEDepth) into a WEDepth folder",
         description=(
             "Reads the .pth (weights only) or .safetensors state dict the authors' train.py saves and their config "
