@@ -1,6 +1,6 @@
 """Model cards and Hub uploads for WEDepth checkpoints.
 
-`render_model_card` fills `model_cards/wedepth.md` (a `string.Template`) with Hub metadata (pipeline tag, library,
+`render_model_card` fills the package's `templates/model_card.md` (a `string.Template`) with Hub metadata (pipeline tag, library,
 license, base models, datasets, tags, `model-index`), the command and configuration that trained the model. No
 string it is given can leave its place in the card: code blocks get a fence longer than any backtick run inside, and
 one-line fields (title, lists, table cells) lose their line breaks and HTML.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from importlib import resources
 import shlex
 import string
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,8 @@ from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, Mo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "wedepth.md"
+DEFAULT_TEMPLATE = "templates/model_card.md"
+"""The model card template, package data of wedepth_hf (read with importlib.resources, so it works from a wheel)."""
 METRIC_NAMES: dict[str, str] = {
     "abs_rel": "AbsRel",
     "sq_rel": "SqRel",
@@ -192,14 +194,15 @@ def render_model_card(
         training_config: the resolved training configuration, written as YAML.
         model_description: a free-text paragraph (architecture, sizes).
         selection_text: how the exported weights were chosen (e.g. best validation AbsRel at step N).
-        template_path: a `string.Template` markdown file; defaults to the package's `model_cards/wedepth.md`.
+        template_path: a `string.Template` markdown file; defaults to the package's `templates/model_card.md`.
     """
-    template_file = Path(template_path) if template_path is not None else DEFAULT_TEMPLATE_PATH
-    if not template_file.is_file():
-        raise FileNotFoundError(
-            f"Model card template {template_file} not found. Pass `template_path=` (the repository ships it as "
-            f"model_cards/wedepth.md)."
-        )
+    if template_path is not None and not Path(template_path).is_file():
+        raise FileNotFoundError(f"Model card template {template_path} not found.")
+    template = (
+        Path(template_path).read_text(encoding="utf-8")
+        if template_path is not None
+        else resources.files("wedepth_hf").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
+    )
     model_name = " ".join(str(model_name).split())
     results = {name: dict(metrics) for name, metrics in (results or {}).items()}
     base_models = list(base_models)
@@ -218,7 +221,7 @@ def render_model_card(
         training_command = shlex.join(training_command)
     training_command = training_command or "(not recorded)"
     config_text = yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip()
-    text = string.Template(template_file.read_text(encoding="utf-8")).substitute(
+    text = string.Template(template).substitute(
         metadata=card_data.to_yaml().strip(),
         model_name=_one_line(model_name),
         repo_id=json.dumps(repo_id or model_name),
@@ -353,7 +356,7 @@ def push_folder_to_hub(
 
 
 __all__ = [
-    "DEFAULT_TEMPLATE_PATH",
+    "DEFAULT_TEMPLATE",
     "HubUploadError",
     "build_eval_results",
     "code_fence",
