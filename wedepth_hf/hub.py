@@ -25,22 +25,13 @@ from typing import Any
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 
+from .constants import METRIC_DISPLAY_NAMES
+
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "templates/model_card.md"
 """The model card template, package data of wedepth_hf (read with importlib.resources, so it works from a wheel)."""
-METRIC_NAMES: dict[str, str] = {
-    "abs_rel": "AbsRel",
-    "sq_rel": "SqRel",
-    "rmse": "RMSE",
-    "rmse_log": "RMSE log",
-    "log10": "log10",
-    "silog": "SILog",
-    "delta1": "delta1 (< 1.25)",
-    "delta2": "delta2 (< 1.25^2)",
-    "delta3": "delta3 (< 1.25^3)",
-}
 DEFAULT_TAGS = ("depth-estimation", "wedepth", "metric-depth")
 DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "data/*", "*/checkpoints/*", "*/data/*", ".*", "*/.*")
 TASK_TYPE = "depth-estimation"
@@ -95,7 +86,7 @@ def build_eval_results(
                     dataset_name=reference.name,
                     dataset_split=reference.split,
                     metric_type=key,
-                    metric_name=METRIC_NAMES.get(key, key),
+                    metric_name=METRIC_DISPLAY_NAMES.get(key, key),
                     metric_value=round(float(value), 4),
                 )
             )
@@ -130,7 +121,7 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table of {dataset: metrics}, one row per dataset, metric columns in the usual order."""
     if not results:
         return "No evaluation has been run yet."
-    keys = [key for key in METRIC_NAMES if any(key in metrics for metrics in results.values())]
+    keys = [key for key in METRIC_DISPLAY_NAMES if any(key in metrics for metrics in results.values())]
     keys += sorted({key for metrics in results.values() for key in metrics} - set(keys))
     lines = ["| dataset | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for dataset_name, metrics in results.items():

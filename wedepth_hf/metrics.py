@@ -11,10 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .constants import EIGEN_KITTI_CROP_ROWS, EIGEN_NYU_CROP, GARG_CROP_ROWS, KITTI_CROP_COLUMNS, METRIC_NAMES, NYU_SIZE
 
-METRIC_NAMES: tuple[str, ...] = (
-    "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"
-)
+
 CROPS: tuple[str, ...] = ("eigen_nyu", "garg", "eigen_kitti")
 ALIGNMENTS: tuple[str, ...] = ("none", "median", "least_squares", "least_squares_disparity")
 
@@ -50,15 +49,17 @@ def crop_mask(height: int, width: int, crop: str | None, device: torch.device | 
     - "eigen_kitti": rows int(0.3324324 H):int(0.91351351 H), cols as "garg".
     """
     mask = torch.zeros((height, width), dtype=torch.bool, device=device)
-    kitti_left, kitti_right = int(0.03594771 * width), int(0.96405229 * width)
+    kitti_left, kitti_right = (int(fraction * width) for fraction in KITTI_CROP_COLUMNS)
     if crop is None:
         mask[:] = True
     elif crop == "eigen_nyu":
-        mask[45 * height // 480 : 471 * height // 480, 41 * width // 640 : 601 * width // 640] = True
-    elif crop == "garg":
-        mask[int(0.40810811 * height) : int(0.99189189 * height), kitti_left:kitti_right] = True
-    elif crop == "eigen_kitti":
-        mask[int(0.3324324 * height) : int(0.91351351 * height), kitti_left:kitti_right] = True
+        top, bottom, left, right = EIGEN_NYU_CROP
+        nyu_height, nyu_width = NYU_SIZE
+        mask[top * height // nyu_height : bottom * height // nyu_height,
+             left * width // nyu_width : right * width // nyu_width] = True
+    elif crop in ("garg", "eigen_kitti"):
+        rows = GARG_CROP_ROWS if crop == "garg" else EIGEN_KITTI_CROP_ROWS
+        mask[int(rows[0] * height) : int(rows[1] * height), kitti_left:kitti_right] = True
     else:
         choices = ", ".join(repr(name) for name in CROPS)
         raise ValueError(f"Unknown crop {crop!r}; choose one of None, {choices}.")

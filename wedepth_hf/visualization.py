@@ -16,11 +16,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
+from .constants import MAX_UINT16_DEPTH_METRES
+
 
 logger = logging.get_logger(__name__)
-
-#: Largest depth a uint16 millimetre PNG can hold, in metres.
-MAX_UINT16_DEPTH_METRES = 65.535
 
 #: Default horizontal field of view (degrees) used for point clouds when no intrinsics are given.
 DEFAULT_HORIZONTAL_FOV_DEGREES = 60.0

@@ -23,15 +23,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from ..constants import HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL
+
 
 logger = logging.getLogger(__name__)
 
-KB_CROP_SIZE: tuple[int, int] = (352, 1216)
-NYU_FOCAL = 518.8579
-KITTI_FOCAL = 721.5377
-# HyperSim and DIODE images are 768x1024 with a focal length of 886.81 px.
-HYPERSIM_FOCAL = 886.81
-HYPERSIM_SIZE: tuple[int, int] = (768, 1024)
 
 DEPTH_DECODINGS: tuple[str, ...] = ("auto", "png", "sunrgbd_png", "npy", "hypersim_distance")
 LIST_LAYOUT = "'<rgb> <depth> <focal>' (or '<rgb> <depth>' when the dataset has a default focal)"

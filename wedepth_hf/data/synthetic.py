@@ -25,17 +25,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..constants import MAX_UINT16_DEPTH_METRES, NYU_CX, NYU_CY, NYU_FX, NYU_FY, NYU_SIZE
+
 
 logger = logging.getLogger(__name__)
 
-# NYU-Depth v2 (Kinect) colour intrinsics at 640x480; scaled linearly to the output size.
-NYU_WIDTH, NYU_HEIGHT = 640, 480
-NYU_FX, NYU_FY, NYU_CX, NYU_CY = 518.8579, 519.4696, 325.58, 253.74
+# NYU-Depth v2 (Kinect) colour intrinsics at 640x480 are scaled linearly to the output size.
+NYU_HEIGHT, NYU_WIDTH = NYU_SIZE
 
 # Rooms are shrunk (about the camera) until no visible point is deeper than this: NYU's evaluation range is 0-10 m.
 MAX_SCENE_DEPTH = 9.5
-# Largest depth a uint16 millimetre PNG can hold.
-MAX_PNG_DEPTH = 65.535
 # `SyntheticDepthDataset(seed=s)` renders sample i with seed s * SEEDS_PER_DATASET + i (requires i < this).
 SEEDS_PER_DATASET = 1_000_000
 
@@ -508,10 +507,10 @@ def _write_split(root: Path, split: str, seeds: range, height: int, width: int) 
     for scene_index, seed in enumerate(seeds):
         sample = render_synthetic_sample(seed, height, width)
         depth = sample["depth"].numpy()
-        if float(depth.max()) > MAX_PNG_DEPTH:
+        if float(depth.max()) > MAX_UINT16_DEPTH_METRES:
             raise RuntimeError(
                 f"Synthetic scene {seed} has depth {float(depth.max()):.3f} m, beyond what a uint16 millimetre PNG "
-                f"holds ({MAX_PNG_DEPTH} m); this is a bug in the renderer."
+                f"holds ({MAX_UINT16_DEPTH_METRES} m); this is a bug in the renderer."
             )
         scene_dir = f"{split}/scene_{scene_index:03d}"
         (root / scene_dir).mkdir(parents=True, exist_ok=True)
