@@ -1,5 +1,6 @@
 """The evaluation loop (batching, flip TTA, KB crop, alignment, skipping), every supported layout, and the CLI."""
 
+import os
 import json
 import subprocess
 import sys
@@ -276,7 +277,7 @@ def test_evaluate_script_writes_json(tmp_path: Path, model) -> None:
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
-    assert "| nyu |" in completed.stdout and "images used: 3" in completed.stdout
+    assert "| nyu |" in completed.stderr and "images used: 3" in completed.stderr  # the log
     report = json.loads(output.read_text())
     assert report["num_images"] == {"nyu": 3} and report["num_skipped"] == {"nyu": 0}
     assert report["settings"]["flip_tta"] is True and report["settings"]["crop"] == "eigen_nyu"
@@ -286,3 +287,23 @@ def test_evaluate_script_writes_json(tmp_path: Path, model) -> None:
     )
     assert report["results"]["nyu"] == pytest.approx(expected.metrics, rel=1e-5)
     assert f"| nyu | {expected.metrics['abs_rel']:.4f} |" in card.read_text()
+
+
+def test_two_processes_score_every_image_exactly_once(tmp_path: Path, model) -> None:
+    """Sharded over 2 processes, 3 images (the last batch padded with a duplicate) give the single-process result:
+    `gather_for_metrics` drops the padding of the loader that `prepare_data_loader` shards."""
+    data = tmp_path / "nyu"
+    nyu_folder(data, [(30, 40)] * 3)
+    model.save_pretrained(tmp_path / "model")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO / "examples" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset", "nyu",
+               "--data_root", str(data), "--split_file", "test.txt", "--output", str(tmp_path / "results.json")]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["settings"]["num_processes"] == 2 and report["num_images"] == {"nyu": 3}
+    single = evaluate_depth_model(
+        model, NYUDepthDataset(data, "test.txt"), min_depth=1e-3, max_depth=10.0, crop="eigen_nyu", progress=False
+    )
+    assert report["results"]["nyu"] == pytest.approx(single.metrics, rel=1e-6)

@@ -1,6 +1,6 @@
-"""The `wedepth` command line: `predict` writes depth PNGs, colour maps and point clouds; `convert-original` turns a
-checkpoint of the authors' code into a WEDepth folder; `evaluate` and `train` forward to the example scripts of a
-source checkout.
+"""The `wedepth` command line (also `python -m wedepth_hf`): `predict` writes depth PNGs, colour maps and point clouds;
+`convert-original` turns a checkpoint of the authors' code into a WEDepth folder; `train` and `evaluate` run
+`wedepth_hf.training.main` and `wedepth_hf.evaluation.main`.
 
 `wedepth predict` loads any WEDepth checkpoint (local folder or Hub id) through `AutoModelForDepthEstimation` and
 `AutoImageProcessor`, groups the images by size so that same-size images share a batch, and reports (and skips)
@@ -11,10 +11,9 @@ import argparse
 import contextlib
 import glob
 import json
-import runpy
 import sys
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
-from .evaluation import predict_from_pixel_values
+from .command_logging import configure_command_logging
+from .inference import batches_by_size, predict_from_pixel_values
 from .image_processing_wedepth import to_rgb_array
 from .visualization import (
     DEFAULT_HORIZONTAL_FOV_DEGREES,
@@ -162,16 +162,6 @@ def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCo
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _batches(images: Sequence[InputImage], batch_size: int) -> Iterator[list[InputImage]]:
-    """Batches of same-size images (sizes in order of first appearance)."""
-    groups: dict[tuple[int, int], list[InputImage]] = defaultdict(list)
-    for item in images:
-        groups[item.size].append(item)
-    for group in groups.values():
-        for start in range(0, len(group), batch_size):
-            yield group[start : start + batch_size]
 
 
 def predict_images(
@@ -352,7 +342,7 @@ def run_predict(args: argparse.Namespace) -> int:
     models = load_models(args.model, device)
     total_failures = failures
     progress = tqdm(total=len(images), desc="wedepth predict", unit="image", disable=args.no_progress)
-    for batch in _batches(images, args.batch_size):
+    for batch in batches_by_size(images, lambda item: item.size, args.batch_size):
         loaded: list[tuple[InputImage, Image.Image]] = []
         for item in batch:
             try:
@@ -427,37 +417,6 @@ def run_convert_original(args: argparse.Namespace) -> int:
         except HubUploadError as error:
             logger.error(str(error))
             return 1
-    return 0
-
-
-def _examples_script(name: str) -> Path:
-    """The example script of a source checkout (examples/ beside the package), or a clear error."""
-    script = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
-    if not script.is_file():
-        raise SystemExit(
-            f"`wedepth {name}` runs examples/{name}.py of a source checkout, which is not present here ({script}). "
-            f"Install from a clone of the repository (`pip install -e .`) or run the script from the clone directly."
-        )
-    return script
-
-
-def run_example(name: str, argv: Sequence[str]) -> int:
-    """Run examples/<name>.py with `argv` as its command line in this process; returns its exit code."""
-    script = _examples_script(name)
-    saved_argv = sys.argv
-    sys.argv = [str(script), *argv]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exit_request:
-        code = exit_request.code
-        if code is None:
-            return 0
-        if isinstance(code, int):
-            return code
-        logger.error(str(code))
-        return 1
-    finally:
-        sys.argv = saved_argv
     return 0
 
 
@@ -550,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(
             name,
             add_help=False,
-            help=f"run examples/{name}.py of a source checkout with the remaining arguments",
-            description=f"Forwards every argument to examples/{name}.py (`wedepth {name} --help` shows its options).",
+            help=f"{name} (`wedepth {name} --help` lists its options)",
+            description=f"`wedepth {name} --help` lists its options.",
         )
     return parser
 
@@ -560,8 +519,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `wedepth` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("evaluate", "train"):
-        return run_example(argv[0], argv[1:])
+        # Their own parsers own every option after the sub-command (`wedepth train --help` shows them).
+        if argv[0] == "train":
+            from .training import main as command
+        else:
+            from .evaluation import main as command
+        return command(argv[1:])
     args = build_parser().parse_args(argv)
+    configure_command_logging()
     if args.command == "convert-original":
         return run_convert_original(args)
     return run_predict(args)

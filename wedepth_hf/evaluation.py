@@ -1,35 +1,32 @@
-"""Evaluation of depth models on the community protocols: dataset specs and one evaluation loop.
+"""Evaluation of depth models on the community protocols: dataset specs, one evaluation loop, `wedepth evaluate`.
 
 `EVALUATION_DATASETS` records, per dataset, how its depth is decoded and how it is scored (depth range, crop, KB
-crop, default focal); `build_evaluation_dataset` reads one; `evaluate_depth_model` runs batched inference through
+crop, default focal); `build_evaluation_dataset` reads one; `evaluate_depth_model` runs batched inference sharded by
 accelerate (flip TTA, KB crop with paste-back, per-image alignment) and averages the metrics over images. The training
-loop calls `evaluate_depth_model` for validation.
+loop calls `evaluate_depth_model` for validation; `main` is the `wedepth evaluate` command.
 """
 
+import argparse
 import dataclasses
-import logging
-from collections.abc import Mapping
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
-from .data.datasets import (
-    KB_CROP_SIZE,
-    KITTI_FOCAL,
-    NYU_FOCAL,
-    DepthListDataset,
-    HFDepthDataset,
-    kb_crop_box,
-    normalize_images,
-)
+from .constants import DIODE_FOCAL, HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, METRIC_NAMES, NYU_FOCAL, VKITTI2_FOCAL
+from .data.datasets import DepthListDataset, HFDepthDataset, kb_crop_box, normalize_images
+from .inference import batches_by_size, predict_from_pixel_values
 from .metrics import (
     ALIGNMENTS,
-    METRIC_NAMES,
+    CROPS,
     DepthMetricsAccumulator,
     align_depth,
     compute_depth_metrics,
@@ -38,11 +35,7 @@ from .metrics import (
 )
 
 
-logger = logging.getLogger(__name__)
-
-DIODE_FOCAL = 886.81
-HYPERSIM_FOCAL = 886.81
-VKITTI2_FOCAL = 725.0087
+logger = logging.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -244,33 +237,6 @@ class EvaluationResult:
         return dataclasses.asdict(self)
 
 
-def _predict(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) float32 depth from `model(pixel_values=...)`'s `predicted_depth`, resized to the input if needed."""
-    outputs = model(pixel_values=pixel_values)
-    depth = outputs["predicted_depth"] if isinstance(outputs, Mapping) else getattr(outputs, "predicted_depth", None)
-    if depth is None:
-        raise TypeError(f"The model returned {type(outputs).__name__} without `predicted_depth`.")
-    if depth.ndim == 4 and depth.shape[1] == 1:
-        depth = depth[:, 0]
-    if depth.ndim != 3 or depth.shape[0] != pixel_values.shape[0]:
-        raise ValueError(f"`predicted_depth` must have shape (B, H, W); got {tuple(depth.shape)}.")
-    depth = depth.float()
-    if depth.shape[-2:] != pixel_values.shape[-2:]:
-        depth = F.interpolate(depth[:, None], size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return depth
-
-
-def predict_from_pixel_values(
-    model: torch.nn.Module, pixel_values: torch.Tensor, *, flip_tta: bool = False
-) -> torch.Tensor:
-    """(B, H, W) float32 depth for normalised `pixel_values`; with `flip_tta`, the mean of the prediction and the
-    un-flipped prediction of the horizontally flipped input (the one definition of flip TTA in the package)."""
-    depth = _predict(model, pixel_values)
-    if flip_tta:
-        depth = 0.5 * (depth + _predict(model, pixel_values.flip(-1)).flip(-1))
-    return depth
-
-
 def predict_depth(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -318,7 +284,8 @@ def evaluate_depth_model(
 
     The model (a `WEDepthForDepthEstimation`, or any module returning `predicted_depth` (B, H, W)) runs in eval mode
     under `torch.inference_mode` on the device of its parameters; its training mode is restored afterwards. The
-    dataloader is prepared with `accelerator` (a new `Accelerator()` if None), so each process scores its shard;
+    dataloader is sharded over the processes of `accelerator` (a new `Accelerator()` if None) with accelerate's
+    `prepare_data_loader`, which leaves the accelerator's own state (the loaders `save_state` checkpoints) alone;
     per-image metrics are collected with `accelerator.gather_for_metrics`, which drops the samples duplicated to
     even out the last batch, so every process returns the same result over each image exactly once.
 
@@ -343,8 +310,10 @@ def evaluate_depth_model(
         from accelerate import Accelerator
 
         accelerator = Accelerator()
-    loader = accelerator.prepare(
-        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    loader = prepare_data_loader(
+        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list),
+        num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index,
     )
     network = accelerator.unwrap_model(model)
     parameter = next(network.parameters(), None)
@@ -374,11 +343,6 @@ def evaluate_depth_model(
                     accumulator.add(dict(zip(METRIC_NAMES, row[:-1].tolist())) if row[-1] > 0 else None)
     finally:
         network.train(was_training)
-        # `prepare` registered the loader for `save_state`/`load_state`; an evaluation loader must not end up in the
-        # training checkpoints (nor pile up when the training loop evaluates every epoch).
-        registered = getattr(accelerator, "_dataloaders", None)
-        if isinstance(registered, list) and loader in registered:
-            registered.remove(loader)
     if accumulator.num_skipped:
         logger.warning("%d images had no valid ground-truth pixel and were skipped.", accumulator.num_skipped)
     return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
@@ -394,10 +358,8 @@ def _score_batch(
     """(len(samples), 10) float64: each image's metrics and a last column 1 (scored) or 0 (no valid pixel)."""
     min_depth, max_depth, crop = settings["min_depth"], settings["max_depth"], settings["crop"]
     rows = torch.zeros((len(samples), len(METRIC_NAMES) + 1), dtype=torch.float64)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, sample in enumerate(samples):
-        groups.setdefault(tuple(sample["image"].shape[-2:]), []).append(index)
-    for (height, width), indices in groups.items():
+    for indices in batches_by_size(range(len(samples)), lambda index: samples[index]["image"].shape[-2:], len(samples)):
+        height, width = samples[indices[0]]["image"].shape[-2:]
         images = torch.stack([samples[index]["image"] for index in indices]).to(device)
         depth = predict_depth(
             model, images, flip_tta=settings["flip_tta"], kb_crop=settings["kb_crop"], kb_crop_size=kb_crop_size
@@ -458,6 +420,117 @@ def _aligned_prediction(
     return align_depth(prediction, target, mask, settings["alignment"])
 
 
+# ---- the `wedepth evaluate` command ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `wedepth evaluate` (and `examples/evaluate.py`)."""
+    parser = argparse.ArgumentParser(
+        prog="wedepth evaluate",
+        description=(
+            "Evaluate a depth checkpoint (folder or Hub id) on one dataset of the community protocols "
+            "(wedepth_hf.evaluation.EVALUATION_DATASETS). For `folder` give --depth_scale, --min_depth, --max_depth, "
+            "--crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, with --split, "
+            "--image_column, --depth_column. Runs on several GPUs under `accelerate launch`."
+        ),
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--dataset", required=True, choices=sorted(EVALUATION_DATASETS))
+    parser.add_argument("--data_root", required=True, help="dataset root (for 'hf': Hub id or dataset folder)")
+    parser.add_argument("--split_file", help="list file (default: the dataset's usual list file in data_root)")
+    parser.add_argument("--image_root", help="image folder, relative to data_root (default: data_root)")
+    parser.add_argument("--depth_root", help="depth folder, relative to data_root (default: data_root)")
+    parser.add_argument("--flip_tta", action="store_true", help="average with the prediction of the flipped image")
+    parser.add_argument("--alignment", default="none", choices=ALIGNMENTS)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument("--update_model_card", type=Path, help="write the results into this model card (README.md)")
+    parser.add_argument("--depth_scale", type=float, help="raw depth units per metre (overrides the dataset's)")
+    parser.add_argument("--min_depth", type=float, help="override the dataset's minimum valid depth")
+    parser.add_argument("--max_depth", type=float, help="override the dataset's maximum valid depth")
+    parser.add_argument("--crop", choices=("none", *CROPS), help="override the dataset's evaluation crop")
+    parser.add_argument("--focal", type=float, help="focal length (px) for list lines without one")
+    parser.add_argument("--kb_crop_size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=KB_CROP_SIZE)
+    parser.add_argument("--no_kb_crop", action="store_true", help="run the model on full images for KB-crop datasets")
+    parser.add_argument(
+        "--crop_on_kb_crop",
+        action="store_true",
+        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (the authors' evaluation), "
+        "instead of the prediction pasted into the full frame (the community standard, default)",
+    )
+    parser.add_argument("--split", default="validation", help="split of an 'hf' dataset")
+    parser.add_argument("--image_column", default="image")
+    parser.add_argument("--depth_column", default="depth_map")
+    return parser
+
+
+def _command_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DatasetSpec:
+    """The dataset's spec with the command line's overrides applied."""
+    spec = resolve_spec(
+        args.dataset,
+        depth_scale=args.depth_scale,
+        min_depth=args.min_depth,
+        max_depth=args.max_depth,
+        default_focal=args.focal,
+        kb_crop=False if args.no_kb_crop else None,
+    )
+    if args.crop is not None:
+        spec = dataclasses.replace(spec, crop=None if args.crop == "none" else args.crop)
+    if args.crop_on_kb_crop and not spec.kb_crop:
+        parser.error(f"--crop_on_kb_crop needs a KB-crop dataset; {args.dataset} is evaluated on full images here.")
+    return spec
+
+
+def _report(args: argparse.Namespace, spec: DatasetSpec, result: EvaluationResult) -> None:
+    """Log the results table; write the JSON report and the model card's results when asked."""
+    from .hub import results_table, update_model_card_results
+
+    logger.info(
+        "%s\nimages used: %d, skipped (no valid pixel): %d",
+        results_table({args.dataset: result.metrics}), result.num_images, result.num_skipped,
+    )
+    settings = {**result.settings, "model": args.model, "dataset": args.dataset, "data_root": str(args.data_root),
+                "split_file": args.split_file, "depth_scale": spec.depth_scale, "torch": torch.__version__}
+    report = {"results": {args.dataset: result.metrics}, "num_images": {args.dataset: result.num_images},
+              "num_skipped": {args.dataset: result.num_skipped}, "settings": settings}
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    if args.update_model_card is not None:
+        update_model_card_results(args.update_model_card, {args.dataset: result.metrics})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`wedepth evaluate`: load the model and dataset, evaluate, report; returns the exit code."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForDepthEstimation
+
+    from . import WEDepthForDepthEstimation  # noqa: F401  (registers WEDepth with the Auto classes)
+    from .command_logging import configure_command_logging
+
+    configure_command_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    spec = _command_spec(args, parser)
+    dataset = build_evaluation_dataset(
+        spec, args.data_root, args.split_file, image_root=args.image_root, depth_root=args.depth_root,
+        split=args.split, image_column=args.image_column, depth_column=args.depth_column,
+    )
+    accelerator = Accelerator()
+    model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device)
+    result = evaluate_depth_model(
+        model, dataset, batch_size=args.batch_size, min_depth=spec.min_depth, max_depth=spec.max_depth,
+        crop=spec.crop, kb_crop=spec.kb_crop, kb_crop_size=tuple(args.kb_crop_size),
+        crop_on_kb_crop=args.crop_on_kb_crop, flip_tta=args.flip_tta, alignment=args.alignment,
+        accelerator=accelerator, num_workers=args.num_workers,
+    )
+    if accelerator.is_main_process:
+        _report(args, spec, result)
+    return 0
+
+
 __all__ = [
     "EVALUATION_DATASETS",
     "DatasetSpec",
@@ -465,7 +538,7 @@ __all__ = [
     "build_evaluation_dataset",
     "diode_entries",
     "evaluate_depth_model",
+    "main",
     "predict_depth",
-    "predict_from_pixel_values",
     "resolve_spec",
 ]
