@@ -28,23 +28,26 @@ from wedepth_hf.training import (
     OutputDirError,
     TrainingConfig,
     TrainingInterrupted,
+    TrainingState,
     build_datasets,
     build_model,
     build_optimizer,
     build_scheduler,
+    bundled_config_names,
     find_latest_checkpoint,
     load_training_config,
     lr_factor,
     main,
     maybe_sync_batchnorm,
     parse_training_args,
+    read_checkpoint_state,
     resolve_checkpoint,
     train,
 )
 
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "examples" / "configs"
+CONFIGS = REPO / "wedepth_hf" / "configs"
 METRIC_KEYS = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"}
 
 
@@ -161,6 +164,24 @@ def test_shipped_configs_hold_the_papers_recipe() -> None:
     model = build_model(synthetic)
     assert model.config.vfm_config.num_hidden_layers <= 6 and model.config.vfm_config.hidden_size <= 192
 
+
+
+def test_bundled_configs_load_by_name_and_an_existing_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    assert bundled_config_names() == ["kitti", "nyu", "synthetic"]
+    for name in bundled_config_names():
+        assert load_training_config(name) == load_training_config(CONFIGS / f"{name}.yaml")
+    assert parse_training_args(["--config", "kitti", "--output_dir", "x"]).kb_crop is True
+    # A file at the given path wins over the bundled config of that name.
+    monkeypatch.chdir(tmp_path)
+    Path("nyu").write_text("dataset: synthetic\npreset: small\npretrained_backbones: false\n")
+    assert load_training_config("nyu").dataset == "synthetic"
+    # Neither a file nor a bundled name: an error that lists the bundled names.
+    with pytest.raises(FileNotFoundError, match=r"neither a file nor .* bundled config \(kitti, nyu, synthetic\)"):
+        load_training_config("imagenet")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_training_args(["--config", "imagenet"])
+    assert exit_info.value.code == 2 and "kitti, nyu, synthetic" in capsys.readouterr().err
 
 def test_validation_on_a_test_list_or_the_train_list_is_refused() -> None:
     with pytest.raises(ValueError, match="looks like a test list"):
@@ -321,6 +342,53 @@ def test_latest_ignores_incomplete_checkpoints(tmp_path: Path) -> None:
         resolve_checkpoint(str(checkpoints / "step_12"), tmp_path)
 
 
+
+# `training_state.json` of step 2 of `tiny_training(..., max_train_steps=2)`, as written by the code before
+# `TrainingState` (the `json.dumps(state, indent=2)` of its string-keyed state dict).
+EARLIER_STATE_FILE = """{
+  "global_step": 2,
+  "epoch": 0,
+  "batches_in_epoch": 2,
+  "best_metric": 0.429584867125801,
+  "best_step": 2,
+  "best_metrics": {
+    "abs_rel": 0.429584867125801,
+    "sq_rel": 0.8598504653982091,
+    "rmse": 1.8369632523819022,
+    "rmse_log": 0.6804012937754687,
+    "log10": 0.25071938055929033,
+    "silog": 48.63620277306654,
+    "delta1": 0.1884765625,
+    "delta2": 0.419921875,
+    "delta3": 0.6227213541666666
+  },
+  "train_shortest_edge": 32
+}"""
+
+
+def test_a_state_file_of_the_earlier_format_loads_and_is_written_the_same(tmp_path: Path) -> None:
+    state = TrainingState.from_json(EARLIER_STATE_FILE)
+    assert (state.global_step, state.epoch, state.batches_in_epoch, state.best_step) == (2, 0, 2, 2)
+    assert state.best_metric == state.best_metrics["abs_rel"] == 0.429584867125801
+    assert state.train_shortest_edge == 32 and state.history == [] and state.eval_history == []
+    assert state.to_json() == EARLIER_STATE_FILE  # the same keys, order and layout
+    checkpoint = tmp_path / "checkpoints" / "step_2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / STATE_FILE).write_text(EARLIER_STATE_FILE)
+    assert read_checkpoint_state(tiny_training(tmp_path), 1, checkpoint) == state
+
+
+def test_a_checkpoint_with_a_state_file_of_the_earlier_format_resumes(tmp_path: Path) -> None:
+    output_dir = tmp_path / "run"
+    train(tiny_training(output_dir, max_train_steps=2))
+    (output_dir / "checkpoints" / "step_2" / STATE_FILE).write_text(EARLIER_STATE_FILE)
+    resumed = train(tiny_training(output_dir, max_train_steps=3, resume_from_checkpoint="latest"))
+    assert [entry["step"] for entry in resumed.history] == [3]
+    assert resumed.best_step in (2, 3) and resumed.best_metric <= 0.429584867125801
+    written = (output_dir / "checkpoints" / "step_3" / STATE_FILE).read_text()
+    assert list(json.loads(written)) == list(json.loads(EARLIER_STATE_FILE))
+    assert json.loads(written)["global_step"] == 3
+
 # ---- training runs -------------------------------------------------------------------------------------------------
 
 
@@ -475,7 +543,7 @@ def test_train_script_end_to_end(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Training 2 samples, 2 steps" in completed.stderr and "step 1/2" in completed.stderr
     card = (output_dir / "model" / "README.md").read_text()
-    assert "python examples/train.py --config training_config.yaml" in card and "max_train_steps: 2" in card
+    assert "wedepth train --config training_config.yaml" in card and "max_train_steps: 2" in card
     assert (output_dir / "data" / "train.txt").is_file()  # synthetic data went through the NYU list layout
     result = _run_python(f"""
         import sys
@@ -490,6 +558,13 @@ def test_train_script_end_to_end(tmp_path: Path) -> None:
     assert "SHAPE (30, 50)" in result.stdout
     assert math.isfinite(json.loads((output_dir / "checkpoints" / "step_2" / STATE_FILE).read_text())["best_metric"])
 
+
+
+def test_build_datasets_returns_the_augmentation_the_training_set_applies(tmp_path: Path) -> None:
+    data = build_datasets(tiny_training(tmp_path / "run"))
+    assert data.augmentation is not None and data.train.transform is data.augmentation
+    assert data.validation.transform is None and data.dropped_validation_samples == []
+    assert build_datasets(tiny_training(tmp_path / "plain", augment=False)).augmentation is None
 
 def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
     """`on_bad_sample` reaches a `datasets` dataset too: an all-NaN depth map raises, or is skipped and counted."""
@@ -510,10 +585,10 @@ def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
     datasets.DatasetDict({"train": dataset}).save_to_disk(str(tmp_path / "hf"))
     common = {"dataset": "hf", "hf_dataset_name": str(tmp_path / "hf"), "hf_val_split": None, "augment": False}
 
-    strict, _ = build_datasets(tiny_training(tmp_path / "strict", **common))
+    strict = build_datasets(tiny_training(tmp_path / "strict", **common)).train
     with pytest.raises(ValueError, match=r"hf\[1\]: the depth map contains NaN"):
         strict[1]
-    lenient, _ = build_datasets(tiny_training(tmp_path / "lenient", on_bad_sample="skip", **common))
+    lenient = build_datasets(tiny_training(tmp_path / "lenient", on_bad_sample="skip", **common)).train
     assert torch.equal(lenient[1]["depth"], torch.from_numpy(depths[2]))
     assert lenient.skipped == 1
 
@@ -602,7 +677,7 @@ def test_no_token_reaches_disk_logs_or_the_hub(token_source: str, tmp_path: Path
     headings, blocks = markdown_structure(ModelCard.load(output_dir / "model" / "README.md").text)
     assert headings == ["# tiny ``` run # not a heading", "## Use", "## Training", "## Results", "## Citation"]
     bash = next(content for info, content in blocks if info == "bash")
-    assert bash.splitlines()[-1] == "python examples/train.py --config training_config.yaml"
+    assert bash.splitlines()[-1] == "wedepth train --config training_config.yaml"
     card_config = next(content for info, content in blocks if info == "yaml")
     assert yaml.safe_load(card_config) == yaml.safe_load(saved_config)
     reproduced = load_training_config(output_dir / "training_config.yaml")
@@ -720,7 +795,7 @@ def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(tmp_path: Path
     assert f"{damaged} is damaged or truncated" in caplog.text and "Traceback" not in caplog.text
     # The command it gives resumes from step 2, and moves the damaged checkpoint out of `latest`'s sight.
     command = shlex.split(message.split("resume from it with:\n")[1].splitlines()[0])
-    assert command[:4] == ["python", "examples/train.py", "--config", str(output_dir / "training_config.yaml")]
+    assert command[:4] == ["wedepth", "train", "--config", str(output_dir / "training_config.yaml")]
     assert main(command[2:]) == 0
     (abandoned,) = checkpoints.glob("abandoned-*")
     assert (abandoned / "step_4" / "model.safetensors").stat().st_size == damaged_size
@@ -771,7 +846,7 @@ def test_keyboard_interrupt_saves_a_checkpoint_when_the_state_is_whole(
     done = "saved the checkpoint" if where == "loading a batch" else "the latest complete checkpoint is"
     assert f"after step 2; {done} {step_2}. Resume with:" in str(interrupted.value)
     assert interrupted.value.resume_command == shlex.join([
-        "python", "examples/train.py", "--config", str(output_dir / "training_config.yaml"),
+        "wedepth", "train", "--config", str(output_dir / "training_config.yaml"),
         "--resume_from_checkpoint", str(step_2),
     ])
 
@@ -830,13 +905,15 @@ def test_bad_validation_samples_are_dropped_and_counted_never_replaced(tmp_path:
     common = {"dataset": "nyu", "data_root": str(root), "train_split_file": "train.txt", "val_split_file": "val.txt",
               "max_train_steps": 2, "eval_steps": 2}
 
-    train_set, val = build_datasets(tiny_training(tmp_path / "run", on_bad_sample="skip", **common))
+    data = build_datasets(tiny_training(tmp_path / "run", on_bad_sample="skip", **common))
+    train_set, val = data.train, data.validation
     ids = [val[index]["id"] for index in range(len(val))]
     assert len(ids) == 2 and len(set(ids)) == 2  # no sample is scored twice
     assert len(val.dropped) == 1 and bad_val in val.dropped[0]
+    assert data.dropped_validation_samples == val.dropped
     assert train_set[1]["id"] == train_set[2]["id"] and train_set.skipped == 1  # training still substitutes
     assert bad_train in train_set.skipped_ids[0]
-    _, strict = build_datasets(tiny_training(tmp_path / "strict", **common))
+    strict = build_datasets(tiny_training(tmp_path / "strict", **common)).validation
     with pytest.raises(ValueError, match="Cannot read depth file"):
         strict[0]
 
@@ -852,7 +929,8 @@ def test_a_bad_training_sample_is_never_replaced_by_a_held_out_validation_sample
     write_synthetic_nyu_layout(root, 8, 0, seed=0, height=32, width=48)
     config = tiny_training(tmp_path / "run", dataset="nyu", data_root=str(root), train_split_file="train.txt",
                            val_fraction=0.5, on_bad_sample="skip")
-    train_set, val = build_datasets(config)
+    data = build_datasets(config)
+    train_set, val = data.train, data.validation
     # A training sample whose next line in the list is held out for validation.
     position, index = next((position, index) for position, index in enumerate(train_set.indices)
                            if index + 1 in val.indices)

@@ -1,0 +1,56 @@
+"""The training command line (`wedepth train`, `python -m wedepth_hf train`, `examples/train.py`): parse the
+arguments, train, and turn the outcome into an exit status with a message that says what to do.
+
+Exit status: 0 done; 1 the upload failed, or the output folder or checkpoint cannot be used; 2 a bad command line
+(argparse); 130 stopped by Ctrl-C (`INTERRUPTED_EXIT_STATUS`), after saving a checkpoint when the state was whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transformers.utils import logging
+
+from ..command_logging import configure_command_logging
+from .checkpointing import CheckpointError
+from .config import parse_training_args
+from .interrupts import TrainingInterrupted, interrupted_outside_the_loop
+from .loop import train
+from .output_dir import OutputDirError
+
+
+logger = logging.get_logger(__name__)
+
+# The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_STATUS = 130
+# The environment variables in which launchers (torchrun, accelerate, MPI) give the number of processes.
+WORLD_SIZE_VARIABLES = ["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: parse `--config` and overrides, train, return the exit status.
+
+    0: done; 1: the upload failed, or the output folder or checkpoint cannot be used (the message says what to do);
+    130: interrupted by Ctrl-C (the message says where the checkpoint is and the command that resumes).
+    """
+    from accelerate.utils import get_int_from_env
+
+    from ..hub import HubUploadError
+
+    rank = configure_command_logging()
+    config = parse_training_args(argv)
+    try:
+        train(config)
+    except (HubUploadError, OutputDirError, CheckpointError) as error:
+        logger.error("%s", error)
+        return 1
+    except TrainingInterrupted as interrupted:
+        if rank == 0:  # every process knows the same checkpoint and command
+            logger.error("%s", interrupted)
+        return INTERRUPTED_EXIT_STATUS
+    except KeyboardInterrupt:
+        if rank == 0:
+            world = get_int_from_env(WORLD_SIZE_VARIABLES, 1)
+            logger.error("%s", interrupted_outside_the_loop(config, world))
+        return INTERRUPTED_EXIT_STATUS
+    return 0

@@ -1,0 +1,186 @@
+"""The exported model folder (`<output_dir>/model`): the weights (the best by validation, or the last), the image
+processor at the training resolution, the remote code and the model card.
+
+Weights are written through a temporary folder renamed at the end, with the step they are from
+(`EXPORT_STEP_FILE`), so that resuming from an older checkpoint can tell whether the export belongs to the branch it
+abandons. The card records the command and public configuration that reproduce the run, never argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import logging
+
+from ..image_processing_wedepth import WEDepthImageProcessor
+from ..modeling_wedepth import WEDepthForDepthEstimation
+from .commands import launch_command
+from .config import TrainingConfig
+from .layout import CONFIG_FILE, EXPORT_STEP_FILE, TEMPORARY_PREFIX
+
+
+logger = logging.get_logger(__name__)
+
+
+def exports_vfm(config: TrainingConfig, model: WEDepthForDepthEstimation) -> bool:
+    """Whether the exported folder includes the frozen VFM: with `export_full_model`, or when the model's VFM has no
+    recorded source to refer to (a randomly initialised VFM, say)."""
+    return config.export_full_model or model.config.vfm_fingerprint is None
+
+
+def save_model_weights(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool, step: int) -> None:
+    """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) into `folder` through a
+    temporary folder renamed at the end, with the step of the weights (`EXPORT_STEP_FILE`)."""
+    if accelerator.is_main_process:
+        temporary = folder.parent / f"{TEMPORARY_PREFIX}{folder.name}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(
+            temporary, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
+        )
+        (temporary / EXPORT_STEP_FILE).write_text(json.dumps({"global_step": step}), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(temporary, folder)
+    accelerator.wait_for_everyone()
+
+
+def read_export_step(model_dir: Path) -> int | None:
+    """The step whose weights the exported folder holds (`EXPORT_STEP_FILE`), or None when not recorded."""
+    try:
+        return int(json.loads((model_dir / EXPORT_STEP_FILE).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def export_model_folder(
+    model: torch.nn.Module,
+    accelerator: Any,
+    config: TrainingConfig,
+    model_dir: Path,
+    *,
+    best_metrics: dict[str, float] | None,
+    best_step: int | None,
+    global_step: int,
+    train_shortest_edge: int | None = None,
+    dropped_validation_samples: int = 0,
+) -> None:
+    """Complete the exported folder: weights (when not already the best ones), image processor, model card.
+
+    The image processor resizes to the resolution of training (`train_shortest_edge`, the shorter side of the
+    training batches). The card records the command and public configuration that reproduce the run, never argv.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    include_vfm = exports_vfm(config, unwrapped)
+    if best_metrics is None:
+        save_model_weights(model, accelerator, model_dir, include_vfm, global_step)
+    if not accelerator.is_main_process:
+        return
+    _save_image_processor(model_dir, train_shortest_edge)
+    selection = _selection_text(config, best_metrics, best_step, global_step, dropped_validation_samples)
+    _write_model_card(
+        unwrapped, config, model_dir, best_metrics=best_metrics, selection=selection, include_vfm=include_vfm,
+        num_processes=accelerator.num_processes,
+    )
+
+
+def _save_image_processor(model_dir: Path, train_shortest_edge: int | None) -> None:
+    """The image processor of the folder: resizing to the training resolution, or the default one when no training
+    batch was seen."""
+    if train_shortest_edge is None:
+        logger.warning("No training batch seen: the exported image processor keeps its default resolution.")
+        WEDepthImageProcessor().save_pretrained(model_dir)
+    else:
+        WEDepthImageProcessor(do_resize=True, size={"shortest_edge": train_shortest_edge}).save_pretrained(model_dir)
+
+
+def _selection_text(
+    config: TrainingConfig,
+    best_metrics: dict[str, float] | None,
+    best_step: int | None,
+    global_step: int,
+    dropped_validation_samples: int,
+) -> str:
+    """The card's account of which weights the folder holds, and of the validation samples left out."""
+    if best_metrics is not None:
+        selection = (
+            f"the weights with the best validation `{config.metric_for_best_model}` "
+            f"({best_metrics[config.metric_for_best_model]:.4f}, step {best_step} of {global_step})"
+        )
+    else:
+        selection = f"the weights after the last step ({global_step}); no validation split was configured"
+    if dropped_validation_samples:
+        selection += (
+            f"; {dropped_validation_samples} bad validation sample(s) were left out of validation "
+            f"(`on_bad_sample: skip`)"
+        )
+    return selection
+
+
+def _card_metadata(config: TrainingConfig, model: WEDepthForDepthEstimation) -> dict[str, Any]:
+    """Base models, datasets and dataset types for the model card."""
+    base_models: list[str] = []
+    if config.init_from is not None and not Path(config.init_from).exists():
+        base_models.append(config.init_from)
+    elif config.init_from is None and config.pretrained_backbones:
+        for source in (model.config.vfm_pretrained_name_or_path, model.config.encoder_pretrained_name_or_path):
+            if source and not Path(source).exists():
+                base_models.append(source)
+    datasets = [config.hf_dataset_name] if config.dataset == "hf" and not Path(config.hf_dataset_name).exists() else []
+    display_name = f"{config.dataset} (validation)"
+    dataset_types = {display_name: datasets[0] if datasets else config.dataset}
+    return {"base_models": base_models, "datasets": datasets, "dataset_types": dataset_types,
+            "display_name": display_name}
+
+
+def _model_description(model: WEDepthForDepthEstimation, include_vfm: bool) -> str:
+    """The card's description of the model: parameter counts, the depth range trained on, how the VFM is stored."""
+    from ..hub import vfm_storage_text
+
+    counts = model.parameter_counts()
+    return (
+        f"Parameters: {counts['total'] / 1e6:.2f}M in all, {counts['trainable'] / 1e6:.2f}M trained, the frozen VFM "
+        f"{counts['vfm'] / 1e6:.2f}M; trained on depths above {model.config.min_depth} m"
+        + (f" and below {model.config.max_depth} m." if model.config.max_depth is not None else ".")
+        + " "
+        + vfm_storage_text(model.config, include_vfm)
+    )
+
+
+def _write_model_card(
+    model: WEDepthForDepthEstimation,
+    config: TrainingConfig,
+    model_dir: Path,
+    *,
+    best_metrics: dict[str, float] | None,
+    selection: str,
+    include_vfm: bool,
+    num_processes: int,
+) -> None:
+    """The folder's README.md: results, base models and datasets, the command and public configuration of the run."""
+    from ..hub import render_model_card
+
+    metadata = _card_metadata(config, model)
+    card = render_model_card(
+        model_name=config.model_name or (config.hub_model_id or Path(config.output_dir).name).split("/")[-1],
+        repo_id=config.hub_model_id or str(model_dir),
+        results={metadata["display_name"]: best_metrics} if best_metrics else None,
+        base_models=metadata["base_models"],
+        datasets=metadata["datasets"],
+        dataset_types=metadata["dataset_types"],
+        results_split="validation",
+        license=config.license,
+        training_command=(
+            f"# with the configuration below saved as {CONFIG_FILE} (the run wrote it to its output folder);\n"
+            f"# secrets such as the Hub token are never recorded: give them with HF_TOKEN or `hf auth login`\n"
+            + launch_command(num_processes, CONFIG_FILE)
+        ),
+        training_config=config.to_public_dict(),
+        model_description=_model_description(model, include_vfm),
+        selection_text=selection,
+    )
+    card.save(model_dir / "README.md")

@@ -1,0 +1,483 @@
+"""The training loop: `train` runs a whole training as its `TrainingConfig` says, as a short sequence of named steps
+over a `TrainingState`.
+
+Claim the output folder; build and prepare the pieces (`TrainingRun`); restore the state of the checkpoint resumed
+from; train epoch by epoch (mixed precision, gradient accumulation, clipping, multi-GPU through accelerate), with
+validation by `wedepth_hf.evaluation.evaluate_depth_model`, the best model exported as it is found, and atomic
+checkpoints; then the last evaluation and checkpoint, the exported folder and the optional Hub upload. Every random
+draw of a step depends only on its position in training, so a resumed run repeats the steps it had not saved.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers.utils import logging
+
+from .builders import (
+    EpochShuffleSampler,
+    TrainingData,
+    build_datasets,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    maybe_sync_batchnorm,
+)
+from .checkpointing import load_checkpoint, save_checkpoint
+from ..constants import LOWER_IS_BETTER
+from .config import TrainingConfig
+from .export import export_model_folder, exports_vfm, save_model_weights
+from .interrupts import InterruptRequest, StopRequested, TrainingInterrupted, interruption
+from .layout import CHECKPOINTS_DIR, MODEL_DIR
+from .output_dir import OutputDirClaim, claim_output_dir
+from .state import TrainingResult, TrainingState
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class StepPlan:
+    """How a run's optimizer steps fall into epochs, and how many of them warm the learning rate up."""
+
+    steps_per_epoch: int
+    max_train_steps: int
+    num_epochs: int
+    warmup_steps: int
+
+
+@dataclass
+class TrainingRun:
+    """The pieces of a run once built and prepared by accelerate: what the loop's steps work with."""
+
+    config: TrainingConfig
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # accelerate's scheduler around the `build_scheduler` LambdaLR
+    dataloader: Any  # accelerate's prepared DataLoader (sharded, with `set_epoch`)
+    data: TrainingData
+    plan: StepPlan
+    trainable: list[torch.nn.Parameter]
+
+    @property
+    def output_dir(self) -> Path:
+        """The run's output folder."""
+        return Path(self.config.output_dir)
+
+    @property
+    def model_dir(self) -> Path:
+        """The exported model folder."""
+        return self.output_dir / MODEL_DIR
+
+    def save_checkpoint(self, state: TrainingState) -> Path:
+        """Save a checkpoint of `state` (and of the model, optimiser, schedule and random states); return its folder."""
+        return save_checkpoint(
+            self.accelerator, self.output_dir / CHECKPOINTS_DIR, state, self.config.checkpoints_total_limit
+        )
+
+
+@dataclass
+class LoopMarks:
+    """What the loop remembers of its own steps and does not save: the last step evaluated, the last checkpoint
+    saved (or resumed from) and its step, and whether the model, optimiser and schedule are exactly the state."""
+
+    last_checkpoint_step: int
+    last_checkpoint: Path | None
+    last_evaluated_step: int | None = None
+    # True while no step is half done, no gradient accumulated and no evaluation running: only then can an
+    # interrupt be saved as a checkpoint of the state.
+    clean: bool = True
+
+
+def train(config: TrainingConfig) -> TrainingResult:
+    """Run a full training as `config` says; return where the model went and the loss/evaluation history.
+
+    One training at a time per `output_dir` (an OS lock; `OutputDirError` otherwise), and never over an earlier run's
+    checkpoints or exported model without `overwrite_output_dir`. Resuming from a checkpoint older than others moves
+    the later ones aside (`abandon_later_work`). Ctrl-C saves a checkpoint at the next step boundary and raises
+    `TrainingInterrupted` (a `KeyboardInterrupt`) with the command that resumes; a damaged checkpoint raises a
+    `CheckpointError`. Raises `wedepth_hf.hub.HubUploadError` when the final upload fails (the folder is kept).
+    """
+    accelerator = _make_accelerator(config)
+    claim = claim_output_dir(config, accelerator)
+    try:
+        run = _set_up_run(config, accelerator)
+        state = _restore_state(run, claim)
+        _start_tracking(run)
+        marks = _train_steps(run, state, claim.resume_path)
+        _finish_training(run, state, marks)
+        return _export_and_push(run, state)
+    finally:
+        claim.release()
+
+
+# ---- set-up ----------------------------------------------------------------------------------------------------------
+
+
+def _make_accelerator(config: TrainingConfig) -> Any:
+    """The `Accelerator` of the run: precision, gradient accumulation, trackers logging to `<output_dir>/logs`."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    output_dir = Path(config.output_dir)
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=_resolve_trackers(config.log_with),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+
+
+def _resolve_trackers(log_with: str) -> list[str] | None:
+    """accelerate `log_with` from the config: "auto" means tensorboard when installed, else python logging only."""
+    names = [name.strip() for name in log_with.split(",") if name.strip()]
+    if names in ([], ["none"]):
+        return None
+    if names == ["auto"]:
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else None
+    if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("`log_with: tensorboard` needs tensorboard: `pip install tensorboard` (or `log_with: none`).")
+    return names
+
+
+def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
+    """Build the model, data, optimiser and schedule (seeded), and prepare them with accelerate."""
+    from accelerate.utils import set_seed
+
+    from ..data import collate_depth_samples
+
+    set_seed(config.seed)
+    model = maybe_sync_batchnorm(
+        build_model(config), enabled=config.sync_batchnorm, num_processes=accelerator.num_processes,
+        device=accelerator.device, is_main_process=accelerator.is_main_process,
+    )
+    data = build_datasets(config, accelerator)
+    _check_data(config, model, data)
+    dataloader = DataLoader(
+        data.train,
+        batch_size=config.per_device_train_batch_size,
+        sampler=EpochShuffleSampler(len(data.train), config.seed),
+        collate_fn=collate_depth_samples,
+        num_workers=config.dataloader_num_workers,
+        drop_last=config.dataloader_drop_last,
+    )
+    optimizer = build_optimizer(model, config)
+    plan = plan_steps(config, len(dataloader), accelerator.num_processes, len(data.train))
+    scheduler = build_scheduler(
+        optimizer, plan.warmup_steps, plan.max_train_steps, config.min_lr_ratio, accelerator.num_processes,
+        warmup_start_ratio=config.warmup_start_ratio,
+    )
+    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+    return TrainingRun(
+        config=config, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+        dataloader=dataloader, data=data, plan=plan,
+        trainable=[parameter for parameter in model.parameters() if parameter.requires_grad],
+    )
+
+
+def _check_data(config: TrainingConfig, model: torch.nn.Module, data: TrainingData) -> None:
+    """Refuse an empty training set, and validation without a depth range to score."""
+    if len(data.train) == 0:
+        raise ValueError("The training dataset is empty.")
+    no_depth_range = config.eval_max_depth is None and getattr(model.config, "max_depth", None) is None
+    if data.validation is not None and no_depth_range:
+        raise ValueError(
+            "Validation scores depth up to `eval_max_depth`, and the model config has no max_depth to default to: set "
+            "`eval_max_depth` (e.g. 10 for NYU, 80 for KITTI)."
+        )
+
+
+def plan_steps(config: TrainingConfig, num_batches: int, num_processes: int, num_samples: int) -> StepPlan:
+    """The step plan for a dataloader of `num_batches` batches in all (each process gets its share) over
+    `num_samples` training samples: `max_train_steps`, or `num_train_epochs` epochs."""
+    batches_per_epoch = math.ceil(num_batches / num_processes)
+    if batches_per_epoch == 0:
+        raise ValueError(
+            f"No full training batch: {num_samples} samples, batch size {config.per_device_train_batch_size}, "
+            f"drop_last={config.dataloader_drop_last}."
+        )
+    steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+    max_train_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    warmup_steps = config.warmup_steps
+    if warmup_steps is None:
+        warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    return StepPlan(steps_per_epoch, max_train_steps, num_epochs, min(warmup_steps, max_train_steps))
+
+
+def _restore_state(run: TrainingRun, claim: OutputDirClaim) -> TrainingState:
+    """A fresh state, or that of the checkpoint resumed from (its model, optimiser, schedule and random states are
+    restored too); an epoch whose batches were all seen continues with the next one."""
+    if claim.resume_path is None:
+        return TrainingState()
+    state = load_checkpoint(run.accelerator, run.config, claim.resume_path)
+    logger.info("Resumed from %s at step %d (epoch %d)", claim.resume_path, state.global_step, state.epoch)
+    if claim.restart_selection:
+        state.forget_best()
+    if state.batches_in_epoch >= len(run.dataloader):
+        state.epoch += 1
+        state.batches_in_epoch = 0
+    return state
+
+
+def _start_tracking(run: TrainingRun) -> None:
+    """Start the trackers with the public configuration, and log what the run will do."""
+    config, accelerator = run.config, run.accelerator
+    if accelerator.trackers:
+        accelerator.init_trackers("wedepth", config=_flat_hparams(config.to_public_dict()))
+    counts = accelerator.unwrap_model(run.model).parameter_counts()
+    logger.info(
+        "Training %s samples, %d steps (%d epochs of %d steps), warm-up %d steps, %.2fM trainable of %.2fM parameters, "
+        "%d process(es), batch %d per device x %d accumulation",
+        len(run.data.train), run.plan.max_train_steps, run.plan.num_epochs, run.plan.steps_per_epoch,
+        run.plan.warmup_steps, counts["trainable"] / 1e6, counts["total"] / 1e6, accelerator.num_processes,
+        config.per_device_train_batch_size, config.gradient_accumulation_steps,
+    )
+
+
+def _flat_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Tracker-friendly hyper-parameters: scalars kept, everything else as a string."""
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+        for key, value in values.items()
+    }
+
+
+# ---- the steps -------------------------------------------------------------------------------------------------------
+
+
+def batch_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> int:
+    """The torch seed of one micro-batch: a function of its position in training only (exact resume)."""
+    return (seed * 1_000_003 + epoch * 10_007 + batch_index) * 64 + process_index
+
+
+def _train_steps(run: TrainingRun, state: TrainingState, resume_path: Path | None) -> LoopMarks:
+    """Train up to `max_train_steps`, epoch by epoch. On Ctrl-C, save a checkpoint when the state is whole and
+    raise `TrainingInterrupted` saying how to resume."""
+    from tqdm.auto import tqdm
+
+    marks = LoopMarks(last_checkpoint_step=state.global_step, last_checkpoint=resume_path)
+    progress = tqdm(total=run.plan.max_train_steps, initial=state.global_step, desc="training",
+                    disable=not run.accelerator.is_local_main_process)
+    run.model.train()
+    with InterruptRequest() as interrupt:
+        try:
+            for epoch in range(state.epoch, run.plan.num_epochs):
+                if state.global_step >= run.plan.max_train_steps:
+                    break
+                _train_epoch(run, state, marks, interrupt, progress, epoch)
+        except (StopRequested, KeyboardInterrupt) as stop:
+            progress.close()
+            raise _interrupted(run, state, marks, stop) from None
+    progress.close()
+    return marks
+
+
+def _interrupted(
+    run: TrainingRun, state: TrainingState, marks: LoopMarks, stop: BaseException
+) -> TrainingInterrupted:
+    """The `TrainingInterrupted` of a stop, after saving a checkpoint of the state when it is whole, not saved yet,
+    and every process stopped at this boundary (`StopRequested`; a single process always can)."""
+    num_processes = run.accelerator.num_processes
+    together = isinstance(stop, StopRequested) or num_processes == 1
+    saved = marks.clean and together and marks.last_checkpoint_step != state.global_step
+    if saved:
+        marks.last_checkpoint = run.save_checkpoint(state)
+    return interruption(run.config, num_processes, state.global_step, marks.last_checkpoint, saved)
+
+
+def _train_epoch(
+    run: TrainingRun, state: TrainingState, marks: LoopMarks, interrupt: InterruptRequest, progress: Any, epoch: int
+) -> None:
+    """One epoch (from the batch a resumed state stopped at): a step per `gradient_accumulation_steps` batches,
+    stopping at `max_train_steps` or at a step boundary after Ctrl-C; then the epoch's evaluation if by epoch."""
+    accelerator = run.accelerator
+    state.epoch = epoch
+    run.dataloader.set_epoch(epoch)
+    augmentation = run.data.augmentation
+    if augmentation is not None and hasattr(augmentation, "set_epoch"):
+        augmentation.set_epoch(epoch)
+    epoch_loader = run.dataloader
+    if state.batches_in_epoch > 0:
+        from accelerate import skip_first_batches
+
+        epoch_loader = skip_first_batches(run.dataloader, state.batches_in_epoch)
+    accumulated_loss = torch.zeros((), device=accelerator.device)
+    accumulated_batches = 0
+    for batch in epoch_loader:
+        marks.clean = False
+        loss = _forward_backward(run, state, batch, epoch)
+        state.batches_in_epoch += 1
+        accumulated_loss += loss.detach()
+        accumulated_batches += 1
+        if not accelerator.sync_gradients:
+            continue
+        state.global_step += 1
+        step_loss = accelerator.reduce(accumulated_loss / accumulated_batches, reduction="mean").item()
+        accumulated_loss.zero_()
+        accumulated_batches = 0
+        _after_step(run, state, marks, progress, step_loss, epoch)
+        marks.clean = True
+        if state.global_step >= run.plan.max_train_steps:
+            break
+        if interrupt.agreed(accelerator):
+            raise StopRequested
+    if run.data.validation is not None and run.config.eval_steps is None:
+        _evaluate_once(run, state, marks)
+    state.epoch = epoch + 1
+    state.batches_in_epoch = 0
+
+
+def _forward_backward(run: TrainingRun, state: TrainingState, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+    """One micro-batch: forward with a seed of its position, backward, and (at the end of an accumulation) the
+    clipped optimizer and schedule step; returns the loss. A non-finite loss stops the run naming the samples."""
+    config, accelerator, model = run.config, run.accelerator, run.model
+    if state.train_shortest_edge is None:
+        state.train_shortest_edge = int(min(batch["pixel_values"].shape[-2:]))
+    # Forward randomness (drop-path) depends only on the position in training: a resume repeats it.
+    torch.manual_seed(batch_seed(config.seed, epoch, state.batches_in_epoch, accelerator.process_index))
+    with accelerator.accumulate(model):
+        outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+        loss = outputs.loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"Non-finite training loss ({loss.item()}) at step {state.global_step + 1} on "
+                f"{batch['ids']}. Check these samples (depth range, invalid pixels) or lower the "
+                f"learning rate."
+            )
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and config.max_grad_norm is not None and config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(run.trainable, config.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
+    return loss
+
+
+def _after_step(
+    run: TrainingRun, state: TrainingState, marks: LoopMarks, progress: Any, step_loss: float, epoch: int
+) -> None:
+    """After optimizer step `state.global_step`: record and log its loss and learning rate, then evaluate and save a
+    checkpoint when the config's intervals say so."""
+    config, step = run.config, state.global_step
+    learning_rate = run.scheduler.get_last_lr()[0]
+    state.history.append({"step": step, "loss": step_loss, "lr": learning_rate})
+    run.accelerator.log({"train/loss": step_loss, "train/lr": learning_rate, "train/epoch": epoch}, step=step)
+    progress.update(1)
+    progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
+    if step % config.logging_steps == 0 or step == 1:
+        logger.info("step %d/%d epoch %d loss %.4f lr %.3e", step, run.plan.max_train_steps, epoch, step_loss,
+                    learning_rate)
+    if run.data.validation is not None and config.eval_steps is not None and step % config.eval_steps == 0:
+        _evaluate_and_track(run, state)
+        marks.last_evaluated_step = step
+    if config.checkpointing_steps is not None and step % config.checkpointing_steps == 0:
+        marks.last_checkpoint = run.save_checkpoint(state)
+        marks.last_checkpoint_step = step
+
+
+# ---- validation ------------------------------------------------------------------------------------------------------
+
+
+def _evaluate_once(run: TrainingRun, state: TrainingState, marks: LoopMarks) -> None:
+    """Evaluate the current step unless it already was; an interrupt meanwhile saves nothing (the state is not
+    whole)."""
+    if marks.last_evaluated_step == state.global_step:
+        return
+    marks.clean = False
+    _evaluate_and_track(run, state)
+    marks.last_evaluated_step = state.global_step
+    marks.clean = True
+
+
+def _evaluate_and_track(run: TrainingRun, state: TrainingState) -> None:
+    """Validate the current step, record and log the metrics, and export the weights when they are the best yet."""
+    metrics = _validation_metrics(run)
+    run.model.train()
+    step = state.global_step
+    state.eval_history.append({"step": step, **metrics})
+    run.accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
+    summary = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+    logger.info("step %d validation: %s", step, summary)
+    metric = run.config.metric_for_best_model
+    value = metrics[metric]
+    if _is_better(value, state.best_metric, metric):
+        state.record_best(value, metrics)
+        include_vfm = exports_vfm(run.config, run.accelerator.unwrap_model(run.model))
+        save_model_weights(run.model, run.accelerator, run.model_dir, include_vfm, step)
+        logger.info("New best validation %s %.4f at step %d -> %s", metric, value, step, run.model_dir)
+
+
+def _validation_metrics(run: TrainingRun) -> dict[str, float]:
+    """Validation metrics with `evaluate_depth_model` (the protocol used everywhere in the package)."""
+    from ..evaluation import evaluate_depth_model
+
+    config, accelerator = run.config, run.accelerator
+    model = accelerator.unwrap_model(run.model)
+    result = evaluate_depth_model(
+        model,
+        run.data.validation,
+        batch_size=config.per_device_eval_batch_size,
+        min_depth=config.eval_min_depth if config.eval_min_depth is not None else model.config.min_depth,
+        max_depth=config.eval_max_depth if config.eval_max_depth is not None else model.config.max_depth,
+        crop=config.eval_crop,
+        kb_crop=config.kb_crop,
+        flip_tta=config.eval_flip_tta,
+        accelerator=accelerator,
+        num_workers=config.dataloader_num_workers,
+        progress=False,
+    )
+    return {key: float(value) for key, value in result.metrics.items()}
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    """Whether `value` improves on `best` (lower is better for errors, higher for the delta accuracies)."""
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+# ---- the end ---------------------------------------------------------------------------------------------------------
+
+
+def _finish_training(run: TrainingRun, state: TrainingState, marks: LoopMarks) -> None:
+    """Evaluate and save a checkpoint of the last step, when the intervals did not end on it."""
+    if run.data.validation is not None and marks.last_evaluated_step != state.global_step:
+        _evaluate_and_track(run, state)
+    if run.config.checkpointing_steps is not None and marks.last_checkpoint_step != state.global_step:
+        run.save_checkpoint(state)
+
+
+def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
+    """Complete the exported folder, end the trackers, upload the folder when asked; the run's result."""
+    config, accelerator = run.config, run.accelerator
+    export_model_folder(
+        run.model, accelerator, config, run.model_dir,
+        best_metrics=state.best_metrics, best_step=state.best_step, global_step=state.global_step,
+        train_shortest_edge=state.train_shortest_edge,
+        dropped_validation_samples=len(run.data.dropped_validation_samples),
+    )
+    result = TrainingResult(
+        output_dir=run.output_dir, model_dir=run.model_dir, global_step=state.global_step, history=state.history,
+        eval_history=state.eval_history, best_metric=state.best_metric, best_step=state.best_step,
+        dropped_validation_samples=list(run.data.dropped_validation_samples),
+    )
+    accelerator.end_training()
+    logger.info("Exported %s (%s)", run.model_dir, "best validation" if state.best_metrics else "final weights")
+    if config.push_to_hub and accelerator.is_main_process:
+        from ..hub import push_folder_to_hub
+
+        result.hub_url = push_folder_to_hub(
+            run.model_dir, config.hub_model_id, private=config.hub_private, token=config.hub_token,
+            revision=config.hub_revision, commit_message=f"WEDepth trained for {state.global_step} steps",
+        )
+    return result
