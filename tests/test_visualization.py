@@ -70,7 +70,7 @@ def test_uint16_millimetres_round_trip(tmp_path) -> None:
 
 def test_uint16_clips_far_depth_and_warns(monkeypatch) -> None:
     messages = []
-    monkeypatch.setattr(visualization.logger, "warning", lambda message: messages.append(message))
+    monkeypatch.setattr(visualization.logger, "warning", lambda message, *args: messages.append(message % args))
     depth = np.array([[1.0, 70.0], [np.nan, -1.0]])
     millimetres = depth_to_uint16_millimetres(depth)
     assert millimetres.tolist() == [[1000, 65535], [0, 0]]

@@ -8,7 +8,6 @@ computes (see `tests/test_parity.py`).
 """
 
 import json
-import logging
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -18,11 +17,13 @@ from typing import Any
 import torch
 from transformers import Dinov2Config, SwinConfig
 
+from transformers.utils import logging
+
 from .configuration_wedepth import _DINOV2_SIZES, _SWIN_RECIPE, _SWIN_SIZES, NUM_STAGES, WEDepthConfig
 from .modeling_wedepth import WEDepthForDepthEstimation
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 # The authors' `encoder_name` values (their `module/encoder.py`) and the transformers checkpoints of the same Swin.
 _ENCODER_CHECKPOINTS = {

@@ -11,7 +11,6 @@ between the card's result markers). `push_folder_to_hub` uploads an exported mod
 from __future__ import annotations
 
 import json
-import logging
 import re
 from importlib import resources
 import shlex
@@ -25,10 +24,12 @@ from typing import Any
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 
+from transformers.utils import logging
+
 from .constants import METRIC_DISPLAY_NAMES
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_TEMPLATE = "templates/model_card.md"
 """The model card template, package data of wedepth_hf (read with importlib.resources, so it works from a wheel)."""

@@ -158,12 +158,12 @@ def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.nd
     depth = np.asarray(depth, dtype=np.float64)
     invalid = ~np.isfinite(depth) | (depth <= 0)
     if invalid.any():
-        logger.warning(f"{name}: {int(invalid.sum())} pixels have no valid depth (non-finite or <= 0); written as 0.")
+        logger.warning("%s: %d pixels have no valid depth (non-finite or <= 0); written as 0.", name, invalid.sum())
     too_far = ~invalid & (depth > MAX_UINT16_DEPTH_METRES)
     if too_far.any():
         logger.warning(
-            f"{name}: {int(too_far.sum())} pixels are beyond {MAX_UINT16_DEPTH_METRES} m, the largest depth a uint16 "
-            f"millimetre PNG holds; they are clipped to it."
+            "%s: %d pixels are beyond %g m, the largest depth a uint16 millimetre PNG holds; they are clipped to it.",
+            name, too_far.sum(), MAX_UINT16_DEPTH_METRES,
         )
     millimetres = np.round(np.clip(np.where(invalid, 0.0, depth), 0.0, MAX_UINT16_DEPTH_METRES) * 1000.0)
     return millimetres.astype(np.uint16)

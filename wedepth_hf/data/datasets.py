@@ -11,7 +11,6 @@ Layouts read here:
 - A Hugging Face `datasets` dataset with an image column and a depth column (`HFDepthDataset`).
 """
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,10 +22,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from transformers.utils import logging
+
 from ..constants import HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 
 DEPTH_DECODINGS: tuple[str, ...] = ("auto", "png", "sunrgbd_png", "npy", "hypersim_distance")

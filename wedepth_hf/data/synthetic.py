@@ -14,7 +14,6 @@ bit-identical output on every call.
 """
 
 import colorsys
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,10 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from transformers.utils import logging
+
 from ..constants import MAX_UINT16_DEPTH_METRES, NYU_CX, NYU_CY, NYU_FX, NYU_FY, NYU_SIZE
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 # NYU-Depth v2 (Kinect) colour intrinsics at 640x480 are scaled linearly to the output size.
 NYU_HEIGHT, NYU_WIDTH = NYU_SIZE
