@@ -188,13 +188,10 @@ def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
     return tuple(state_dict[key].shape)
 
 
-def _wedepth_config(
-    state_dict: Mapping[str, torch.Tensor],
-    model: Mapping[str, Any],
-    vfm_config: Dinov2Config | None,
-    encoder_config: SwinConfig | None,
-) -> WEDepthConfig:
-    """The `WEDepthConfig` of an official checkpoint: its config's model section plus the widths of its tensors."""
+def _architectures(
+    model: Mapping[str, Any], vfm_config: Dinov2Config | None, encoder_config: SwinConfig | None
+) -> tuple[Dinov2Config, SwinConfig, dict[str, str | None]]:
+    """The VFM and encoder configs (the authors' defaults where not given) and the Hub ids they stand for."""
     sources: dict[str, str | None] = {"vfm": None, "encoder": None}
     if vfm_config is None:
         vfm_config = Dinov2Config(image_size=518, patch_size=14, mlp_ratio=4, **_DINOV2_SIZES[_DEFAULT_VFM])
@@ -217,6 +214,11 @@ def _wedepth_config(
             _AUTHORS_SWIN_EPS,
         )
         encoder_config = SwinConfig.from_dict({**encoder_config.to_dict(), "layer_norm_eps": _AUTHORS_SWIN_EPS})
+    return vfm_config, encoder_config, sources
+
+
+def _check_model_section(model: Mapping[str, Any], vfm_config: Dinov2Config) -> None:
+    """Refuse the authors' settings this model cannot take, with what to do."""
     if model.get("dropout", 0.0) != 0.0:
         raise ValueError(
             f"The config's dropout is {model['dropout']}; the authors' configs use 0.0, and this model has no decoder "
@@ -231,6 +233,17 @@ def _wedepth_config(
         )
     if model.get("patch_size", vfm_config.patch_size) != vfm_config.patch_size:
         raise ValueError(f"The config's patch_size ({model['patch_size']}) is not the VFM's ({vfm_config.patch_size}).")
+
+
+def _wedepth_config(
+    state_dict: Mapping[str, torch.Tensor],
+    model: Mapping[str, Any],
+    vfm_config: Dinov2Config | None,
+    encoder_config: SwinConfig | None,
+) -> WEDepthConfig:
+    """The `WEDepthConfig` of an official checkpoint: its config's model section plus the widths of its tensors."""
+    vfm_config, encoder_config, sources = _architectures(model, vfm_config, encoder_config)
+    _check_model_section(model, vfm_config)
     decoder_layers = sum(
         1 for key in state_dict if re.fullmatch(r"decoder\.transformer\.encoder\.layer_\d+\.norm1\.weight", key)
     )
@@ -355,6 +368,42 @@ def convert_original_checkpoint(
     return model.eval()
 
 
+def _converted_card(
+    model: WEDepthForDepthEstimation,
+    original_config: Mapping[str, Any],
+    checkpoint_name: str,
+    command: list[str] | str | None,
+    repo_id: str,
+    license: str,
+) -> Any:
+    """The model card of a converted checkpoint: the authors' checkpoint and configuration, and the VFM it holds."""
+    from .hub import render_model_card, vfm_storage_text
+
+    config = model.config
+    counts = model.parameter_counts()
+    base_models = [
+        source
+        for source in (config.vfm_pretrained_name_or_path, config.encoder_pretrained_name_or_path)
+        if source and not Path(source).exists()
+    ]
+    return render_model_card(
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        base_models=base_models,
+        results_split=None,
+        license=license,
+        training_command=command,
+        training_config=dict(original_config),
+        model_description=(
+            f"Converted with `wedepth convert-original` from the authors' released checkpoint `{checkpoint_name}` "
+            f"(github.com/book-book24/WEDepth); the weights are theirs, computed tensor for tensor as their code "
+            f"computes them. Parameters: {counts['total'] / 1e6:.2f}M in all, the frozen VFM "
+            f"{counts['vfm'] / 1e6:.2f}M; VFM stage ends {config.vfm_stage_layers}. {vfm_storage_text(config, True)}"
+        ),
+        selection_text="the authors' checkpoint, unchanged (their training; see their configuration below)",
+    )
+
+
 def export_converted_folder(
     model: WEDepthForDepthEstimation,
     output_dir: str | Path,
@@ -374,7 +423,6 @@ def export_converted_folder(
     end, so an interrupted export never leaves a half-written folder under `output_dir`. An existing non-empty
     `output_dir` is replaced only with `overwrite=True`.
     """
-    from .hub import render_model_card, vfm_storage_text
     from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE, WEDepthImageProcessor
 
     output_dir = Path(output_dir)
@@ -390,29 +438,7 @@ def export_converted_folder(
     training_set = original_config.get("data", {}).get("train_dataset", {}).get("name")
     shorter_side = _TRAINING_SHORTER_SIDE.get(training_set, DEFAULT_PROCESSING_SIZE)
     WEDepthImageProcessor(size={"shortest_edge": shorter_side}).save_pretrained(temporary)
-    config = model.config
-    counts = model.parameter_counts()
-    base_models = [
-        source
-        for source in (config.vfm_pretrained_name_or_path, config.encoder_pretrained_name_or_path)
-        if source and not Path(source).exists()
-    ]
-    card = render_model_card(
-        model_name=(repo_id or output_dir.name).split("/")[-1],
-        repo_id=repo_id or str(output_dir),
-        base_models=base_models,
-        results_split=None,
-        license=license,
-        training_command=command,
-        training_config=dict(original_config),
-        model_description=(
-            f"Converted with `wedepth convert-original` from the authors' released checkpoint `{checkpoint_name}` "
-            f"(github.com/book-book24/WEDepth); the weights are theirs, computed tensor for tensor as their code "
-            f"computes them. Parameters: {counts['total'] / 1e6:.2f}M in all, the frozen VFM "
-            f"{counts['vfm'] / 1e6:.2f}M; VFM stage ends {config.vfm_stage_layers}. {vfm_storage_text(config, True)}"
-        ),
-        selection_text="the authors' checkpoint, unchanged (their training; see their configuration below)",
-    )
+    card = _converted_card(model, original_config, checkpoint_name, command, repo_id or str(output_dir), license)
     card.save(temporary / "README.md")
     if output_dir.exists():
         shutil.rmtree(output_dir)

@@ -315,37 +315,43 @@ def evaluate_depth_model(
         num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
     )
-    network = accelerator.unwrap_model(model)
-    parameter = next(network.parameters(), None)
-    device = parameter.device if parameter is not None else accelerator.device
-    was_training = network.training
-    network.eval()
-    accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
     settings = {
-        "min_depth": min_depth,
-        "max_depth": max_depth,
-        "crop": crop,
-        "kb_crop": kb_crop,
-        "flip_tta": flip_tta,
-        "alignment": alignment,
-        "batch_size": batch_size,
-        "num_processes": accelerator.num_processes,
+        "min_depth": min_depth, "max_depth": max_depth, "crop": crop, "kb_crop": kb_crop, "flip_tta": flip_tta,
+        "alignment": alignment, "batch_size": batch_size, "num_processes": accelerator.num_processes,
     }
     if kb_crop:
-        settings["kb_crop_size"] = list(kb_crop_size)
-        settings["crop_on_kb_crop"] = crop_on_kb_crop
+        settings.update(kb_crop_size=list(kb_crop_size), crop_on_kb_crop=crop_on_kb_crop)
+    accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
+    network = accelerator.unwrap_model(model)
+    was_training = network.training
+    network.eval()
     try:
         with torch.inference_mode():
-            bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
-            for samples in bar:
-                rows = _score_batch(network, samples, device, settings, kb_crop_size)
-                for row in accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu():
-                    accumulator.add(dict(zip(METRIC_NAMES, row[:-1].tolist())) if row[-1] > 0 else None)
+            _score_shards(network, loader, accelerator, accumulator, settings, kb_crop_size, progress)
     finally:
         network.train(was_training)
     if accumulator.num_skipped:
         logger.warning("%d images had no valid ground-truth pixel and were skipped.", accumulator.num_skipped)
     return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
+
+
+def _score_shards(
+    network: torch.nn.Module,
+    loader: DataLoader,
+    accelerator: Any,
+    accumulator: DepthMetricsAccumulator,
+    settings: dict[str, Any],
+    kb_crop_size: tuple[int, int],
+    progress: bool,
+) -> None:
+    """Score this process's shard and add every process's per-image metrics to `accumulator`, each image once."""
+    parameter = next(network.parameters(), None)
+    device = parameter.device if parameter is not None else accelerator.device
+    bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
+    for samples in bar:
+        rows = _score_batch(network, samples, device, settings, kb_crop_size)
+        for row in accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu():
+            accumulator.add(dict(zip(METRIC_NAMES, row[:-1].tolist())) if row[-1] > 0 else None)
 
 
 def _score_batch(

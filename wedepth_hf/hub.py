@@ -149,6 +149,15 @@ def _list_text(values: Iterable[str], empty: str) -> str:
     return ", ".join(_inline_code(value) for value in values) if values else empty
 
 
+def _template(template_path: str | Path | None) -> str:
+    """The card template: the given file, or the package's `templates/model_card.md`."""
+    if template_path is None:
+        return resources.files("wedepth_hf").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
+    if not Path(template_path).is_file():
+        raise FileNotFoundError(f"Model card template {template_path} not found.")
+    return Path(template_path).read_text(encoding="utf-8")
+
+
 def render_model_card(
     *,
     model_name: str,
@@ -188,13 +197,6 @@ def render_model_card(
         selection_text: how the exported weights were chosen (e.g. best validation AbsRel at step N).
         template_path: a `string.Template` markdown file; defaults to the package's `templates/model_card.md`.
     """
-    if template_path is not None and not Path(template_path).is_file():
-        raise FileNotFoundError(f"Model card template {template_path} not found.")
-    template = (
-        Path(template_path).read_text(encoding="utf-8")
-        if template_path is not None
-        else resources.files("wedepth_hf").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
-    )
     model_name = " ".join(str(model_name).split())
     results = {name: dict(metrics) for name, metrics in (results or {}).items()}
     base_models = list(base_models)
@@ -213,7 +215,7 @@ def render_model_card(
         training_command = shlex.join(training_command)
     training_command = training_command or "(not recorded)"
     config_text = yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip()
-    text = string.Template(template).substitute(
+    text = string.Template(_template(template_path)).substitute(
         metadata=card_data.to_yaml().strip(),
         model_name=_one_line(model_name),
         repo_id=json.dumps(repo_id or model_name),

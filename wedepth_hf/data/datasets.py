@@ -299,29 +299,27 @@ class DepthListDataset(_RobustDepthDataset):
         else:
             self.split_file = None
             entries = list(split_file)
+        self.entries = self._entries_with_depth(entries)
+
+    def _entries_with_depth(self, entries: list[Entry]) -> list[tuple[str, str, float]]:
+        """The entries with ground truth, each with a focal length; lines without depth are dropped and counted."""
+        source = self.split_file or "entries"
         self.num_without_depth = sum(1 for _, depth, _ in entries if depth is None)
         if self.num_without_depth:
-            logger.info(
-                "%s: dropped %d lines without ground truth ('None' depth).",
-                self.split_file or "entries",
-                self.num_without_depth,
-            )
-        self.entries: list[tuple[str, str, float]] = []
+            logger.info("%s: dropped %d lines without ground truth ('None' depth).", source, self.num_without_depth)
+        with_depth: list[tuple[str, str, float]] = []
         for rgb, depth, focal in entries:
             if depth is None:
                 continue
-            if focal is None:
-                if default_focal is None:
-                    raise ValueError(
-                        f"{self.split_file or 'entries'}: sample {rgb} has no focal length and this dataset has no "
-                        f"default; expected lines {LIST_LAYOUT}, or pass default_focal."
-                    )
-                focal = default_focal
-            self.entries.append((rgb, depth, float(focal)))
-        if not self.entries:
-            raise ValueError(
-                f"{self.split_file or 'entries'} lists no sample with ground truth; expected lines {LIST_LAYOUT}."
-            )
+            if focal is None and self.default_focal is None:
+                raise ValueError(
+                    f"{source}: sample {rgb} has no focal length and this dataset has no default; expected lines "
+                    f"{LIST_LAYOUT}, or pass default_focal."
+                )
+            with_depth.append((rgb, depth, float(self.default_focal if focal is None else focal)))
+        if not with_depth:
+            raise ValueError(f"{source} lists no sample with ground truth; expected lines {LIST_LAYOUT}.")
+        return with_depth
 
     def _find_split_file(self, split_file: Path) -> Path:
         """The list file, taken as given or inside data_root; FileNotFoundError saying both places otherwise."""

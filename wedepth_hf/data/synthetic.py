@@ -373,25 +373,8 @@ def _free_distance(room: Room, azimuth: float) -> float:
     return min(candidates)
 
 
-def sample_scene(seed: int) -> SyntheticScene:
-    """Draws a random room (3-8 m deep before fitting into `MAX_SCENE_DEPTH`), camera pose, objects, materials, lights."""
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}.")
-    rng = np.random.default_rng(seed)
-    yaw = float(rng.uniform(-0.5, 0.5))
-    rotation = camera_rotation(yaw, float(rng.uniform(-0.3, 0.05)), float(rng.uniform(-0.05, 0.05)))
-    camera_height = float(rng.uniform(1.0, 1.7))
-    room = Room(
-        left=float(rng.uniform(1.0, 3.5)),
-        right=float(rng.uniform(1.0, 3.5)),
-        floor=-camera_height,
-        ceiling=float(rng.uniform(2.4, 3.2)) - camera_height,
-        back=float(rng.uniform(0.5, 3.0)),
-        front=float(rng.uniform(3.0, 8.0)),
-    )
-    shrink = min(1.0, MAX_SCENE_DEPTH / _max_visible_depth(room, rotation))
-    room = Room(**{name: value * shrink for name, value in vars(room).items()})
-
+def _sample_objects(rng: np.random.Generator, room: Room, yaw: float) -> tuple[list[Box], list[Sphere]]:
+    """3-8 boxes and spheres, standing on the floor or lifted, placed in the camera's view where they fit."""
     boxes: list[Box] = []
     spheres: list[Sphere] = []
     num_objects = int(rng.integers(3, 9))
@@ -419,6 +402,29 @@ def sample_scene(seed: int) -> SyntheticScene:
             boxes.append(Box(center=center, half=half, yaw=float(rng.uniform(-np.pi, np.pi))))
         else:
             spheres.append(Sphere(center=center, radius=bound))
+    return boxes, spheres
+
+
+def sample_scene(seed: int) -> SyntheticScene:
+    """Draws a random room (3-8 m deep before fitting into `MAX_SCENE_DEPTH`), camera pose, objects, materials, lights."""
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}.")
+    rng = np.random.default_rng(seed)
+    yaw = float(rng.uniform(-0.5, 0.5))
+    rotation = camera_rotation(yaw, float(rng.uniform(-0.3, 0.05)), float(rng.uniform(-0.05, 0.05)))
+    camera_height = float(rng.uniform(1.0, 1.7))
+    room = Room(
+        left=float(rng.uniform(1.0, 3.5)),
+        right=float(rng.uniform(1.0, 3.5)),
+        floor=-camera_height,
+        ceiling=float(rng.uniform(2.4, 3.2)) - camera_height,
+        back=float(rng.uniform(0.5, 3.0)),
+        front=float(rng.uniform(3.0, 8.0)),
+    )
+    shrink = min(1.0, MAX_SCENE_DEPTH / _max_visible_depth(room, rotation))
+    room = Room(**{name: value * shrink for name, value in vars(room).items()})
+
+    boxes, spheres = _sample_objects(rng, room, yaw)
     materials = [_random_material(rng, (0.3, 1.0)) for _ in range(6)]
     materials += [_random_material(rng, (0.08, 0.4)) for _ in range(len(boxes) + len(spheres))]
     light = np.array(
