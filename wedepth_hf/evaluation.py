@@ -534,6 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if accelerator.is_main_process:
         _report(args, spec, result)
+    # Every rank waits for the report, then leaves the process group together: a rank that exits while another
+    # still holds the group aborts in the collective backend's destructor.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return 0
 
 
