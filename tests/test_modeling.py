@@ -132,20 +132,19 @@ def test_vfm_is_a_plain_dinov2(tiny_model) -> None:
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_prompt_mask_blocks_prompt_to_prompt_attention_only(tiny_config, attention: str) -> None:
+def test_prompts_do_not_attend_to_prompts(tiny_config, attention: str) -> None:
     torch.manual_seed(0)
     model = WEDepthForDepthEstimation._from_config(tiny_config(), attn_implementation=attention).eval()
     stages, vfm = model.prompted_vfm, model.vfm
     assert vfm.config._attn_implementation == attention
     tokens = vfm.embeddings(torch.randn(1, 3, 28, 42))
     prompts = torch.randn(1, stages.prompt_num, 32)
-    mask = stages.prompt_mask(tokens.shape[1], tokens)
     layer = [vfm.encoder.layer[0]]
     with torch.no_grad():
-        reference = stages.run_stage(layer, torch.cat((prompts, tokens), dim=1), mask)
+        reference = stages.run_stage(layer, torch.cat((prompts, tokens), dim=1))
         changed = prompts.clone()
         changed[:, 0] = torch.randn(32) * 3  # not a constant shift, which LayerNorm would erase
-        perturbed = stages.run_stage(layer, torch.cat((changed, tokens), dim=1), mask)
+        perturbed = stages.run_stage(layer, torch.cat((changed, tokens), dim=1))
     # Other prompts do not see prompt 0 ...
     torch.testing.assert_close(perturbed[:, 1 : stages.prompt_num], reference[:, 1 : stages.prompt_num])
     # ... but image tokens do: prompts steer the VFM.
@@ -362,34 +361,12 @@ def test_random_init_is_the_authors(tiny_model) -> None:
 # ---- speed changes: equivalence with the reference computations they replaced ----------------------------------------
 
 
-def _boolean_prompt_mask(num_prompts: int, num_tokens: int) -> torch.Tensor:
-    """The reference prompt mask: boolean, True where attention is allowed (everything but prompt -> prompt)."""
-    allowed = torch.ones(num_prompts + num_tokens, num_prompts + num_tokens, dtype=torch.bool)
-    allowed[:num_prompts, :num_prompts] = False
-    return allowed[None, None]
-
-
-def test_additive_prompt_mask_matches_the_boolean_mask(tiny_model, monkeypatch) -> None:
-    stages = tiny_model.eval().prompted_vfm
-    pixel_values = torch.randn(2, 3, 40, 56)
-    with torch.no_grad():
-        fast = tiny_model(pixel_values).predicted_depth
-        mask = stages.prompt_mask(12, torch.zeros(1))
-        assert mask.dtype == torch.float32 and mask.shape == (1, 1, stages.prompt_num + 12, stages.prompt_num + 12)
-        assert torch.equal(mask == 0, _boolean_prompt_mask(stages.prompt_num, 12))
-        monkeypatch.setattr(stages, "prompt_mask", lambda num_tokens, reference: _boolean_prompt_mask(
-            stages.prompt_num, num_tokens))
-        reference = tiny_model(pixel_values).predicted_depth
-    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
-
-
 def test_bfloat16_autocast_inference_is_close_to_float32(tiny_model) -> None:
     tiny_model.eval()
     pixel_values = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         reference = tiny_model(pixel_values).predicted_depth
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert tiny_model.prompted_vfm.prompt_mask(3, pixel_values).dtype == torch.bfloat16
             low_precision = tiny_model(pixel_values).predicted_depth
     assert low_precision.dtype == torch.float32 and torch.isfinite(low_precision).all()
     torch.testing.assert_close(low_precision, reference, rtol=0.05, atol=0.0)

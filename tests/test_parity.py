@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from transformers import Dinov2Config, SwinConfig
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
+from wedepth_hf import modeling_wedepth
 from wedepth_hf.conversion import UNUSED_ORIGINAL_KEYS, convert_original_checkpoint, convert_state_dict
 
 
@@ -122,14 +123,10 @@ def _components(model: WEDepthForDepthEstimation) -> dict[str, tuple[torch.nn.Mo
         "decoder.out.0": (model.pixel_decoder, lambda out: out),
         **{f"inject_pt.out.{k}": (model.prompt_injections[k], lambda out: out) for k in range(4)},
         **{f"project.out.{k}": (model.depth_heads[k], lambda out: out) for k in range(4)},
-        **{
-            f"partition_enhance.model_hf.encoder.layer.{j}.out.0": (layer, lambda out: out)
-            for j, layer in enumerate(model.vfm.encoder.layer)
-        },
     }
 
 
-def test_every_component_matches(golden: Fixture) -> None:
+def test_every_component_matches(golden: Fixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each official module's output (stored in float32) against this package's, to localise any difference."""
     model = golden.model_in(torch.float64)
     captured: dict[str, object] = {}
@@ -137,12 +134,26 @@ def test_every_component_matches(golden: Fixture) -> None:
         module.register_forward_hook(lambda _m, _i, out, name=name: captured.setdefault(name, out))
         for name, (module, _) in _components(model).items()
     ]
+    # The prompted stages run each VFM layer through its modules (no `forward`, so no layer hook): record each output.
+    layer_names = {
+        id(layer): f"partition_enhance.model_hf.encoder.layer.{j}.out.0" for j, layer in enumerate(model.vfm.encoder.layer)
+    }
+    run_layer = modeling_wedepth.prompted_vfm_layer
+
+    def recording_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, num_prompts: int) -> torch.Tensor:
+        output = run_layer(layer, hidden_states, num_prompts)
+        captured.setdefault(layer_names[id(layer)], output)
+        return output
+
+    monkeypatch.setattr(modeling_wedepth, "prompted_vfm_layer", recording_layer)
     with torch.no_grad():
         model(golden.inputs["pixel_values"])
     for hook in hooks:
         hook.remove()
+    extractors = {**{name: extract for name, (_, extract) in _components(model).items()},
+                  **{name: (lambda out: out) for name in layer_names.values()}}
     compared = 0
-    for name, (_, extract) in _components(model).items():
+    for name, extract in extractors.items():
         ours = extract(captured[name])
         ours = ours if isinstance(ours, list) else [ours]
         keys = [name] if len(ours) == 1 else [f"{name}.{index}" for index in range(len(ours))]

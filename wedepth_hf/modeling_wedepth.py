@@ -12,6 +12,7 @@ never modified: this module only calls its embeddings and layers. This file impo
 sibling configuration file (it travels to the Hub as remote code).
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -26,7 +27,8 @@ from torch import nn
 from transformers import AutoBackbone, AutoConfig, Dinov2Model, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput
-from transformers.modeling_utils import load_state_dict
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, load_state_dict
+from transformers.models.dinov2.modeling_dinov2 import eager_attention_forward
 from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
 from transformers.utils.hub import resolve_revision
@@ -37,8 +39,6 @@ from .configuration_wedepth import NUM_STAGES, WEDepthConfig
 logger = logging.get_logger(__name__)
 
 _SUPPORTED_VFM_ATTENTION = ("sdpa", "eager")
-_PROMPT_MASK_VALUE = -1e9
-"""Additive score of a blocked prompt -> prompt pair, the authors' value: exp() of it is exactly 0 in every dtype."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -187,15 +187,63 @@ class WEDepthExtractionBlock(nn.Module):
         return self.lift(prompts)
 
 
+def prompted_attention(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, num_prompts: int
+) -> torch.Tensor:
+    """Self-attention over [prompts, CLS, patches] in which prompts do not attend to prompts, without a mask.
+
+    The authors block one rectangle, prompt queries x prompt keys, with an additive -1e9 mask (exp() of it is 0).
+    That is two unmasked attention calls: prompt queries over the [CLS, patch] keys, and [CLS, patch] queries over all
+    keys. So no (T, T) mask is built and fused (flash) kernels, which take no arbitrary mask, can run: with sdpa,
+    attention memory grows linearly in the tokens. Both calls go through the attention function transformers
+    registers for the VFM's `attn_implementation` (`AttentionInterface`: sdpa, or eager).
+
+    Args:
+        module: the layer's `Dinov2Attention` (its config names the implementation; its scaling and dropout).
+        query, key, value: (B, heads, T, head_dim) over [prompts, CLS, patches].
+        num_prompts: the prompts in front.
+
+    Returns:
+        (B, T, heads, head_dim), as transformers' attention functions return it.
+    """
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
+    options = {"dropout": module.attention_dropout if module.training else 0.0, "scaling": module.scaling}
+    prompts, _ = attention(
+        module, query[:, :, :num_prompts], key[:, :, num_prompts:], value[:, :, num_prompts:], None, **options
+    )
+    tokens, _ = attention(module, query[:, :, num_prompts:], key, value, None, **options)
+    return torch.cat((prompts, tokens), dim=1)
+
+
+def prompted_vfm_layer(layer: nn.Module, hidden_states: torch.Tensor, num_prompts: int) -> torch.Tensor:
+    """A frozen transformers `Dinov2Layer` over [prompts, CLS, patches] with `prompted_attention` as its attention.
+
+    The layer's own modules, in its order: norm, q/k/v projections, attention, output projection, layer scale and
+    residual; norm, MLP, layer scale and residual (drop-path is the identity: the VFM stays in eval mode). Nothing of
+    the layer is changed or patched.
+    """
+    attention = layer.attention
+    normed = layer.norm1(hidden_states)
+    heads_shape = (*normed.shape[:-1], -1, attention.head_dim)
+    query, key, value = (
+        projection(normed).view(heads_shape).transpose(1, 2)
+        for projection in (attention.q_proj, attention.k_proj, attention.v_proj)
+    )
+    attended = prompted_attention(attention, query, key, value, num_prompts).flatten(2)
+    hidden_states = layer.drop_path(layer.layer_scale1(attention.o_proj(attended))) + hidden_states
+    return layer.drop_path(layer.layer_scale2(layer.mlp(layer.norm2(hidden_states)))) + hidden_states
+
+
 class WEDepthPromptedVFMStages(nn.Module):
     """Runs the frozen VFM in four stages, each with its own prompts put in front of [CLS, patches].
 
     Stage k owns `prompt_num` learnable tokens of width D, used through the real part of their 2-D FFT. Before the
     stage they are added to the previous stage's back-projected prompts, conditioned on stream-B map k by an
-    extraction block and lifted to the VFM width; the stage's frozen layers then run over [prompts, CLS, patches] under
-    an additive mask that only blocks prompt -> prompt attention, so the prompts steer the VFM's activations without
-    touching a weight. After the stage the output prompts are projected back to D (for injection 1 and the next
-    stage); after the last stage its patch tokens (no CLS, no final norm) are projected to D (for injection 2).
+    extraction block and lifted to the VFM width; the stage's frozen layers then run over [prompts, CLS, patches]
+    where only prompt -> prompt attention is blocked (`prompted_vfm_layer`, no mask), so the prompts steer the VFM's
+    activations without touching a weight. After the stage the output prompts are projected back to D (for injection
+    1 and the next stage); after the last stage its patch tokens (no CLS, no final norm) are projected to D (for
+    injection 2).
     """
 
     def __init__(self, config: WEDepthConfig) -> None:
@@ -215,25 +263,10 @@ class WEDepthPromptedVFMStages(nn.Module):
         dtype = torch.promote_types(self.prompt_embeddings.dtype, torch.float32)
         return torch.fft.fft2(self.prompt_embeddings.to(dtype)).real.to(self.prompt_embeddings.dtype)
 
-    def prompt_mask(self, num_tokens: int, reference: torch.Tensor) -> torch.Tensor:
-        """Additive attention mask (1, 1, T, T) over [prompts, CLS, patches] that blocks prompt -> prompt attention.
-
-        Built for the actual token count, on the input's device, in the attention's compute dtype (the autocast dtype
-        when autocast is on). It is additive for eager attention too: the authors' eager path would multiply the
-        probabilities by it, which is a defect. No row is fully blocked, so the softmax stays finite.
-        """
-        device_type = reference.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else reference.dtype
-        total = self.prompt_num + num_tokens
-        mask = torch.zeros(1, 1, total, total, dtype=dtype, device=reference.device)
-        mask[:, :, : self.prompt_num, : self.prompt_num] = max(_PROMPT_MASK_VALUE, torch.finfo(dtype).min)
-        return mask
-
-    @staticmethod
-    def run_stage(layers: list[nn.Module], hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One VFM stage: its frozen layers over [prompts, CLS, patches] under the prompt mask."""
+    def run_stage(self, layers: list[nn.Module], hidden_states: torch.Tensor) -> torch.Tensor:
+        """One VFM stage: its frozen layers over [prompts, CLS, patches], prompts not attending to prompts."""
         for layer in layers:
-            hidden_states = layer(hidden_states, mask)
+            hidden_states = prompted_vfm_layer(layer, hidden_states, self.prompt_num)
         return hidden_states
 
     def forward(
@@ -244,7 +277,6 @@ class WEDepthPromptedVFMStages(nn.Module):
         patch_size = vfm.config.patch_size
         grid = (vfm_pixel_values.shape[2] // patch_size, vfm_pixel_values.shape[3] // patch_size)
         tokens = vfm.embeddings(vfm_pixel_values)
-        mask = self.prompt_mask(tokens.shape[1], tokens)
         stage_starts = [0] + [end + 1 for end in self.stage_layers[:-1]]
 
         output_prompts: list[torch.Tensor] = []
@@ -256,9 +288,9 @@ class WEDepthPromptedVFMStages(nn.Module):
             hidden_states = torch.cat((lifted, tokens), dim=1)
             layers = list(vfm.encoder.layer[stage_starts[stage] : self.stage_layers[stage] + 1])
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                hidden_states = self._gradient_checkpointing_func(self.run_stage, layers, hidden_states, mask)
+                hidden_states = self._gradient_checkpointing_func(self.run_stage, layers, hidden_states)
             else:
-                hidden_states = self.run_stage(layers, hidden_states, mask)
+                hidden_states = self.run_stage(layers, hidden_states)
             tokens = hidden_states[:, self.prompt_num :]
             output_prompts.append(self.prompt_projections[stage](hidden_states[:, : self.prompt_num]))
 
@@ -359,16 +391,204 @@ class WEDepthFeatureInjection(nn.Module):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+_DEFORMABLE_CHUNK_TAPS = 2**22
+"""Bilinear taps (batch x queries x heads x levels x points x 4 corners) a deformable encoder layer computes at once
+without autograd: its tokens are taken in chunks of at most this many taps, which bounds the temporaries of inference
+(about 100 MB) at any image size."""
+
+
+def level_sizes_tensor(spatial_shapes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+    """(levels, 2) float32 (width, height) of each level.
+
+    Written by device-side fills: `torch.tensor(list, device=...)` would be a host-to-device copy, which synchronises.
+    """
+    level_sizes = torch.empty(len(spatial_shapes), 2, dtype=torch.float32, device=device)
+    for level, (height, width) in enumerate(spatial_shapes):
+        level_sizes[level, 0], level_sizes[level, 1] = width, height
+    return level_sizes
+
+
+def pad_value_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """Each head's value maps, each framed by one pixel of zeros, flattened and concatenated.
+
+    (B, sum(h * w), heads, head_dim) -> (B, heads, sum((h + 2) * (w + 2)), head_dim). The frame stands for the zero
+    padding outside each map: every bilinear corner of a sampling position clamped to [-1, size] is then a row of this
+    table, so the sampling needs no bounds test. Head-major, so that a sample's corners are nearby rows.
+    """
+    batch_size, _, num_heads, head_dim = value.shape
+    framed_length = sum((height + 2) * (width + 2) for height, width in spatial_shapes)
+    table = value.new_zeros(batch_size, num_heads, framed_length, head_dim)
+    start = 0
+    # Each level copied once, straight into its frame's interior.
+    for level, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
+        framed = table[:, :, start : start + (height + 2) * (width + 2)].view(
+            batch_size, num_heads, height + 2, width + 2, head_dim
+        )
+        framed[:, :, 1:-1, 1:-1] = level.view(batch_size, height, width, num_heads, head_dim).permute(0, 3, 1, 2, 4)
+        start += (height + 2) * (width + 2)
+    return table
+
+
+def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """(..., 4) weights of each sample's bilinear corners (y0 x0, y0 x1, y1 x0, y1 x1) times its attention weight.
+
+    `attention`: (...); `fractions`: (..., 2), the sample's (x, y) position within its corner cell, in [0, 1].
+    """
+    fraction_x, fraction_y = fractions.unbind(-1)
+    upper = attention - attention * fraction_y
+    lower = attention * fraction_y
+    return torch.stack((upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), -1)
+
+
+class _DeformableGather(torch.autograd.Function):
+    """The weighted gather of every query's bilinear corners (one `embedding_bag`), with a backward made for it.
+
+    Autograd's own `embedding_bag` backward sorts every corner of every sample to scatter the value gradient; here the
+    samples are sorted once by their top-left row, each corner's gradient is a transposed gather (`embedding_bag` of
+    the output gradient over the sorted samples), and the four are shifted into place level by level. The weights'
+    gradient comes from the per-corner dot products of value rows and output gradient, folded through the bilinear
+    formula per sample instead of per corner.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        table: torch.Tensor,
+        base_rows: torch.Tensor,
+        attention: torch.Tensor,
+        fractions: torch.Tensor,
+        corner_steps: torch.Tensor,
+        layout: tuple[int, int, tuple[tuple[int, int, tuple[int, int, int]], ...]],
+    ) -> torch.Tensor:
+        """`table`: (R, head_dim) framed value rows; `base_rows`: (N, J) top-left row of each of a bag's J samples;
+        `attention`: (N, J); `fractions`: (N, J, 2); `corner_steps`: (J, 4) row offsets of the four corners;
+        `layout`: (planes, rows per plane, per level (first row, rows, steps of corners 1-3)). Returns (N, head_dim)."""
+        num_bags = base_rows.shape[0]
+        indices = (base_rows[..., None] + corner_steps).view(num_bags, -1)
+        weights = _corner_weights(attention, fractions).to(table.dtype).view(num_bags, -1)
+        ctx.save_for_backward(table, base_rows, attention, fractions, corner_steps)
+        ctx.layout = layout
+        return F.embedding_bag(indices, table, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        table, base_rows, attention, fractions, corner_steps = ctx.saved_tensors
+        grad_output = grad_output.contiguous()
+        num_bags, samples = base_rows.shape
+        grad_table = grad_attention = grad_fractions = None
+        bag_ids = torch.arange(num_bags, device=base_rows.device)[:, None]
+        if ctx.needs_input_grad[0]:
+            sorted_rows, order = torch.sort(base_rows.flatten())
+            first_sample = torch.searchsorted(sorted_rows, torch.arange(table.shape[0], device=table.device))
+            bags = bag_ids.expand(num_bags, samples).reshape(-1)[order]
+            weights = _corner_weights(attention.flatten()[order], fractions.view(-1, 2)[order])
+            weights = weights.to(table.dtype).T.contiguous()
+            corners = [
+                F.embedding_bag(bags, grad_output, first_sample, mode="sum", per_sample_weights=corner_weights)
+                for corner_weights in weights
+            ]
+            grad_table = corners[0]
+            planes, plane_rows, levels = ctx.layout
+            per_plane = grad_table.view(planes, plane_rows, -1)
+            for first_row, rows, steps in levels:
+                level = per_plane[:, first_row : first_row + rows]
+                for corner, step in zip(corners[1:], steps):
+                    level[:, step:] += corner.view(planes, plane_rows, -1)[:, first_row : first_row + rows - step]
+        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+            indices = (base_rows[..., None] + corner_steps).flatten()
+            taps = samples * 4
+            offsets = torch.arange(0, num_bags * taps, taps, device=indices.device)
+            # <value row, output gradient> of every corner of every sample.
+            products = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad_output, table, indices, offsets, bag_ids.expand(num_bags, taps).reshape(-1), 0
+            )
+            corner00, corner01, corner10, corner11 = products.view(num_bags, samples, 4).to(attention.dtype).unbind(-1)
+            fraction_x, fraction_y = fractions.unbind(-1)
+            upper = corner00 + (corner01 - corner00) * fraction_x
+            lower = corner10 + (corner11 - corner10) * fraction_x
+            if ctx.needs_input_grad[2]:
+                grad_attention = upper + (lower - upper) * fraction_y
+            if ctx.needs_input_grad[3]:
+                grad_x = attention * (corner01 - corner00 + (corner11 - corner10 - corner01 + corner00) * fraction_y)
+                grad_fractions = torch.stack((grad_x, attention * (lower - upper)), dim=-1)
+        return grad_table, None, grad_attention, grad_fractions, None, None
+
+
+def deformable_sample(
+    padded_value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    level_sizes: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The attention-weighted sum of bilinear samples of every query, as one weighted gather (`embedding_bag`).
+
+    Each sample's four bilinear corners are rows of `padded_value` (see `pad_value_levels`); their bilinear weights
+    times the sample's attention weight are the gather's per-row weights. This is the CUDA kernel's arithmetic
+    (position `location * size - 0.5`, zero outside the map) without materialising the samples: positions are computed
+    in float32 at least, and the gather reads `head_dim` contiguous numbers per corner.
+
+    Args:
+        padded_value: (B, heads, S', head_dim), `pad_value_levels` of the value.
+        spatial_shapes: (h, w) of each level.
+        level_sizes: (levels, 2) float32 (width, height) of each level (`level_sizes_tensor`).
+        sampling_locations: (B, Q, heads, levels, points, 2), (x, y) normalised to [0, 1].
+        attention_weights: (B, Q, heads, levels, points).
+
+    Returns:
+        (B, Q, heads * head_dim).
+    """
+    batch_size, num_heads, padded_length, head_dim = padded_value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    compute_dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
+    sizes = level_sizes.to(compute_dtype)[:, None, :]  # (levels, 1, 2), broadcast over points
+    pixels = sampling_locations.to(compute_dtype) * sizes - 0.5
+    # Top-left corners of positions clamped to the zero frame [-1, size] (beyond it a sample reads zeros only, as it
+    # does there; NaN goes to -1, a valid row, and stays NaN in the fractions). Flooring has no gradient; a position at
+    # or beyond `size` has none either (all its corners are outside the map, as `grid_sample` counts them).
+    clamped = torch.minimum(torch.where(pixels.detach() > -1, pixels.detach(), -1.0), sizes)
+    corners = torch.minimum(clamped.floor(), sizes - 1)
+    cell_positions = pixels - corners
+    fractions = torch.where(cell_positions >= 1, 1.0, cell_positions.clamp(min=0.0))
+    # Row of each top-left corner in its (image, head) plane: level start + (y + 1) * framed width + (x + 1), exact in
+    # float32 below 2**24 rows per plane.
+    framed = level_sizes.to(compute_dtype) + 2
+    framed_areas = framed[:, 0] * framed[:, 1]
+    level_starts = framed_areas.cumsum(0) - framed_areas
+    positions = level_starts[:, None] + (corners[..., 1] + 1) * framed[:, None, 0] + (corners[..., 0] + 1)
+    planes = torch.arange(batch_size * num_heads, device=positions.device) * padded_length
+    base_rows = positions.to(torch.int64) + planes.view(batch_size, 1, num_heads, 1, 1)
+    row_steps = framed[:, 0].to(torch.int64)
+    corner_steps = torch.stack((torch.zeros_like(row_steps), torch.ones_like(row_steps), row_steps, row_steps + 1), -1)
+    corner_steps = corner_steps[:, None, :].expand(num_levels, num_points, 4).reshape(-1, 4)
+    level_layout = []
+    first_row = 0
+    for height, width in spatial_shapes:
+        rows = (height + 2) * (width + 2)
+        level_layout.append((first_row, rows, (1, width + 2, width + 3)))
+        first_row += rows
+    samples = num_levels * num_points
+    sampled = _DeformableGather.apply(
+        padded_value.reshape(-1, head_dim),
+        base_rows.view(-1, samples),
+        attention_weights.to(compute_dtype).reshape(-1, samples),
+        fractions.view(-1, samples, 2),
+        corner_steps,
+        (batch_size * num_heads, padded_length, tuple(level_layout)),
+    )
+    return sampled.view(batch_size, num_queries, num_heads * head_dim)
+
+
 def multi_scale_deformable_attention(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Multi-scale deformable attention in plain PyTorch (bilinear `grid_sample`, any device and dtype).
+    """Multi-scale deformable attention in plain PyTorch (any device and dtype).
 
     The same arithmetic as Deformable DETR's CUDA kernel: bilinear sampling at pixel position `location * size - 0.5`,
-    zero outside the map.
+    zero outside the map (see `deformable_sample`).
 
     Args:
         value: (B, S, heads, head_dim), the levels' tokens concatenated, S = sum(h * w).
@@ -379,22 +599,9 @@ def multi_scale_deformable_attention(
     Returns:
         (B, Q, heads * head_dim).
     """
-    batch_size, _, num_heads, head_dim = value.shape
-    _, num_queries, _, _, num_points, _ = sampling_locations.shape
-    value_levels = value.split([height * width for height, width in spatial_shapes], dim=1)
-    grids = 2 * sampling_locations - 1
-    output = None
-    for level, (height, width) in enumerate(spatial_shapes):
-        level_value = value_levels[level].flatten(2).transpose(1, 2)
-        level_value = level_value.reshape(batch_size * num_heads, head_dim, height, width)
-        level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled = F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        level_weights = attention_weights[:, :, :, level].transpose(1, 2).reshape(
-            batch_size * num_heads, 1, num_queries, num_points
-        )
-        contribution = (sampled * level_weights).sum(dim=-1)
-        output = contribution if output is None else output + contribution
-    return output.view(batch_size, num_heads * head_dim, num_queries).transpose(1, 2)
+    level_sizes = level_sizes_tensor(spatial_shapes, value.device)
+    padded_value = pad_value_levels(value, spatial_shapes)
+    return deformable_sample(padded_value, spatial_shapes, level_sizes, sampling_locations, attention_weights)
 
 
 class WEDepthMultiScaleDeformableAttention(nn.Module):
@@ -412,6 +619,32 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         self.value_proj = nn.Linear(hidden, hidden)
         self.output_proj = nn.Linear(hidden, hidden)
 
+    def padded_value(self, values: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """What the queries sample: the value projection of every token, per head, framed (`pad_value_levels`)."""
+        batch_size, length, hidden_size = values.shape
+        value = self.value_proj(values).view(batch_size, length, self.num_heads, hidden_size // self.num_heads)
+        return pad_value_levels(value, spatial_shapes)
+
+    def attend(
+        self,
+        queries: torch.Tensor,
+        reference_points: torch.Tensor,
+        padded_value: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        level_sizes: torch.Tensor,
+    ) -> torch.Tensor:
+        """The attention output of `queries` (B, Q, C), whose reference points are `reference_points` (Q, 2), over
+        `padded_value` (from `padded_value`); any subset of the queries gives the same rows as all of them."""
+        batch_size, num_queries, _ = queries.shape
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
+        weights = self.attention_weights(queries).view(batch_size, num_queries, heads, levels * points)
+        weights = weights.softmax(dim=-1).view(batch_size, num_queries, heads, levels, points)
+        # Exact conversions for float32/64 (the points and sizes are float32, the sizes integers).
+        reference = reference_points[None, :, None, None, None, :].to(offsets.dtype)
+        locations = reference + offsets / level_sizes[None, None, None, :, None, :].to(offsets.dtype)
+        return self.output_proj(deformable_sample(padded_value, spatial_shapes, level_sizes, locations, weights))
+
     def forward(
         self,
         queries: torch.Tensor,
@@ -422,23 +655,15 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
     ) -> torch.Tensor:
         """`reference_points`: (Q, 2) normalised (x, y), shared by all levels and images; `level_sizes`: (levels, 2)
         (width, height) of each level, which turns pixel offsets into normalised ones."""
-        batch_size, num_queries, hidden_size = queries.shape
-        heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        value = self.value_proj(values).view(batch_size, values.shape[1], heads, hidden_size // heads)
-        offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
-        weights = self.attention_weights(queries).view(batch_size, num_queries, heads, levels * points)
-        weights = weights.softmax(dim=-1).view(batch_size, num_queries, heads, levels, points)
-        # Exact conversions for float32/64 (the points and sizes are float32, the sizes integers).
-        reference = reference_points[None, :, None, None, None, :].to(offsets.dtype)
-        locations = reference + offsets / level_sizes[None, None, None, :, None, :].to(offsets.dtype)
-        attended = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
-        return self.output_proj(attended)
+        padded_value = self.padded_value(values, spatial_shapes)
+        return self.attend(queries, reference_points, padded_value, spatial_shapes, level_sizes)
 
 
 class WEDepthDeformableEncoderLayer(nn.Module):
     """Pre-norm deformable self-attention over all levels, then a GELU feed-forward block; both residual.
 
-    The queries are the normed tokens plus their position; the sampled values are the un-normed tokens.
+    The queries are the normed tokens plus their position; the sampled values are the un-normed tokens. Everything
+    after the value projection is per token, so inference takes the tokens in chunks (`_DEFORMABLE_CHUNK_TAPS`).
     """
 
     def __init__(self, config: WEDepthConfig) -> None:
@@ -451,6 +676,21 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(config.decoder_ffn_dim, hidden)
 
+    def update(
+        self,
+        hidden_states: torch.Tensor,
+        position: torch.Tensor,
+        reference_points: torch.Tensor,
+        padded_value: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        level_sizes: torch.Tensor,
+    ) -> torch.Tensor:
+        """The layer's output for some of its tokens (attention residual, then feed-forward residual)."""
+        queries = self.self_attn_layer_norm(hidden_states) + position
+        attended = self.self_attn.attend(queries, reference_points, padded_value, spatial_shapes, level_sizes)
+        hidden_states = hidden_states + attended
+        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -459,11 +699,22 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         spatial_shapes: list[tuple[int, int]],
         level_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        queries = self.self_attn_layer_norm(hidden_states) + position
-        hidden_states = hidden_states + self.self_attn(
-            queries, reference_points, hidden_states, spatial_shapes, level_sizes
-        )
-        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
+        padded_value = self.self_attn.padded_value(hidden_states, spatial_shapes)
+        batch_size, num_tokens, _ = hidden_states.shape
+        attention = self.self_attn
+        taps_per_token = batch_size * attention.num_heads * attention.num_levels * attention.num_points * 4
+        # Under autograd every chunk's tensors would be kept for the backward anyway: one chunk.
+        chunk = num_tokens if torch.is_grad_enabled() else max(1, _DEFORMABLE_CHUNK_TAPS // taps_per_token)
+        if chunk >= num_tokens:
+            return self.update(hidden_states, position, reference_points, padded_value, spatial_shapes, level_sizes)
+        output = torch.empty_like(hidden_states)
+        for start in range(0, num_tokens, chunk):
+            tokens = slice(start, start + chunk)
+            output[:, tokens] = self.update(
+                hidden_states[:, tokens], position[:, tokens], reference_points[tokens], padded_value, spatial_shapes,
+                level_sizes,
+            )
+        return output
 
 
 class WEDepthInputAdapter(nn.Module):
@@ -522,27 +773,29 @@ class WEDepthDeformablePixelDecoder(nn.Module):
             points.append(torch.stack((grid_x.flatten(), grid_y.flatten()), dim=-1))
         return torch.cat(points, dim=0)
 
-    def refine(self, adapted_maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The deformable layers over all levels' tokens; returns the refined maps, coarse to fine."""
-        spatial_shapes = [(m.shape[2], m.shape[3]) for m in adapted_maps]
-        hidden = adapted_maps[0].shape[1]
-        device = adapted_maps[0].device
-        tokens = torch.cat([flatten_map(m) for m in adapted_maps], dim=1)
-        position = torch.cat(
-            [
-                flatten_map(sine_position_encoding(height, width, hidden, device)[None]) + self.level_embeddings[level]
-                for level, (height, width) in enumerate(spatial_shapes)
-            ],
-            dim=1,
-        ).to(tokens.dtype)
-        reference_points = self.reference_points(spatial_shapes, device)
-        # (width, height) per level, written by device-side fills: `torch.tensor(list, device=...)` would be a
-        # host-to-device copy, which synchronises.
-        level_sizes = torch.empty(len(spatial_shapes), 2, dtype=torch.float32, device=device)
-        for level, (height, width) in enumerate(spatial_shapes):
-            level_sizes[level, 0], level_sizes[level, 1] = width, height
-        for layer in self.layers:
-            tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
+    def refine(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The levels' maps (coarse to fine) adapted to the decoder width, then refined jointly by the deformable
+        layers, in float32 even under autocast; returns the refined maps, coarse to fine. Only the current layer's
+        tokens are kept (the adapted maps are not)."""
+        spatial_shapes = [(m.shape[2], m.shape[3]) for m in levels]
+        tokens = torch.cat([flatten_map(adapter(m)) for adapter, m in zip(self.input_adapters, levels)], dim=1)
+        device = tokens.device
+        full_precision = torch.is_autocast_enabled(device.type)
+        with torch.autocast(device.type, enabled=False) if full_precision else contextlib.nullcontext():
+            if full_precision:
+                tokens = tokens.float()
+            position = torch.cat(
+                [
+                    flatten_map(sine_position_encoding(height, width, tokens.shape[2], device)[None])
+                    + self.level_embeddings[level]
+                    for level, (height, width) in enumerate(spatial_shapes)
+                ],
+                dim=1,
+            ).to(tokens.dtype)
+            reference_points = self.reference_points(spatial_shapes, device)
+            level_sizes = level_sizes_tensor(spatial_shapes, device)
+            for layer in self.layers:
+                tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
         return [
             unflatten_map(level_tokens, height, width)
             for level_tokens, (height, width) in zip(
@@ -553,18 +806,14 @@ class WEDepthDeformablePixelDecoder(nn.Module):
     def forward(self, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
         """`feature_maps`: the four injected maps, finest first (strides 4..32). Returns four maps, coarse to fine."""
         levels = feature_maps[::-1]
-        adapted = [adapter(feature_map) for adapter, feature_map in zip(self.input_adapters, levels)]
-        device_type = adapted[0].device.type
-        if torch.is_autocast_enabled(device_type):
-            with torch.autocast(device_type, enabled=False):
-                refined = self.refine([m.float() for m in adapted])
-        else:
-            refined = self.refine(adapted)
+        refined = self.refine(levels)
         outputs: list[torch.Tensor] = []
         for level, (feature_map, refined_map) in enumerate(zip(levels, refined)):
-            fused = self.lateral_convs[level](feature_map) + self.output_convs[level](refined_map)
+            # In-place sums: no autograd node needs the convolutions' outputs themselves.
+            fused = self.lateral_convs[level](feature_map)
+            fused += self.output_convs[level](refined_map)
             if outputs:
-                fused = fused + F.interpolate(outputs[-1], size=fused.shape[-2:], mode="nearest")
+                fused += F.interpolate(outputs[-1], size=fused.shape[-2:], mode="nearest")
             outputs.append(self.fpn_convs[level](fused))
         return outputs
 
@@ -1155,12 +1404,18 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         stream_a, stream_b = self.stream_split(self._encoder_maps(pixel_values))
         # Frozen VFM, steered by prompts conditioned on stream B.
         output_prompts, vfm_map = self.prompted_vfm(self.vfm, self.vfm_input(pixel_values), stream_b)
-        # Injection 1 (prompts) at each scale, then injection 2 (the VFM's patch tokens).
+        # Injection 1 (prompts) at each scale, then injection 2 (the VFM's patch tokens). Maps are released as soon as
+        # they are used (in inference; autograd keeps what it needs): at stride 4 each is a large part of the memory.
+        del stream_b
         enhanced = [
             injection(pixels, prompts)
             for injection, pixels, prompts in zip(self.prompt_injections, stream_a, output_prompts)
         ]
-        decoded = self.pixel_decoder(self.feature_injection(enhanced, vfm_map))
+        del stream_a
+        injected = self.feature_injection(enhanced, vfm_map)
+        del enhanced
+        decoded = self.pixel_decoder(injected)
+        del injected
 
         # Four log-depth heads; their depths are averaged at the finest head's size, then resized to the input.
         log_depths = [head(feature_map) for head, feature_map in zip(self.depth_heads, decoded)]
