@@ -53,7 +53,7 @@ def test_predict_folder_glob_and_corrupt_file(model_dir: Path, tmp_path: Path) -
 
     code = cli.main(
         ["predict", str(first), str(second / "*.png"), "--model", str(model_dir), "--output-dir", str(output),
-         "--batch-size", "2", "--save-ply", "--no-progress"]
+         "--batch-size", "2", "--save-ply", "--no-progress", "--dtype", "float32"]
     )
     assert code == 1  # the corrupt and the truncated file failed
     names = sorted(path.name for path in output.iterdir())

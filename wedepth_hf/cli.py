@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import glob
 import json
+import platform
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -155,6 +156,27 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SystemExit(f"--device {name}: MPS is not available here; use --device cpu or auto.")
     return device
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (x86 AVX512-BF16 or AMX, Arm's BF16 extension), where
+    bfloat16 autocast is faster than float32; elsewhere bfloat16 is emulated, and slower."""
+    try:
+        if platform.machine().lower() in ("aarch64", "arm64"):
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch build without these probes: assume no
+        return False
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    """`--dtype`: the named dtype; by default bfloat16 on a CPU with native bfloat16, float32 elsewhere."""
+    if name is not None:
+        return _DTYPES[name]
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        logger.info("This CPU has native bfloat16: predicting under bfloat16 autocast (--dtype float32 to opt out).")
+        return torch.bfloat16
+    return torch.float32
 
 
 def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -311,7 +333,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}.")
     device = resolve_device(args.device)
-    dtype = _DTYPES[args.dtype]
+    dtype = resolve_dtype(args.dtype, device)
 
     files, errors = expand_inputs(args.inputs)
     failures = len(errors)
@@ -459,8 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--dtype",
         choices=sorted(_DTYPES),
-        default="float32",
-        help="compute dtype; float16/bfloat16 run under autocast, the depth is float32 anyway",
+        default=None,
+        help=(
+            "compute dtype (default: bfloat16 on a CPU with native bfloat16, i.e. AVX512-BF16, AMX or Arm BF16; "
+            "float32 elsewhere); float16/bfloat16 run under autocast, the depth is float32 anyway"
+        ),
     )
     predict.add_argument(
         "--processing-size",
