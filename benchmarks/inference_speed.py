@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -176,8 +177,9 @@ def measure_memory(name: str, height: int, width: int, args: argparse.Namespace)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def profile_forward(model: nn.Module, pixel_values: torch.Tensor, dtype: torch.dtype, depth: int = 2) -> dict:
-    """Where a forward's time goes: wall time per module (modules up to `depth` dots deep) and the top aten ops."""
+def profile_forward(model: nn.Module, forward: Callable[[], object], depth: int = 2) -> dict:
+    """Where the time of `forward()` (a forward of `model`) goes: wall time per module of `model` (modules up to
+    `depth` dots deep) and the top aten ops. Runs in inference mode."""
     totals: dict[str, float] = defaultdict(float)
     starts: dict[str, float] = {}
     handles = []
@@ -187,11 +189,14 @@ def profile_forward(model: nn.Module, pixel_values: torch.Tensor, dtype: torch.d
                 lambda _m, _i, key=module_name: starts.__setitem__(key, time.perf_counter())))
             handles.append(module.register_forward_hook(
                 lambda _m, _i, _o, key=module_name: totals.__setitem__(key, totals[key] + time.perf_counter() - starts[key])))
-    total = timed_forward(model, pixel_values, dtype)
-    for handle in handles:
-        handle.remove()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-        timed_forward(model, pixel_values, dtype)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        forward()
+        total = time.perf_counter() - start
+        for handle in handles:
+            handle.remove()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            forward()
     ops = sorted(profiler.key_averages(), key=lambda event: -event.self_cpu_time_total)[:15]
     return {
         "forward_s": total,
@@ -266,7 +271,14 @@ def main() -> None:
                   f"(paired {row['median_of_paired_ratios']:.2f}, FLOP ratio {row['flop_ratio']:.2f})", flush=True)
         if args.profile:
             height, width = sizes[0]
-            profile = profile_forward(models[names[0]], torch.randn(1, 3, height, width, device=device), dtype)
+            model, pixel_values = models[names[0]], torch.randn(1, 3, height, width, device=device)
+            autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+            def forward() -> None:
+                with autocast:
+                    model(pixel_values=pixel_values)
+
+            profile = profile_forward(model, forward)
             rows.append({"preset": preset, "size": f"{height}x{width}", "profile": profile})
         del models
 
