@@ -51,13 +51,20 @@ def parity_fixture_difference() -> dict[str, float]:
     meta = json.loads((PARITY_FIXTURE / "config.json").read_text())
     swin = meta["tiny_swin"]
     encoder_config = SwinConfig(
-        embed_dim=swin["embed_dims"][0], depths=swin["depths"], num_heads=swin["num_heads"],
-        window_size=swin["window_size"], mlp_ratio=swin["mlp_ratios"][0], patch_size=swin["patch_size"],
-        drop_path_rate=swin["drop_path_rate"], layer_norm_eps=swin["norm_eps"],
+        embed_dim=swin["embed_dims"][0],
+        depths=swin["depths"],
+        num_heads=swin["num_heads"],
+        window_size=swin["window_size"],
+        mlp_ratio=swin["mlp_ratios"][0],
+        patch_size=swin["patch_size"],
+        drop_path_rate=swin["drop_path_rate"],
+        layer_norm_eps=swin["norm_eps"],
     )
     model = convert_original_checkpoint(
-        PARITY_FIXTURE / "official_state_dict.safetensors", meta["config"],
-        vfm_config=Dinov2Config(**meta["tiny_dinov2_config"]), encoder_config=encoder_config,
+        PARITY_FIXTURE / "official_state_dict.safetensors",
+        meta["config"],
+        vfm_config=Dinov2Config(**meta["tiny_dinov2_config"]),
+        encoder_config=encoder_config,
     )
     pixel_values = load_file(str(PARITY_FIXTURE / "inputs.safetensors"))["pixel_values"].float()
     with torch.inference_mode():
@@ -83,8 +90,23 @@ def time_command(model_dir: Path, image: Path, output_dir: Path, dtype: str, thr
         "start = time.perf_counter(); code = cli.main(sys.argv[2:]); print(time.perf_counter() - start); "
         "sys.exit(code)"
     )
-    command = [sys.executable, "-c", code, str(threads), "predict", str(image), "--model", str(model_dir),
-               "--output-dir", str(output_dir), "--device", "cpu", "--dtype", dtype, "--no-progress"]
+    command = [
+        sys.executable,
+        "-c",
+        code,
+        str(threads),
+        "predict",
+        str(image),
+        "--model",
+        str(model_dir),
+        "--output-dir",
+        str(output_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        dtype,
+        "--no-progress",
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"wedepth predict --dtype {dtype} failed:\n{completed.stderr[-3000:]}")
@@ -143,17 +165,23 @@ def main() -> None:
         model_dir = Path(folder) / "model"
         model.save_pretrained(model_dir)
         processor.save_pretrained(model_dir)
-        command = {name: time_command(model_dir, image_path, Path(folder) / name, name, args.threads)
-                   for name in ("float32", "bfloat16")}
+        command = {
+            name: time_command(model_dir, image_path, Path(folder) / name, name, args.threads)
+            for name in ("float32", "bfloat16")
+        }
     result["command_s"] = command
     result["command_ratio_bf16_over_fp32"] = command["bfloat16"] / command["float32"]
     result["settings"] = {**{key: str(value) for key, value in vars(args).items()}, "torch": torch.__version__}
 
-    print(f"model step at {result['image_size']}: float32 {result['model_step_median_s']['float32']:.3f} s, "
-          f"bfloat16 {result['model_step_median_s']['bfloat16']:.3f} s, ratio "
-          f"{result['model_step_ratio_bf16_over_fp32']:.2f} (paired {result['model_step_median_paired_ratio']:.2f})")
-    print(f"whole command: float32 {command['float32']:.2f} s, bfloat16 {command['bfloat16']:.2f} s, ratio "
-          f"{result['command_ratio_bf16_over_fp32']:.2f}")
+    print(
+        f"model step at {result['image_size']}: float32 {result['model_step_median_s']['float32']:.3f} s, "
+        f"bfloat16 {result['model_step_median_s']['bfloat16']:.3f} s, ratio "
+        f"{result['model_step_ratio_bf16_over_fp32']:.2f} (paired {result['model_step_median_paired_ratio']:.2f})"
+    )
+    print(
+        f"whole command: float32 {command['float32']:.2f} s, bfloat16 {command['bfloat16']:.2f} s, ratio "
+        f"{result['command_ratio_bf16_over_fp32']:.2f}"
+    )
     for key in ("photo_depth_difference", "parity_fixture_depth_difference"):
         print(f"{key}: mean {result[key]['mean']:.2%}, max {result[key]['max']:.2%}")
     output.write_text(json.dumps(result, indent=2))

@@ -34,12 +34,30 @@ from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
 # Depth Anything V2 checkpoints' architectures (depth-anything/Depth-Anything-V2-{Small,Base,Large}-hf config.json):
 # the DINOv2 size, the backbone layers read by the neck, and the DPT neck/fusion widths.
 DEPTH_ANYTHING_V2 = {
-    "small": {"hidden_size": 384, "layers": 12, "heads": 6, "out_indices": [3, 6, 9, 12],
-              "neck_hidden_sizes": [48, 96, 192, 384], "fusion_hidden_size": 64},
-    "base": {"hidden_size": 768, "layers": 12, "heads": 12, "out_indices": [3, 6, 9, 12],
-             "neck_hidden_sizes": [96, 192, 384, 768], "fusion_hidden_size": 128},
-    "large": {"hidden_size": 1024, "layers": 24, "heads": 16, "out_indices": [5, 12, 18, 24],
-              "neck_hidden_sizes": [256, 512, 1024, 1024], "fusion_hidden_size": 256},
+    "small": {
+        "hidden_size": 384,
+        "layers": 12,
+        "heads": 6,
+        "out_indices": [3, 6, 9, 12],
+        "neck_hidden_sizes": [48, 96, 192, 384],
+        "fusion_hidden_size": 64,
+    },
+    "base": {
+        "hidden_size": 768,
+        "layers": 12,
+        "heads": 12,
+        "out_indices": [3, 6, 9, 12],
+        "neck_hidden_sizes": [96, 192, 384, 768],
+        "fusion_hidden_size": 128,
+    },
+    "large": {
+        "hidden_size": 1024,
+        "layers": 24,
+        "heads": 16,
+        "out_indices": [5, 12, 18, 24],
+        "neck_hidden_sizes": [256, 512, 1024, 1024],
+        "fusion_hidden_size": 256,
+    },
 }
 
 
@@ -169,8 +187,19 @@ def memory_child(name: str, height: int, width: int, device_name: str, dtype_nam
 
 def measure_memory(name: str, height: int, width: int, args: argparse.Namespace) -> dict:
     """Peak memory of one forward, measured in a fresh subprocess."""
-    command = [sys.executable, __file__, "--memory-child", name, f"{height}x{width}", "--device", args.device,
-               "--dtype", args.dtype, "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        name,
+        f"{height}x{width}",
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--threads",
+        str(args.threads),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"Memory measurement of {name} at {height}x{width} failed:\n{result.stderr[-3000:]}")
@@ -185,10 +214,18 @@ def profile_forward(model: nn.Module, forward: Callable[[], object], depth: int 
     handles = []
     for module_name, module in model.named_modules():
         if module_name and module_name.count(".") < depth:
-            handles.append(module.register_forward_pre_hook(
-                lambda _m, _i, key=module_name: starts.__setitem__(key, time.perf_counter())))
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, _o, key=module_name: totals.__setitem__(key, totals[key] + time.perf_counter() - starts[key])))
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda _m, _i, key=module_name: starts.__setitem__(key, time.perf_counter())
+                )
+            )
+            handles.append(
+                module.register_forward_hook(
+                    lambda _m, _i, _o, key=module_name: totals.__setitem__(
+                        key, totals[key] + time.perf_counter() - starts[key]
+                    )
+                )
+            )
     with torch.inference_mode():
         start = time.perf_counter()
         forward()
@@ -201,13 +238,14 @@ def profile_forward(model: nn.Module, forward: Callable[[], object], depth: int 
     return {
         "forward_s": total,
         "modules_s": dict(sorted(totals.items(), key=lambda item: -item[1])),
-        "top_ops": [{"op": event.key, "self_cpu_ms": event.self_cpu_time_total / 1e3, "calls": event.count}
-                    for event in ops],
+        "top_ops": [
+            {"op": event.key, "self_cpu_ms": event.self_cpu_time_total / 1e3, "calls": event.count} for event in ops
+        ],
     }
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"480x640" -> (480, 640)."""
+    """ "480x640" -> (480, 640)."""
     height, width = text.lower().split("x")
     return int(height), int(width)
 
@@ -220,8 +258,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and size (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and size first")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
-                        help="wall-clock, or process CPU time (steadier on a shared CPU; use with --threads 1)")
+    parser.add_argument(
+        "--timer",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall-clock, or process CPU time (steadier on a shared CPU; use with --threads 1)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -231,8 +273,13 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child[0], *parse_size(args.memory_child[1]), args.device,
-                                      args.dtype, args.threads)))
+        print(
+            json.dumps(
+                memory_child(
+                    args.memory_child[0], *parse_size(args.memory_child[1]), args.device, args.dtype, args.threads
+                )
+            )
+        )
         return
 
     torch.set_num_threads(args.threads)
@@ -252,12 +299,18 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name in names:
                     times[name].append(timed_forward(models[name], inputs[name], dtype, args.timer))
-            row = {"preset": preset, "size": f"{height}x{width}",
-                   "ratios": [a / b for a, b in zip(times[names[0]], times[names[1]])]}
+            row = {
+                "preset": preset,
+                "size": f"{height}x{width}",
+                "ratios": [a / b for a, b in zip(times[names[0]], times[names[1]])],
+            }
             for name in names:
-                row[name] = {"median_s": statistics.median(times[name]), "times_s": times[name],
-                             "input": "x".join(map(str, inputs[name].shape[-2:])),
-                             "gflops": count_flops(models[name], inputs[name]) / 1e9}
+                row[name] = {
+                    "median_s": statistics.median(times[name]),
+                    "times_s": times[name],
+                    "input": "x".join(map(str, inputs[name].shape[-2:])),
+                    "gflops": count_flops(models[name], inputs[name]) / 1e9,
+                }
                 if not args.no_memory:
                     row[name].update(measure_memory(name, height, width, args))
             row["latency_ratio"] = row[names[0]]["median_s"] / row[names[1]]["median_s"]
@@ -266,33 +319,34 @@ def main() -> None:
             if not args.no_memory:
                 row["peak_memory_ratio"] = row[names[0]]["peak_mib"] / row[names[1]]["peak_mib"]
             rows.append(row)
-            print(f"{preset:>6} {height}x{width}: wedepth {row[names[0]]['median_s']:.3f} s, depth-anything "
-                  f"{row[names[1]]['median_s']:.3f} s, ratio {row['latency_ratio']:.2f} "
-                  f"(paired {row['median_of_paired_ratios']:.2f}, FLOP ratio {row['flop_ratio']:.2f})", flush=True)
+            print(
+                f"{preset:>6} {height}x{width}: wedepth {row[names[0]]['median_s']:.3f} s, depth-anything "
+                f"{row[names[1]]['median_s']:.3f} s, ratio {row['latency_ratio']:.2f} "
+                f"(paired {row['median_of_paired_ratios']:.2f}, FLOP ratio {row['flop_ratio']:.2f})",
+                flush=True,
+            )
         if args.profile:
             height, width = sizes[0]
             model, pixel_values = models[names[0]], torch.randn(1, 3, height, width, device=device)
-            autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-            def forward() -> None:
-                with autocast:
-                    model(pixel_values=pixel_values)
-
-            profile = profile_forward(model, forward)
+            profile = profile_forward(model, lambda: timed_forward(model, pixel_values, dtype))  # noqa: B023 (called here)
             rows.append({"preset": preset, "size": f"{height}x{width}", "profile": profile})
         del models
 
-    print("\n| preset | size | WEDepth s | DA-V2 s | latency ratio | paired ratio | FLOP ratio (GFLOPs) | WEDepth peak MiB "
-          "| DA-V2 peak MiB |")
+    print(
+        "\n| preset | size | WEDepth s | DA-V2 s | latency ratio | paired ratio | FLOP ratio (GFLOPs) "
+        "| WEDepth peak MiB | DA-V2 peak MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "profile" in row:
             continue
         wedepth, depth_anything = row[f"wedepth-{row['preset']}"], row[f"depth-anything-{row['preset']}"]
-        memory = (f"{wedepth['peak_mib']:.0f} | {depth_anything['peak_mib']:.0f}" if "peak_mib" in wedepth else "- | -")
-        print(f"| {row['preset']} | {row['size']} | {wedepth['median_s']:.3f} | {depth_anything['median_s']:.3f} | "
-              f"{row['latency_ratio']:.2f} | {row['median_of_paired_ratios']:.2f} | {row['flop_ratio']:.2f} "
-              f"({wedepth['gflops']:.0f} / {depth_anything['gflops']:.0f}) | {memory} |")
+        memory = f"{wedepth['peak_mib']:.0f} | {depth_anything['peak_mib']:.0f}" if "peak_mib" in wedepth else "- | -"
+        print(
+            f"| {row['preset']} | {row['size']} | {wedepth['median_s']:.3f} | {depth_anything['median_s']:.3f} | "
+            f"{row['latency_ratio']:.2f} | {row['median_of_paired_ratios']:.2f} | {row['flop_ratio']:.2f} "
+            f"({wedepth['gflops']:.0f} / {depth_anything['gflops']:.0f}) | {memory} |"
+        )
     for row in rows:
         if "profile" in row:
             print(f"\nProfile of wedepth-{row['preset']} at {row['size']} ({row['profile']['forward_s']:.3f} s):")

@@ -112,8 +112,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timer", default="wall", choices=["wall", "cpu"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="autocast dtype of the forward (float32: no autocast)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="autocast dtype of the forward (float32: no autocast)",
+    )
     parser.add_argument("--output", default="benchmarks/results/train_step.json")
     parser.add_argument("--case", nargs=3, metavar=("PRESET", "VFM", "CHECKPOINTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,24 +128,33 @@ def main() -> None:
         return
 
     results = []
-    forwarded = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
-                 if key in ("batch_size", "height", "width", "repeats", "warmup", "threads", "timer", "device", "dtype")]
+    forwarded = [
+        f"--{key.replace('_', '-')}={value}"
+        for key, value in vars(args).items()
+        if key in ("batch_size", "height", "width", "repeats", "warmup", "threads", "timer", "device", "dtype")
+    ]
     for preset in args.presets:
         for checkpointing in ("off", "on"):
             for vfm in ("frozen", "unfrozen"):
                 command = [sys.executable, __file__, "--case", preset, vfm, checkpointing, *forwarded]
                 completed = subprocess.run(command, capture_output=True, text=True, check=False)
                 if completed.returncode != 0:
-                    raise RuntimeError(f"Case {preset}/{vfm}/checkpointing {checkpointing} failed:\n"
-                                       f"{completed.stderr[-3000:]}")
+                    raise RuntimeError(
+                        f"Case {preset}/{vfm}/checkpointing {checkpointing} failed:\n{completed.stderr[-3000:]}"
+                    )
                 result = json.loads(completed.stdout.strip().splitlines()[-1])
                 results.append(result)
-                print(f"{preset:>6} vfm {vfm:>8} checkpointing {checkpointing:>3}: {result['median_s']:.2f} s, "
-                      f"peak {result['peak_mib']:.0f} MiB", flush=True)
+                print(
+                    f"{preset:>6} vfm {vfm:>8} checkpointing {checkpointing:>3}: {result['median_s']:.2f} s, "
+                    f"peak {result['peak_mib']:.0f} MiB",
+                    flush=True,
+                )
 
     def find(preset: str, vfm: str, checkpointing: bool) -> dict:
         """The result of one case."""
-        return next(r for r in results if (r["preset"], r["vfm"], r["gradient_checkpointing"]) == (preset, vfm, checkpointing))
+        return next(
+            r for r in results if (r["preset"], r["vfm"], r["gradient_checkpointing"]) == (preset, vfm, checkpointing)
+        )
 
     summary = {}
     for preset in args.presets:
@@ -158,14 +171,22 @@ def main() -> None:
     print("\n| preset | VFM | checkpointing | step s | peak MiB | trainable params |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['preset']} | {r['vfm']} | {'on' if r['gradient_checkpointing'] else 'off'} | {r['median_s']:.2f} | "
-              f"{r['peak_mib']:.0f} | {r['trainable_parameters'] / 1e6:.1f}M |")
-    print("\n| preset | time frozen/unfrozen | peak frozen/unfrozen | peak frozen+ckpt/unfrozen | time frozen+ckpt/unfrozen |")
+        print(
+            f"| {r['preset']} | {r['vfm']} | {'on' if r['gradient_checkpointing'] else 'off'} | {r['median_s']:.2f} | "
+            f"{r['peak_mib']:.0f} | {r['trainable_parameters'] / 1e6:.1f}M |"
+        )
+    print(
+        "\n| preset | time frozen/unfrozen | peak frozen/unfrozen | peak frozen+ckpt/unfrozen "
+        "| time frozen+ckpt/unfrozen |"
+    )
     print("|---|---|---|---|---|")
     for preset, ratios in summary.items():
-        print(f"| {preset} | {ratios['time_frozen_over_unfrozen']:.2f} | {ratios['peak_memory_frozen_over_unfrozen']:.2f} | "
-              f"{ratios['peak_memory_frozen_checkpointed_over_unfrozen']:.2f} | "
-              f"{ratios['time_frozen_checkpointed_over_unfrozen']:.2f} |")
+        print(
+            f"| {preset} | {ratios['time_frozen_over_unfrozen']:.2f} | "
+            f"{ratios['peak_memory_frozen_over_unfrozen']:.2f} | "
+            f"{ratios['peak_memory_frozen_checkpointed_over_unfrozen']:.2f} | "
+            f"{ratios['time_frozen_checkpointed_over_unfrozen']:.2f} |"
+        )
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -81,8 +81,11 @@ def main() -> None:
 
     if args.load_child:
         baseline = memory_status()
-        names = {f"{kind.upper()}_{suffix.upper()}": str(folders[f"{kind}_{suffix}"])
-                 for kind in ("full", "free") for suffix in ("a", "b")}
+        names = {
+            f"{kind.upper()}_{suffix.upper()}": str(folders[f"{kind}_{suffix}"])
+            for kind in ("full", "free")
+            for suffix in ("a", "b")
+        }
         scope = {"M": WEDepthForDepthEstimation, **names}
         exec(LOAD_CASES[args.load_child], scope)
         models = (scope["a"], scope["b"])
@@ -95,40 +98,48 @@ def main() -> None:
         gc.collect()
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         distinct = {p.data_ptr(): p.numel() * p.element_size() for model in models for p in model.parameters()}
-        print(json.dumps({
-            "baseline": baseline,
-            "loaded": memory_status(),
-            "vfm_shared": models[0].vfm is models[1].vfm,
-            "parameter_mib": sum(distinct.values()) / 2**20,
-        }))
+        print(
+            json.dumps(
+                {
+                    "baseline": baseline,
+                    "loaded": memory_status(),
+                    "vfm_shared": models[0].vfm is models[1].vfm,
+                    "parameter_mib": sum(distinct.values()) / 2**20,
+                }
+            )
+        )
         return
 
     results = {
         "preset": args.preset,
         "torch": torch.__version__,
         "folder_bytes": {name: folder_bytes(folders[name]) for name in ("full_a", "free_a")},
-        "weights_bytes": {
-            name: (folders[name] / "model.safetensors").stat().st_size for name in ("full_a", "free_a")
-        },
+        "weights_bytes": {name: (folders[name] / "model.safetensors").stat().st_size for name in ("full_a", "free_a")},
         "loading": {},
     }
     for case in LOAD_CASES:
         child = subprocess.run(
             [sys.executable, __file__, "--preset", args.preset, "--workdir", str(args.workdir), "--load-child", case],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results["loading"][case] = json.loads(child.stdout.strip().splitlines()[-1])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1) + "\n")
 
     full, free = results["folder_bytes"]["full_a"], results["folder_bytes"]["free_a"]
-    print(f"{args.preset}: self-contained folder {full / 2**20:.1f} MiB, VFM-free {free / 2**20:.1f} MiB "
-          f"({free / full:.2f}x)")
+    print(
+        f"{args.preset}: self-contained folder {full / 2**20:.1f} MiB, VFM-free {free / 2**20:.1f} MiB "
+        f"({free / full:.2f}x)"
+    )
     print("| two models loaded | parameters MiB | resident MiB (before loading) | peak MiB | VFM shared |")
     print("|---|---|---|---|---|")
     for case, measured in results["loading"].items():
-        print(f"| {case} | {measured['parameter_mib']:.0f} | {measured['loaded']['VmRSS']:.0f} "
-              f"({measured['baseline']['VmRSS']:.0f}) | {measured['loaded']['VmHWM']:.0f} | {measured['vfm_shared']} |")
+        print(
+            f"| {case} | {measured['parameter_mib']:.0f} | {measured['loaded']['VmRSS']:.0f} "
+            f"({measured['baseline']['VmRSS']:.0f}) | {measured['loaded']['VmHWM']:.0f} | {measured['vfm_shared']} |"
+        )
     print(f"Wrote {args.output}")
 
 

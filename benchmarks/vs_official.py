@@ -67,7 +67,10 @@ PARITY_TOLERANCE = 1e-3
 
 def official_config(official_root: Path, config: WEDepthConfig, vfm_folder: str) -> dict[str, Any]:
     """The authors' `configs/nyu.json` with the model section of the preset `config`."""
-    if config.decoder_ffn_dim != 2 * config.decoder_hidden_size or config.head_hidden_size * 2 != config.decoder_hidden_size:
+    if (
+        config.decoder_ffn_dim != 2 * config.decoder_hidden_size
+        or config.head_hidden_size * 2 != config.decoder_hidden_size
+    ):
         raise ValueError("The authors' decoder has an FFN of twice its width and heads of half its width.")
     with open(official_root / "WEDepth" / "configs" / "nyu.json") as handle:
         values = json.load(handle)
@@ -108,11 +111,21 @@ def build_pair(
     official.eval()
     state_dict = {key: tensor.detach().clone() for key, tensor in official.state_dict().items()}
     ours = convert_original_checkpoint(state_dict, values, vfm_config=config.vfm_config)
-    for field in ("prompt_num", "prompt_dim", "prompt_attention_heads", "vfm_stage_layers", "decoder_hidden_size",
-                  "decoder_ffn_dim", "decoder_layers", "head_hidden_size"):
+    for field in (
+        "prompt_num",
+        "prompt_dim",
+        "prompt_attention_heads",
+        "vfm_stage_layers",
+        "decoder_hidden_size",
+        "decoder_ffn_dim",
+        "decoder_layers",
+        "head_hidden_size",
+    ):
         if getattr(ours.config, field) != getattr(config, field):
-            raise RuntimeError(f"The converted model's {field} is {getattr(ours.config, field)}, the preset's "
-                               f"{getattr(config, field)}.")
+            raise RuntimeError(
+                f"The converted model's {field} is {getattr(ours.config, field)}, the preset's "
+                f"{getattr(config, field)}."
+            )
     return official, ours.eval(), values
 
 
@@ -155,7 +168,10 @@ def training_steps(
 
     silog = official_loss.SiLogLoss()
     valid = labels[:, None] > ours.config.min_depth
-    optimizers = {"official": make_optimizer(official, implementation), "wedepth_hf": make_optimizer(ours, implementation)}
+    optimizers = {
+        "official": make_optimizer(official, implementation),
+        "wedepth_hf": make_optimizer(ours, implementation),
+    }
 
     def official_step() -> None:
         official.train()
@@ -203,6 +219,63 @@ def alternate(runs: dict[str, Callable[[], Any]], warmup: int, repeats: int, tim
     }
 
 
+def measure(namespace: Any, args: argparse.Namespace, preset: str, size: str) -> dict[str, Any]:
+    """Parity, then forward (and training step) times of both models for one preset and size; the models are
+    freed on return."""
+    height, width = parse_size(size)
+    official, ours, _ = build_pair(namespace, args.official, preset, height, width, args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    pixel_values = torch.randn(args.batch_size, 3, height, width, generator=generator)
+    row: dict[str, Any] = {
+        "preset": preset,
+        "size": size,
+        "batch_size": args.batch_size,
+        "parity_max_relative_difference": check_parity(official, ours, pixel_values),
+    }
+    print(f"{preset} {size}: same depth within {row['parity_max_relative_difference']:.2e} of the largest", flush=True)
+
+    def forward_of(model: torch.nn.Module, forward: Callable) -> Callable[[], None]:
+        def run() -> None:
+            model.eval()
+            with torch.inference_mode():
+                forward(model, pixel_values)
+
+        return run
+
+    row["forward"] = alternate(
+        {"official": forward_of(official, official_forward), "wedepth_hf": forward_of(ours, ours_forward)},
+        args.warmup,
+        args.repeats,
+        args.timer,
+    )
+    print(
+        f"  forward: official {row['forward']['median_s']['official']:.3f} s, wedepth_hf "
+        f"{row['forward']['median_s']['wedepth_hf']:.3f} s, ratio {row['forward']['ratio_of_medians']:.2f} "
+        f"(paired {row['forward']['median_paired_ratio']:.2f})",
+        flush=True,
+    )
+    if args.profile:
+        official.eval()
+        row["profile"] = {
+            "official": profile_forward(official, lambda: official_forward(official, pixel_values)),
+            "wedepth_hf": profile_forward(ours, lambda: ours_forward(ours, pixel_values)),
+        }
+    if not args.skip_train:
+        train_pixels = torch.randn(args.train_batch_size, 3, height, width, generator=generator)
+        labels = torch.rand(args.train_batch_size, height, width, generator=generator) * 9.5 + 0.5
+        steps = training_steps(official, ours, train_pixels, labels, args.optimizer)
+        row["training_step"] = alternate(steps, args.warmup, args.train_repeats, args.timer)
+        row["training_step"]["batch_size"] = args.train_batch_size
+        print(
+            f"  training step: official {row['training_step']['median_s']['official']:.3f} s, wedepth_hf "
+            f"{row['training_step']['median_s']['wedepth_hf']:.3f} s, ratio "
+            f"{row['training_step']['ratio_of_medians']:.2f} "
+            f"(paired {row['training_step']['median_paired_ratio']:.2f})",
+            flush=True,
+        )
+    return row
+
+
 def main() -> None:
     """Build, check parity, time forward and training step per (preset, size); print and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,10 +288,18 @@ def main() -> None:
     parser.add_argument("--train-repeats", type=int, default=3, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
-                        help="wall clock, or process CPU time (steadier on a shared CPU; use with --threads 1)")
-    parser.add_argument("--optimizer", default="foreach", choices=["foreach", "fused", "for-loop"],
-                        help="AdamW implementation, the same for both models")
+    parser.add_argument(
+        "--timer",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall clock, or process CPU time (steadier on a shared CPU; use with --threads 1)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        default="foreach",
+        choices=["foreach", "fused", "for-loop"],
+        help="AdamW implementation, the same for both models",
+    )
     parser.add_argument("--skip-train", action="store_true", help="forward only")
     parser.add_argument("--profile", action="store_true", help="also profile one forward of each model")
     parser.add_argument("--seed", type=int, default=0)
@@ -227,50 +308,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     namespace = harness.import_official(str(args.official))
-    rows = []
-    for preset in args.presets:
-        for size in args.sizes:
-            height, width = parse_size(size)
-            official, ours, _ = build_pair(namespace, args.official, preset, height, width, args.seed)
-            generator = torch.Generator().manual_seed(args.seed)
-            pixel_values = torch.randn(args.batch_size, 3, height, width, generator=generator)
-            row: dict[str, Any] = {"preset": preset, "size": size, "batch_size": args.batch_size,
-                                   "parity_max_relative_difference": check_parity(official, ours, pixel_values)}
-            print(f"{preset} {size}: same depth within {row['parity_max_relative_difference']:.2e} of the largest",
-                  flush=True)
-
-            def forward_of(model: torch.nn.Module, forward: Callable) -> Callable[[], None]:
-                def run() -> None:
-                    model.eval()
-                    with torch.inference_mode():
-                        forward(model, pixel_values)
-                return run
-
-            row["forward"] = alternate(
-                {"official": forward_of(official, official_forward), "wedepth_hf": forward_of(ours, ours_forward)},
-                args.warmup, args.repeats, args.timer,
-            )
-            print(f"  forward: official {row['forward']['median_s']['official']:.3f} s, wedepth_hf "
-                  f"{row['forward']['median_s']['wedepth_hf']:.3f} s, ratio {row['forward']['ratio_of_medians']:.2f} "
-                  f"(paired {row['forward']['median_paired_ratio']:.2f})", flush=True)
-            if args.profile:
-                official.eval()
-                row["profile"] = {
-                    "official": profile_forward(official, lambda: official_forward(official, pixel_values)),
-                    "wedepth_hf": profile_forward(ours, lambda: ours_forward(ours, pixel_values)),
-                }
-            if not args.skip_train:
-                train_pixels = torch.randn(args.train_batch_size, 3, height, width, generator=generator)
-                labels = torch.rand(args.train_batch_size, height, width, generator=generator) * 9.5 + 0.5
-                steps = training_steps(official, ours, train_pixels, labels, args.optimizer)
-                row["training_step"] = alternate(steps, args.warmup, args.train_repeats, args.timer)
-                row["training_step"]["batch_size"] = args.train_batch_size
-                print(f"  training step: official {row['training_step']['median_s']['official']:.3f} s, wedepth_hf "
-                      f"{row['training_step']['median_s']['wedepth_hf']:.3f} s, ratio "
-                      f"{row['training_step']['ratio_of_medians']:.2f} "
-                      f"(paired {row['training_step']['median_paired_ratio']:.2f})", flush=True)
-            rows.append(row)
-            del official, ours
+    rows = [measure(namespace, args, preset, size) for preset in args.presets for size in args.sizes]
 
     print("\n| preset | size | run | official s | wedepth_hf s | ratio of medians | median paired ratio |")
     print("|---|---|---|---|---|---|---|")
@@ -278,9 +316,11 @@ def main() -> None:
         for run in ("forward", "training_step"):
             if run in row:
                 result = row[run]
-                print(f"| {row['preset']} | {row['size']} | {run.replace('_', ' ')} | {result['median_s']['official']:.3f} "
-                      f"| {result['median_s']['wedepth_hf']:.3f} | {result['ratio_of_medians']:.2f} | "
-                      f"{result['median_paired_ratio']:.2f} |")
+                print(
+                    f"| {row['preset']} | {row['size']} | {run.replace('_', ' ')} | "
+                    f"{result['median_s']['official']:.3f} | {result['median_s']['wedepth_hf']:.3f} | "
+                    f"{result['ratio_of_medians']:.2f} | {result['median_paired_ratio']:.2f} |"
+                )
     for row in rows:
         for name, profile in row.get("profile", {}).items():
             print(f"\nProfile of {name} ({row['preset']}, {row['size']}, {profile['forward_s']:.3f} s):")

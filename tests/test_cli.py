@@ -5,12 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_config
 from PIL import Image
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli
 from wedepth_hf.visualization import default_intrinsics, load_depth_png, read_point_cloud_ply
-
-from conftest import make_tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,21 @@ def test_predict_folder_glob_and_corrupt_file(model_dir: Path, tmp_path: Path) -
     output = tmp_path / "out"
 
     code = cli.main(
-        ["predict", str(first), str(second / "*.png"), "--model", str(model_dir), "--output-dir", str(output),
-         "--batch-size", "2", "--save-ply", "--no-progress", "--dtype", "float32"]
+        [
+            "predict",
+            str(first),
+            str(second / "*.png"),
+            "--model",
+            str(model_dir),
+            "--output-dir",
+            str(output),
+            "--batch-size",
+            "2",
+            "--save-ply",
+            "--no-progress",
+            "--dtype",
+            "float32",
+        ]
     )
     assert code == 1  # the corrupt and the truncated file failed
     names = sorted(path.name for path in output.iterdir())
@@ -103,7 +115,10 @@ def test_predict_flip_tta_and_bfloat16(model_dir: Path, tmp_path: Path) -> None:
 
 def test_missing_inputs_and_partial_intrinsics_are_errors(model_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
-    assert cli.main(["predict", str(tmp_path / "nothing*.png"), "--model", str(model_dir), "--output-dir", str(output)]) == 1
+    assert (
+        cli.main(["predict", str(tmp_path / "nothing*.png"), "--model", str(model_dir), "--output-dir", str(output)])
+        == 1
+    )
     with pytest.raises(SystemExit, match="all four"):
         cli.main(["predict", str(tmp_path), "--model", str(model_dir), "--output-dir", str(output), "--fx", "500"])
 
@@ -126,8 +141,10 @@ def test_train_and_evaluate_run_in_the_package(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(wedepth_hf.evaluation, "main", lambda argv: received.setdefault("evaluate", list(argv)) and 4)
     assert cli.main(["train", "--config", "synthetic", "--max_train_steps", "2"]) == 3
     assert cli.main(["evaluate", "--model", "m", "--help"]) == 4
-    assert received == {"train": ["--config", "synthetic", "--max_train_steps", "2"],
-                        "evaluate": ["--model", "m", "--help"]}
+    assert received == {
+        "train": ["--config", "synthetic", "--max_train_steps", "2"],
+        "evaluate": ["--model", "m", "--help"],
+    }
 
 
 def test_evaluate_help_lists_its_options(capsys: pytest.CaptureFixture) -> None:
@@ -141,8 +158,22 @@ def test_evaluate_help_lists_its_options(capsys: pytest.CaptureFixture) -> None:
 
 
 def _predict(model_dir: Path, inputs: list[Path], output: Path, *extra: str) -> int:
-    return cli.main(["predict", *map(str, inputs), "--model", str(model_dir), "--output-dir", str(output),
-                     "--no-progress", "--device", "cpu", "--dtype", "float32", *extra])
+    return cli.main(
+        [
+            "predict",
+            *map(str, inputs),
+            "--model",
+            str(model_dir),
+            "--output-dir",
+            str(output),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            *extra,
+        ]
+    )
 
 
 def _model_depth(model_dir: Path, image: object) -> np.ndarray:
@@ -186,8 +217,9 @@ def test_a_nan_image_is_an_error_naming_its_file_and_the_others_are_written(
     assert sorted(path.name for path in output.iterdir()) == ["good_depth.png", "good_depth_color.png"]
 
 
-def test_one_failing_image_does_not_stop_the_run(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_one_failing_image_does_not_stop_the_run(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     for name, height in (("small", 30), ("huge", 60), ("other", 30)):
         _write_image(tmp_path / f"{name}.png", height, 40, 2)
     forward = WEDepthForDepthEstimation.forward
@@ -205,8 +237,9 @@ def test_one_failing_image_does_not_stop_the_run(model_dir: Path, tmp_path: Path
     assert "1 input(s) failed; 2 image(s) were written" in caplog.text
 
 
-def test_large_photos_are_processed_at_a_bounded_resolution(model_dir: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_photos_are_processed_at_a_bounded_resolution(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write_image(tmp_path / "photo.jpg", 1200, 1600, 3)
     seen: list[tuple[int, int]] = []
     forward = WEDepthForDepthEstimation.forward
@@ -223,8 +256,9 @@ def test_large_photos_are_processed_at_a_bounded_resolution(model_dir: Path, tmp
         assert load_depth_png(tmp_path / folder / "photo_depth.png").shape == (1200, 1600)
 
 
-def test_outputs_are_written_atomically_and_never_through_a_symlink(model_dir: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outputs_are_written_atomically_and_never_through_a_symlink(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write_image(tmp_path / "x.png", 30, 40, 4)
     output = tmp_path / "out"
     output.mkdir()
@@ -246,8 +280,9 @@ def test_outputs_are_written_atomically_and_never_through_a_symlink(model_dir: P
     assert sorted(path.name for path in output.iterdir()) == ["x_depth.png", "x_depth_color.png"]
 
 
-def test_output_dir_problems_stop_the_run_before_any_model_is_loaded(model_dir: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_dir_problems_stop_the_run_before_any_model_is_loaded(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write_image(tmp_path / "x.png", 30, 40, 4)
     monkeypatch.setattr(cli, "load_models", lambda *args: pytest.fail("a model was loaded"))
     (tmp_path / "a_file").write_text("")

@@ -76,7 +76,9 @@ def test_bad_stage_layers(tiny_config, stage_layers: list[int], message: str) ->
 
 
 def test_stage_layers_must_end_at_the_last_layer(tiny_config) -> None:
-    config = tiny_config(vfm_config={"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 6, "num_attention_heads": 2})
+    config = tiny_config(
+        vfm_config={"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 6, "num_attention_heads": 2}
+    )
     assert config.vfm_stage_layers == [0, 2, 3, 5]
     with pytest.raises(ValueError, match="must end at the last VFM layer"):
         tiny_config(

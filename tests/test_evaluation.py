@@ -1,7 +1,7 @@
 """The evaluation loop (batching, flip TTA, KB crop, alignment, skipping), every supported layout, and the CLI."""
 
-import os
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from conftest import make_tiny_config
+from PIL import Image
 from test_datasets import make_hf_dataset, write_list, write_pair
 
 from wedepth_hf import WEDepthForDepthEstimation
@@ -134,7 +134,13 @@ def test_crop_on_kb_crop_scores_the_garg_box_of_the_352x1216_map() -> None:
         depth = torch.where(right, 1.0, 5.0)
         sample = {"image": torch.zeros(3, height, width, dtype=torch.uint8), "depth": depth, "focal": 721.5, "id": "k"}
         result = evaluate_depth_model(
-            ConstantDepth(), [sample], min_depth=1e-3, max_depth=80.0, crop="garg", kb_crop=True, progress=False,
+            ConstantDepth(),
+            [sample],
+            min_depth=1e-3,
+            max_depth=80.0,
+            crop="garg",
+            kb_crop=True,
+            progress=False,
             **options,
         )
         return result.metrics
@@ -247,8 +253,15 @@ def test_every_layout_reads_and_evaluates(tmp_path: Path, name: str, model) -> N
     assert len(dataset) == 2
     assert np.allclose(dataset[0]["depth"].numpy(), expected, atol=1e-5)
     result = evaluate_depth_model(
-        model, dataset, batch_size=2, min_depth=spec.min_depth, max_depth=spec.max_depth, crop=spec.crop,
-        kb_crop=spec.kb_crop, kb_crop_size=(48, 96), progress=False,
+        model,
+        dataset,
+        batch_size=2,
+        min_depth=spec.min_depth,
+        max_depth=spec.max_depth,
+        crop=spec.crop,
+        kb_crop=spec.kb_crop,
+        kb_crop_size=(48, 96),
+        progress=False,
     )
     assert result.num_images == 2 and result.num_skipped == 0
     assert all(np.isfinite(value) for value in result.metrics.values())
@@ -271,9 +284,23 @@ def test_evaluate_script_writes_json(tmp_path: Path, model) -> None:
     card = tmp_path / "model" / "README.md"
     render_model_card(model_name="tiny").save(card)
     command = [
-        sys.executable, str(REPO / "examples" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset", "nyu",
-        "--data_root", str(data), "--split_file", "test.txt", "--batch_size", "2", "--flip_tta",
-        "--output", str(output), "--update_model_card", str(card),
+        sys.executable,
+        str(REPO / "examples" / "evaluate.py"),
+        "--model",
+        str(tmp_path / "model"),
+        "--dataset",
+        "nyu",
+        "--data_root",
+        str(data),
+        "--split_file",
+        "test.txt",
+        "--batch_size",
+        "2",
+        "--flip_tta",
+        "--output",
+        str(output),
+        "--update_model_card",
+        str(card),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
@@ -282,7 +309,12 @@ def test_evaluate_script_writes_json(tmp_path: Path, model) -> None:
     assert report["num_images"] == {"nyu": 3} and report["num_skipped"] == {"nyu": 0}
     assert report["settings"]["flip_tta"] is True and report["settings"]["crop"] == "eigen_nyu"
     expected = evaluate_depth_model(
-        model, NYUDepthDataset(data, "test.txt"), min_depth=1e-3, max_depth=10.0, crop="eigen_nyu", flip_tta=True,
+        model,
+        NYUDepthDataset(data, "test.txt"),
+        min_depth=1e-3,
+        max_depth=10.0,
+        crop="eigen_nyu",
+        flip_tta=True,
         progress=False,
     )
     assert report["results"]["nyu"] == pytest.approx(expected.metrics, rel=1e-5)
@@ -295,9 +327,25 @@ def test_two_processes_score_every_image_exactly_once(tmp_path: Path, model) -> 
     data = tmp_path / "nyu"
     nyu_folder(data, [(30, 40)] * 3)
     model.save_pretrained(tmp_path / "model")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(REPO / "examples" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset", "nyu",
-               "--data_root", str(data), "--split_file", "test.txt", "--output", str(tmp_path / "results.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "examples" / "evaluate.py"),
+        "--model",
+        str(tmp_path / "model"),
+        "--dataset",
+        "nyu",
+        "--data_root",
+        str(data),
+        "--split_file",
+        "test.txt",
+        "--output",
+        str(tmp_path / "results.json"),
+    ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
     assert completed.returncode == 0, completed.stderr[-3000:]

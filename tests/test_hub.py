@@ -11,8 +11,17 @@ from huggingface_hub import HfApi, ModelCard
 from wedepth_hf.hub import HubUploadError, push_folder_to_hub, render_model_card, update_model_card_results
 
 
-METRICS = {"abs_rel": 0.1234, "sq_rel": 0.05, "rmse": 0.4, "rmse_log": 0.15, "log10": 0.05, "silog": 12.0,
-           "delta1": 0.85, "delta2": 0.95, "delta3": 0.99}
+METRICS = {
+    "abs_rel": 0.1234,
+    "sq_rel": 0.05,
+    "rmse": 0.4,
+    "rmse_log": 0.15,
+    "log10": 0.05,
+    "silog": 12.0,
+    "delta1": 0.85,
+    "delta2": 0.95,
+    "delta3": 0.99,
+}
 
 
 def _front_matter(path: Path) -> dict:
@@ -97,7 +106,9 @@ def test_render_without_results_or_base_models_omits_them(tmp_path: Path) -> Non
 def test_update_model_card_results_replaces_only_the_results(tmp_path: Path) -> None:
     card_path = tmp_path / "README.md"
     render_model_card(
-        model_name="wedepth-test", results={"nyu (validation)": METRICS}, base_models=["facebook/dinov2-small"],
+        model_name="wedepth-test",
+        results={"nyu (validation)": METRICS},
+        base_models=["facebook/dinov2-small"],
         training_command="python examples/train.py --config x.yaml",
     ).save(card_path)
     body_before = card_path.read_text().split("<!-- wedepth-results-start -->")[0].split("---\n", 2)[2]
@@ -138,8 +149,11 @@ def test_push_folder_sends_one_commit_without_checkpoints(tmp_path: Path, monkey
     (folder / "README.md").write_text("card")
     calls: dict = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("repo", (repo_id, kw)))
-    monkeypatch.setattr(HfApi, "create_commit",
-                        lambda self, repo_id, operations, **kw: calls.setdefault("commit", (repo_id, operations, kw)))
+    monkeypatch.setattr(
+        HfApi,
+        "create_commit",
+        lambda self, repo_id, operations, **kw: calls.setdefault("commit", (repo_id, operations, kw)),
+    )
     push_folder_to_hub(folder, "org/name", private=True)
     assert calls["repo"][0] == "org/name" and calls["repo"][1]["private"] is True
     assert calls["repo"][1]["exist_ok"] is True
@@ -179,9 +193,14 @@ def test_no_value_can_break_out_of_its_place_in_the_card(tmp_path: Path) -> None
     repo_id = 'org/"name"\n```\n# Repo heading'
     card_path = tmp_path / "README.md"
     render_model_card(
-        model_name=name, repo_id=repo_id, results={"nyu\n# Table heading | x": METRICS},
-        datasets=["org/``data``\n# Dataset heading"], training_command=command, training_config=config,
-        model_description=f"Text\n# Description heading\n{marker}", selection_text="best\n---",
+        model_name=name,
+        repo_id=repo_id,
+        results={"nyu\n# Table heading | x": METRICS},
+        datasets=["org/``data``\n# Dataset heading"],
+        training_command=command,
+        training_config=config,
+        model_description=f"Text\n# Description heading\n{marker}",
+        selection_text="best\n---",
     ).save(card_path)
 
     card = ModelCard.load(card_path)

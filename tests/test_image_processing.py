@@ -70,7 +70,6 @@ def test_sixteen_bit_is_scaled_not_clipped(processor) -> None:
     np.testing.assert_allclose(_pixels(processor, rgb16), expected, rtol=1e-5, atol=1e-4)
 
 
-
 def test_integer_images_follow_one_explicit_rule(processor) -> None:
     """uint16 is 16-bit; PIL mode "I" is read as 16-bit; other integer dtypes must hold 8-bit values. Values outside
     a rule's range raise instead of choosing a scale from the data."""
@@ -90,6 +89,7 @@ def test_integer_images_follow_one_explicit_rule(processor) -> None:
         processor(np.array([[0, 1000]], dtype=np.int32), return_tensors="pt")
     with pytest.raises(ValueError, match="dtype int16 must hold 8-bit values 0-255; got -1-3"):
         processor(np.array([[-1, 3]], dtype=np.int16), return_tensors="pt")
+
 
 def test_rgba_is_composited_over_white(processor) -> None:
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
@@ -141,8 +141,14 @@ def test_batches(processor, rgb) -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((960, 1280), (480, 640)), ((3024, 4032), (480, 640)), ((500, 2000), (480, 1920)), ((480, 640), (480, 640)),
-     ((375, 1242), (375, 1242)), ((20, 30), (20, 30))],
+    [
+        ((960, 1280), (480, 640)),
+        ((3024, 4032), (480, 640)),
+        ((500, 2000), (480, 1920)),
+        ((480, 640), (480, 640)),
+        ((375, 1242), (375, 1242)),
+        ((20, 30), (20, 30)),
+    ],
 )
 def test_large_photos_are_processed_at_a_bounded_resolution(processor, size, expected) -> None:
     """The shorter side is brought down to 480 by default, the aspect ratio kept; smaller images are not enlarged."""
@@ -178,8 +184,12 @@ def test_float_images_in_0_1_or_0_255_give_the_same_pixels(processor, rgb, kind:
 
 @pytest.mark.parametrize(
     ("values", "message"),
-    [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (-0.5, "\\[0, 1\\] or \\[0, 255\\]"),
-     (300.0, "\\[0, 1\\] or \\[0, 255\\]")],
+    [
+        (np.nan, "NaN or infinite"),
+        (np.inf, "NaN or infinite"),
+        (-0.5, "\\[0, 1\\] or \\[0, 255\\]"),
+        (300.0, "\\[0, 1\\] or \\[0, 255\\]"),
+    ],
 )
 def test_float_images_no_rule_covers_are_errors(processor, rgb, values: float, message: str) -> None:
     image = rgb.astype(np.float32)
@@ -199,7 +209,9 @@ def test_post_processing_returns_the_original_size(processor) -> None:
     assert resized[0]["predicted_depth"].shape == (32, 48)
     assert resized[1]["predicted_depth"].shape == (7, 9)
     # Bilinear resizing stays within the input's range: no negative or overshooting depth.
-    assert resized[0]["predicted_depth"].min() >= depth[0].min() and resized[0]["predicted_depth"].max() <= depth[0].max()
+    assert (
+        resized[0]["predicted_depth"].min() >= depth[0].min() and resized[0]["predicted_depth"].max() <= depth[0].max()
+    )
     untouched = processor.post_process_depth_estimation(outputs)
     assert torch.equal(untouched[1]["predicted_depth"], depth[1])
     with pytest.raises(ValueError, match="target sizes"):

@@ -99,9 +99,18 @@ def test_gradients_reach_every_trainable_part_and_never_the_vfm(tiny_model) -> N
     trainable = {name: p for name, p in tiny_model.named_parameters() if p.requires_grad}
     without_gradient = [name for name, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert without_gradient == []
-    for part in ("encoder.", "stream_split.", "prompted_vfm.prompt_embeddings", "prompted_vfm.extraction_blocks.",
-                 "prompted_vfm.prompt_projections.", "prompted_vfm.patch_projection.", "prompt_injections.",
-                 "feature_injection.", "pixel_decoder.", "depth_heads."):
+    for part in (
+        "encoder.",
+        "stream_split.",
+        "prompted_vfm.prompt_embeddings",
+        "prompted_vfm.extraction_blocks.",
+        "prompted_vfm.prompt_projections.",
+        "prompted_vfm.patch_projection.",
+        "prompt_injections.",
+        "feature_injection.",
+        "pixel_decoder.",
+        "depth_heads.",
+    ):
         assert any(name.startswith(part) for name in trainable), part
     assert not any(name.startswith("vfm.") for name in trainable)
     assert all(p.grad is None for p in tiny_model.vfm.parameters())
@@ -188,12 +197,16 @@ def test_deformable_attention_samples_exact_pixels() -> None:
     weights[..., 1, 0] = 0.5
     level0 = value[:, :12].reshape(batch, 3, 4, heads, head_dim)
     expected = 0.5 * level0[:, 1, 2] + 0.5 * level1[:, 0, 4]
-    torch.testing.assert_close(multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
-                               expected.reshape(batch, heads * head_dim))
+    torch.testing.assert_close(
+        multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
+        expected.reshape(batch, heads * head_dim),
+    )
     locations[..., 0, 0, 0] = (1.5 + 0.5) / 4  # half-way between x=1 and x=2
     expected = 0.5 * (0.5 * (level0[:, 1, 1] + level0[:, 1, 2])) + 0.5 * level1[:, 0, 4]
-    torch.testing.assert_close(multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
-                               expected.reshape(batch, heads * head_dim))
+    torch.testing.assert_close(
+        multi_scale_deformable_attention(value, shapes, locations, weights)[:, 0],
+        expected.reshape(batch, heads * head_dim),
+    )
 
 
 def test_save_and_load_round_trip(tmp_path, tiny_model) -> None:
@@ -215,8 +228,9 @@ def test_save_and_load_round_trip(tmp_path, tiny_model) -> None:
 def test_from_pretrained_backbones_copies_weights_exactly(tmp_path, tiny_config) -> None:
     torch.manual_seed(3)
     vfm = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, image_size=28))
-    encoder = SwinForImageClassification(SwinConfig(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2],
-                                                    window_size=4, num_labels=3))
+    encoder = SwinForImageClassification(
+        SwinConfig(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=4, num_labels=3)
+    )
     vfm.save_pretrained(tmp_path / "vfm")
     encoder.save_pretrained(tmp_path / "encoder")
 
@@ -275,10 +289,18 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config) -> None:
     results = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        model = WEDepthForDepthEstimation(tiny_config(encoder_config={
-            "model_type": "swin", "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2],
-            "window_size": 4, "drop_path_rate": 0.0,
-        }))
+        model = WEDepthForDepthEstimation(
+            tiny_config(
+                encoder_config={
+                    "model_type": "swin",
+                    "embed_dim": 16,
+                    "depths": [1, 1, 1, 1],
+                    "num_heads": [1, 1, 2, 2],
+                    "window_size": 4,
+                    "drop_path_rate": 0.0,
+                }
+            )
+        )
         if checkpointing:
             model.gradient_checkpointing_enable()
             assert model.prompted_vfm.gradient_checkpointing
@@ -297,8 +319,13 @@ def test_return_dict_false(tiny_model) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "message"),
-    [((1, 1, 32, 32), "3 \\(RGB\\) channels"), ((1, 4, 32, 32), "3 \\(RGB\\) channels"),
-     ((3, 32, 32), "batch, 3, height, width"), ((1, 3, 0, 32), "empty"), ((0, 3, 32, 32), "empty")],
+    [
+        ((1, 1, 32, 32), "3 \\(RGB\\) channels"),
+        ((1, 4, 32, 32), "3 \\(RGB\\) channels"),
+        ((3, 32, 32), "batch, 3, height, width"),
+        ((1, 3, 0, 32), "empty"),
+        ((0, 3, 32, 32), "empty"),
+    ],
 )
 def test_bad_pixel_values(tiny_model, shape: tuple[int, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -312,8 +339,16 @@ def test_labels_of_the_wrong_shape(tiny_model, shape: tuple[int, ...]) -> None:
 
 
 def test_encoder_with_wrong_strides(tiny_config) -> None:
-    config = tiny_config(encoder_config={"model_type": "swin", "patch_size": 2, "embed_dim": 16, "depths": [1, 1, 1, 1],
-                                         "num_heads": [1, 1, 2, 2], "window_size": 4})
+    config = tiny_config(
+        encoder_config={
+            "model_type": "swin",
+            "patch_size": 2,
+            "embed_dim": 16,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 2, 2],
+            "window_size": 4,
+        }
+    )
     model = WEDepthForDepthEstimation(config)
     with pytest.raises(ValueError, match="must have stride 4"):
         model(torch.randn(1, 3, 64, 64))
@@ -331,9 +366,11 @@ def test_fresh_model_starts_training_in_a_sane_depth_range(preset: str) -> None:
     """With the authors' Kaiming (fan-in) head initialisation, training starts from depths of metres to tens of metres
     (a fan-out initialisation of the 1x1 log-depth layer would give 1e-7 to 1e9 m)."""
     torch.manual_seed(0)
-    config = WEDepthConfig.from_preset(preset, vfm_config={"model_type": "dinov2", "hidden_size": 64,
-                                                            "num_hidden_layers": 4, "num_attention_heads": 2},
-                                        vfm_stage_layers=None)
+    config = WEDepthConfig.from_preset(
+        preset,
+        vfm_config={"model_type": "dinov2", "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2},
+        vfm_stage_layers=None,
+    )
     model = WEDepthForDepthEstimation(config).train()
     with torch.no_grad():
         depth = model(torch.randn(2, 3, 64, 96)).predicted_depth
@@ -345,11 +382,16 @@ def test_random_init_is_the_authors(tiny_model) -> None:
     # Uniform +-sqrt(6 / (3 * 14 * 14 + D)).
     bound = (6 / (3 * 14 * 14 + tiny_model.config.prompt_dim)) ** 0.5
     assert stages.prompt_embeddings.abs().max() <= bound and stages.prompt_embeddings.abs().max() > 0.8 * bound
-    assert all(torch.equal(layer.gamma, torch.ones_like(layer.gamma))
-               for block in stages.extraction_blocks for layer in block.layers)
+    assert all(
+        torch.equal(layer.gamma, torch.ones_like(layer.gamma))
+        for block in stages.extraction_blocks
+        for layer in block.layers
+    )
     decoder = tiny_model.pixel_decoder
-    assert all(torch.equal(adapter.projection.bias, torch.zeros_like(adapter.projection.bias))
-               for adapter in decoder.input_adapters)
+    assert all(
+        torch.equal(adapter.projection.bias, torch.zeros_like(adapter.projection.bias))
+        for adapter in decoder.input_adapters
+    )
     attention = decoder.layers[0].self_attn
     assert torch.equal(attention.sampling_offsets.weight, torch.zeros_like(attention.sampling_offsets.weight))
     # Rings of 1..num_points pixels around the reference point, uniform attention over the points.

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import Dinov2Config, SwinConfig
 
-from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
-from wedepth_hf import modeling_wedepth
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor, modeling_wedepth
 from wedepth_hf.conversion import UNUSED_ORIGINAL_KEYS, convert_original_checkpoint, convert_state_dict
 
 
@@ -38,9 +37,14 @@ class Fixture:
         self.meta = json.loads((folder / "config.json").read_text())
         swin = self.meta["tiny_swin"]
         self.encoder_config = SwinConfig(
-            embed_dim=swin["embed_dims"][0], depths=swin["depths"], num_heads=swin["num_heads"],
-            window_size=swin["window_size"], mlp_ratio=swin["mlp_ratios"][0], patch_size=swin["patch_size"],
-            drop_path_rate=swin["drop_path_rate"], layer_norm_eps=swin["norm_eps"],
+            embed_dim=swin["embed_dims"][0],
+            depths=swin["depths"],
+            num_heads=swin["num_heads"],
+            window_size=swin["window_size"],
+            mlp_ratio=swin["mlp_ratios"][0],
+            patch_size=swin["patch_size"],
+            drop_path_rate=swin["drop_path_rate"],
+            layer_norm_eps=swin["norm_eps"],
         )
         self.vfm_config = Dinov2Config(**self.meta["tiny_dinov2_config"])
         self.state_dict_path = folder / "official_state_dict.safetensors"
@@ -118,7 +122,10 @@ def _components(model: WEDepthForDepthEstimation) -> dict[str, tuple[torch.nn.Mo
         "sf.out.0": (model.stream_split, lambda out: out[0]),
         "sf.out.1": (model.stream_split, lambda out: out[1]),
         "partition_enhance.out.0": (model.prompted_vfm, lambda out: out[0]),
-        "partition_enhance.out.1": (model.prompted_vfm, lambda out: [None, None, None, out[1].flatten(2).transpose(1, 2)]),
+        "partition_enhance.out.1": (
+            model.prompted_vfm,
+            lambda out: [None, None, None, out[1].flatten(2).transpose(1, 2)],
+        ),
         "inject_it.out": (model.feature_injection, lambda out: out),
         "decoder.out.0": (model.pixel_decoder, lambda out: out),
         **{f"inject_pt.out.{k}": (model.prompt_injections[k], lambda out: out) for k in range(4)},
@@ -136,7 +143,8 @@ def test_every_component_matches(golden: Fixture, monkeypatch: pytest.MonkeyPatc
     ]
     # The prompted stages run each VFM layer through its modules (no `forward`, so no layer hook): record each output.
     layer_names = {
-        id(layer): f"partition_enhance.model_hf.encoder.layer.{j}.out.0" for j, layer in enumerate(model.vfm.encoder.layer)
+        id(layer): f"partition_enhance.model_hf.encoder.layer.{j}.out.0"
+        for j, layer in enumerate(model.vfm.encoder.layer)
     }
     run_layer = modeling_wedepth.prompted_vfm_layer
 
@@ -150,8 +158,10 @@ def test_every_component_matches(golden: Fixture, monkeypatch: pytest.MonkeyPatc
         model(golden.inputs["pixel_values"])
     for hook in hooks:
         hook.remove()
-    extractors = {**{name: extract for name, (_, extract) in _components(model).items()},
-                  **{name: (lambda out: out) for name in layer_names.values()}}
+    extractors = {
+        **{name: extract for name, (_, extract) in _components(model).items()},
+        **{name: (lambda out: out) for name in layer_names.values()},
+    }
     compared = 0
     for name, extract in extractors.items():
         ours = extract(captured[name])
@@ -162,7 +172,11 @@ def test_every_component_matches(golden: Fixture, monkeypatch: pytest.MonkeyPatc
                 continue
             expected = golden.outputs[key].double()
             torch.testing.assert_close(
-                tensor, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), msg=lambda m, key=key: f"{key}: {m}"
+                tensor,
+                expected,
+                rtol=1e-5,
+                atol=1e-5 * expected.abs().max().item(),
+                msg=lambda m, key=key: f"{key}: {m}",
             )
             compared += 1
     assert compared >= 30
@@ -172,10 +186,19 @@ def test_converter_names_every_unused_official_key(golden: Fixture) -> None:
     original = load_file(str(golden.state_dict_path))
     _, unused = convert_state_dict(original, golden.model.state_dict())
     depth = len(golden.meta["config"]["model"]["layer_idx"])
-    assert sorted(unused) == sorted(
-        [f"sf.dwconv{k}.{p}" for k in (2, 3, 4) for p in ("weight", "bias")]
-        + [f"partition_enhance.down_feat_{k}.{i}.{p}" for k in (1, 2, 3) for i in (0, 2) for p in ("weight", "bias")]
-    ) and depth == 4
+    assert (
+        sorted(unused)
+        == sorted(
+            [f"sf.dwconv{k}.{p}" for k in (2, 3, 4) for p in ("weight", "bias")]
+            + [
+                f"partition_enhance.down_feat_{k}.{i}.{p}"
+                for k in (1, 2, 3)
+                for i in (0, 2)
+                for p in ("weight", "bias")
+            ]
+        )
+        and depth == 4
+    )
 
 
 # ---- the converter's inputs and errors ------------------------------------------------------------------------------
@@ -237,7 +260,9 @@ def test_a_config_that_does_not_fit_the_checkpoint_is_refused(default_fixture: F
     config["model"]["prompt_num"] = 5
     with pytest.raises(ValueError, match="prompted_vfm.prompt_embeddings: checkpoint \\(4, 4, 32\\) vs model"):
         convert_original_checkpoint(
-            default_fixture.state_dict_path, config, vfm_config=default_fixture.vfm_config,
+            default_fixture.state_dict_path,
+            config,
+            vfm_config=default_fixture.vfm_config,
             encoder_config=default_fixture.encoder_config,
         )
     with pytest.raises(ValueError, match="'model' section"):
@@ -266,9 +291,7 @@ def test_large_preset_has_exactly_the_official_large_tensors() -> None:
     reference = model.state_dict()
     converted, unused = convert_state_dict(original, reference)
     assert len(unused) == 18 and all(UNUSED_ORIGINAL_KEYS.match(key) for key in unused)
-    assert sorted(set(reference) - set(converted)) == [
-        "encoder.swin.layernorm.bias", "encoder.swin.layernorm.weight"
-    ]
+    assert sorted(set(reference) - set(converted)) == ["encoder.swin.layernorm.bias", "encoder.swin.layernorm.weight"]
     assert model.config.encoder_config.window_size == 7 and model.config.encoder_config.drop_path_rate == 0.5
     assert model.config.encoder_config.layer_norm_eps == 1e-6
     assert all(module.eps == 1e-6 for module in model.encoder.modules() if isinstance(module, torch.nn.LayerNorm))
@@ -282,7 +305,7 @@ def test_a_swin_position_index_that_differs_is_refused(default_fixture: Fixture)
         _convert(default_fixture, original)
 
 
-# ---- `wedepth convert-original` ----------------------------------------------------------------------------------------
+# ---- `wedepth convert-original` --------------------------------------------------------------------------------------
 
 
 def _convert_command(fixture: Fixture, folder: Path, output: Path, *extra: str) -> list[str]:
@@ -290,9 +313,20 @@ def _convert_command(fixture: Fixture, folder: Path, output: Path, *extra: str) 
     fixture.encoder_config.save_pretrained(folder / "swin")
     (folder / "nyu.json").write_text(json.dumps(fixture.meta["config"]))
     torch.save({f"module.{k}": v for k, v in load_file(str(fixture.state_dict_path)).items()}, folder / "best_d1.pth")
-    return ["convert-original", "--checkpoint", str(folder / "best_d1.pth"), "--config", str(folder / "nyu.json"),
-            "--vfm_config", str(folder / "vfm"), "--encoder_config", str(folder / "swin" / "config.json"),
-            "--output", str(output), *extra]
+    return [
+        "convert-original",
+        "--checkpoint",
+        str(folder / "best_d1.pth"),
+        "--config",
+        str(folder / "nyu.json"),
+        "--vfm_config",
+        str(folder / "vfm"),
+        "--encoder_config",
+        str(folder / "swin" / "config.json"),
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 def test_convert_command_writes_a_folder_the_pipeline_loads(tmp_path, default_fixture: Fixture) -> None:
@@ -312,7 +346,7 @@ def test_convert_command_writes_a_folder_the_pipeline_loads(tmp_path, default_fi
     image = Image.fromarray((torch.rand(42, 70, 3) * 255).byte().numpy())
     result = pipeline("depth-estimation", model=str(output), device="cpu")(image)
     rgb = torch.from_numpy(np.array(image)).float() / 255
-    processor_input = ((rgb - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+    processor_input = (rgb - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     processor_input = processor_input.permute(2, 0, 1)[None]
     with torch.no_grad():
         expected = default_fixture.model(processor_input).predicted_depth[0]
@@ -329,8 +363,13 @@ def test_convert_command_pushes_one_commit(tmp_path, default_fixture: Fixture, m
 
     commits: list = []
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
-    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: commits.append(
-        (repo_id, sorted(operation.path_in_repo for operation in operations))))
+    monkeypatch.setattr(
+        HfApi,
+        "create_commit",
+        lambda self, repo_id, operations, **kw: commits.append(
+            (repo_id, sorted(operation.path_in_repo for operation in operations))
+        ),
+    )
     command = _convert_command(default_fixture, tmp_path, tmp_path / "out", "--push_to_hub")
     assert cli.main(command) == 2  # no --hub_model_id
     assert cli.main([*command, "--hub_model_id", "org/wedepth-nyu"]) == 0

@@ -45,8 +45,14 @@ def test_import_registers_the_auto_classes(saved_folder: Path) -> None:
 
 def test_saved_folder_holds_weights_config_and_remote_code(saved_folder: Path) -> None:
     files = set(os.listdir(saved_folder))
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "configuration_wedepth.py",
-            "modeling_wedepth.py", "image_processing_wedepth.py"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "configuration_wedepth.py",
+        "modeling_wedepth.py",
+        "image_processing_wedepth.py",
+    } <= files
     assert not any(name.endswith(".bin") for name in files)
     auto_map = json.loads((saved_folder / "config.json").read_text())["auto_map"]
     assert auto_map == {
@@ -76,21 +82,33 @@ def test_pipeline_from_a_saved_folder(saved_folder: Path, image: Image.Image) ->
 def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run `code` in a fresh Python process, offline, with no standard input (a prompt would fail, not hang)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-def test_pipeline_never_asks_about_remote_code_when_the_package_is_imported(saved_folder: Path, image: Image.Image,
-                                                                             package_parent: str) -> None:
+def test_pipeline_never_asks_about_remote_code_when_the_package_is_imported(
+    saved_folder: Path, image: Image.Image, package_parent: str
+) -> None:
     image.save(saved_folder.parent / "image.png")
-    result = _run(f"""
+    result = _run(
+        f"""
         import sys
         sys.path.insert(0, {package_parent!r})
         import wedepth_hf
         from transformers import pipeline
-        out = pipeline("depth-estimation", model={str(saved_folder)!r}, device="cpu")({str(saved_folder.parent / 'image.png')!r})
+        depth_estimator = pipeline("depth-estimation", model={str(saved_folder)!r}, device="cpu")
+        out = depth_estimator({str(saved_folder.parent / "image.png")!r})
         print("SHAPE", tuple(out["predicted_depth"].shape))
-    """, cwd=saved_folder.parent)
+    """,
+        cwd=saved_folder.parent,
+    )
     assert result.returncode == 0, result.stderr
     assert "SHAPE (45, 67)" in result.stdout
     assert "custom code" not in result.stdout + result.stderr
@@ -100,20 +118,25 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, image: Image.
     expected = _expected_depth(saved_folder, image)
     torch.save(expected, saved_folder.parent / "expected.pt")
     image.save(saved_folder.parent / "image.png")
-    result = _run(f"""
+    result = _run(
+        f"""
         import sys
         sys.modules["wedepth_hf"] = None  # any import of the package now fails
         import torch
         from transformers import pipeline
-        depth_estimator = pipeline("depth-estimation", model={str(saved_folder)!r}, trust_remote_code=True, device="cpu")
+        depth_estimator = pipeline(
+            "depth-estimation", model={str(saved_folder)!r}, trust_remote_code=True, device="cpu"
+        )
         assert type(depth_estimator.model).__module__.startswith("transformers_modules"), type(depth_estimator.model)
         assert type(depth_estimator.image_processor).__module__.startswith("transformers_modules")
-        out = depth_estimator({str(saved_folder.parent / 'image.png')!r})
-        expected = torch.load({str(saved_folder.parent / 'expected.pt')!r})
+        out = depth_estimator({str(saved_folder.parent / "image.png")!r})
+        expected = torch.load({str(saved_folder.parent / "expected.pt")!r})
         torch.testing.assert_close(out["predicted_depth"], expected)
         assert all(not p.requires_grad for p in depth_estimator.model.vfm.parameters())
         print("REMOTE OK", tuple(out["predicted_depth"].shape), out["depth"].size)
-    """, cwd=saved_folder.parent)
+    """,
+        cwd=saved_folder.parent,
+    )
     assert result.returncode == 0, result.stderr
     assert "REMOTE OK (45, 67) (67, 45)" in result.stdout
 

@@ -37,8 +37,14 @@ def masked_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, num_prompt
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_prompted_layer_matches_the_masked_layer(attention: str, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
-    config = Dinov2Config(hidden_size=48, num_hidden_layers=1, num_attention_heads=3, image_size=28,
-                          layerscale_value=0.7, attn_implementation=attention)
+    config = Dinov2Config(
+        hidden_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=3,
+        image_size=28,
+        layerscale_value=0.7,
+        attn_implementation=attention,
+    )
     layer = Dinov2Model(config).eval().to(dtype).encoder.layer[0]
     assert layer.attention.config._attn_implementation == attention
     hidden_states = torch.randn(2, 7 + 20, 48, dtype=dtype) * 2
@@ -75,7 +81,7 @@ def test_prompted_stages_make_two_unmasked_attention_calls_per_layer(tiny_model)
     torch.testing.assert_close(recorded, reference)
 
 
-# ---- deformable attention ---------------------------------------------------------------------------------------------
+# ---- deformable attention --------------------------------------------------------------------------------------------
 
 
 def grid_sample_deformable_attention(
@@ -94,8 +100,11 @@ def grid_sample_deformable_attention(
         level_value = levels[level].permute(0, 2, 3, 1).reshape(batch_size * num_heads, head_dim, height, width)
         grid = 2 * sampling_locations[:, :, :, level].transpose(1, 2).flatten(0, 1) - 1
         sampled = F.grid_sample(level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        weights = attention_weights[:, :, :, level].transpose(1, 2).reshape(batch_size * num_heads, 1, num_queries,
-                                                                             num_points)
+        weights = (
+            attention_weights[:, :, :, level]
+            .transpose(1, 2)
+            .reshape(batch_size * num_heads, 1, num_queries, num_points)
+        )
         output = output + (sampled * weights).sum(-1)
     return output.view(batch_size, num_heads * head_dim, num_queries).transpose(1, 2)
 
@@ -129,8 +138,13 @@ def test_deformable_attention_and_its_gradients_match_grid_sample(dtype: torch.d
         results.append([output.detach()] + [leaf.grad for leaf in leaves])
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
     for name, actual, expected in zip(("output", "value", "locations", "weights"), results[1], results[0]):
-        torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * expected.abs().max().item(),
-                                   msg=lambda message, name=name: f"{name}: {message}")
+        torch.testing.assert_close(
+            actual,
+            expected,
+            rtol=tolerance,
+            atol=tolerance * expected.abs().max().item(),
+            msg=lambda message, name=name: f"{name}: {message}",
+        )
 
 
 def test_deformable_layer_chunks_tokens_in_inference_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +163,9 @@ def test_deformable_layer_chunks_tokens_in_inference_only(monkeypatch: pytest.Mo
     monkeypatch.setattr(modeling_wedepth, "_DEFORMABLE_CHUNK_TAPS", 3 * taps_per_token)
     calls = []
     sample = modeling_wedepth.deformable_sample
-    monkeypatch.setattr(modeling_wedepth, "deformable_sample", lambda *args: calls.append(args[3].shape[1]) or sample(*args))
+    monkeypatch.setattr(
+        modeling_wedepth, "deformable_sample", lambda *args: calls.append(args[3].shape[1]) or sample(*args)
+    )
     with torch.no_grad():
         chunked = layer(tokens, position, reference_points, shapes, level_sizes)
     assert calls == [3, 3, 3, 3, 3, 1]
@@ -187,7 +203,7 @@ def test_deformable_attention_compiles_forward_and_backward() -> None:
         torch.testing.assert_close(actual, expected)
 
 
-# ---- wedepth predict's default dtype ----------------------------------------------------------------------------------
+# ---- wedepth predict's default dtype ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import make_tiny_config
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
-
-from conftest import make_tiny_config
 from test_hub import markdown_structure
+
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.data.transforms import OPERATIONS
 from wedepth_hf.training import (
@@ -93,17 +93,32 @@ def tiny_training(output_dir: Path, **overrides: object) -> TrainingConfig:
 def test_yaml_and_typed_command_line_overrides(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("dataset: synthetic\npreset: small\npretrained_backbones: false\nlearning_rate: 1.0e-4\n")
-    config = parse_training_args([
-        "--config", str(path), "--output_dir", "out", "--max_train_steps", "7", "--learning_rate", "3e-4",
-        "--push_to_hub", "--hub_model_id", "org/name", "--model_config", "{max_depth: 80, vfm_stage_layers: [2, 5, 8, 11]}",
-        "--eval_steps", "null", "--augment", "false",
-    ])
+    config = parse_training_args(
+        [
+            "--config",
+            str(path),
+            "--output_dir",
+            "out",
+            "--max_train_steps",
+            "7",
+            "--learning_rate",
+            "3e-4",
+            "--push_to_hub",
+            "--hub_model_id",
+            "org/name",
+            "--model_config",
+            "{max_depth: 80, vfm_stage_layers: [2, 5, 8, 11]}",
+            "--eval_steps",
+            "null",
+            "--augment",
+            "false",
+        ]
+    )
     assert config.output_dir == "out" and config.max_train_steps == 7 and config.learning_rate == 3e-4
     assert config.push_to_hub is True and config.augment is False and config.eval_steps is None
     assert config.model_config == {"max_depth": 80, "vfm_stage_layers": [2, 5, 8, 11]}
     assert config.preset == "small"  # from the YAML file
-    for bad in (["--max_train_steps", "seven"], ["--no_such_key", "1"], ["--dataset", "imagenet"],
-                ["--push_to_hub"]):
+    for bad in (["--max_train_steps", "seven"], ["--no_such_key", "1"], ["--dataset", "imagenet"], ["--push_to_hub"]):
         with pytest.raises(SystemExit):
             parse_training_args(["--config", str(path), *bad])
     path.write_text("learning_rat: 1.0\n")
@@ -114,10 +129,17 @@ def test_yaml_and_typed_command_line_overrides(tmp_path: Path) -> None:
 SECRET = "hf_SECRET123secret"
 
 
-@pytest.mark.parametrize("argv", [
-    ["--hub_to", SECRET], ["--hub_tok=" + SECRET], ["--hub_toke", SECRET], ["--hub_tokn", SECRET],
-    ["--hub_token", SECRET, "--conf", "x.yaml"], ["--output_dir", "x", SECRET],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--hub_to", SECRET],
+        ["--hub_tok=" + SECRET],
+        ["--hub_toke", SECRET],
+        ["--hub_tokn", SECRET],
+        ["--hub_token", SECRET, "--conf", "x.yaml"],
+        ["--output_dir", "x", SECRET],
+    ],
+)
 def test_abbreviated_or_unknown_options_are_refused_without_echoing_values(
     argv: list[str], capsys: pytest.CaptureFixture
 ) -> None:
@@ -141,7 +163,12 @@ def test_shipped_configs_hold_the_papers_recipe() -> None:
     for name in ("nyu", "kitti"):
         config = load_training_config(CONFIGS / f"{name}.yaml")
         assert (config.preset, config.pretrained_backbones, config.dataset) == ("large", True, name)
-        assert (config.learning_rate, config.weight_decay, config.warmup_epochs, config.min_lr_ratio) == (2e-4, 0.01, 3, 0.1)
+        assert (config.learning_rate, config.weight_decay, config.warmup_epochs, config.min_lr_ratio) == (
+            2e-4,
+            0.01,
+            3,
+            0.1,
+        )
         assert (config.num_train_epochs, config.per_device_train_batch_size, config.mixed_precision) == (20, 8, "fp16")
         assert (config.max_grad_norm, config.seed, config.metric_for_best_model) == (1.0, 42, "abs_rel")
         assert (config.flip, config.rotation, config.scale, config.translation) == (0.5, 5.0, 0.1, 0.1)
@@ -165,9 +192,9 @@ def test_shipped_configs_hold_the_papers_recipe() -> None:
     assert model.config.vfm_config.num_hidden_layers <= 6 and model.config.vfm_config.hidden_size <= 192
 
 
-
-def test_bundled_configs_load_by_name_and_an_existing_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_bundled_configs_load_by_name_and_an_existing_path_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     assert bundled_config_names() == ["kitti", "nyu", "synthetic"]
     for name in bundled_config_names():
         assert load_training_config(name) == load_training_config(CONFIGS / f"{name}.yaml")
@@ -182,6 +209,7 @@ def test_bundled_configs_load_by_name_and_an_existing_path_wins(tmp_path: Path, 
     with pytest.raises(SystemExit) as exit_info:
         parse_training_args(["--config", "imagenet"])
     assert exit_info.value.code == 2 and "kitti, nyu, synthetic" in capsys.readouterr().err
+
 
 def test_validation_on_a_test_list_or_the_train_list_is_refused() -> None:
     with pytest.raises(ValueError, match="looks like a test list"):
@@ -222,8 +250,16 @@ class ToyNet(torch.nn.Module):
         self.frozen.requires_grad_(False)
 
 
-EXEMPT_WHEN_ASKED = {"prompt_tokens", "prompt_block.bias", "level_embed", "relative_position_bias_table", "gamma",
-                     "conv.bias", "norm.weight", "norm.bias"}
+EXEMPT_WHEN_ASKED = {
+    "prompt_tokens",
+    "prompt_block.bias",
+    "level_embed",
+    "relative_position_bias_table",
+    "gamma",
+    "conv.bias",
+    "norm.weight",
+    "norm.bias",
+}
 
 
 def _groups_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[float, set[str]]]:
@@ -342,7 +378,6 @@ def test_latest_ignores_incomplete_checkpoints(tmp_path: Path) -> None:
         resolve_checkpoint(str(checkpoints / "step_12"), tmp_path)
 
 
-
 # `training_state.json` of step 2 of `tiny_training(..., max_train_steps=2)`, as written by the code before
 # `TrainingState` (the `json.dumps(state, indent=2)` of its string-keyed state dict).
 EARLIER_STATE_FILE = """{
@@ -389,6 +424,7 @@ def test_a_checkpoint_with_a_state_file_of_the_earlier_format_resumes(tmp_path: 
     assert list(json.loads(written)) == list(json.loads(EARLIER_STATE_FILE))
     assert json.loads(written)["global_step"] == 3
 
+
 # ---- training runs -------------------------------------------------------------------------------------------------
 
 
@@ -409,7 +445,9 @@ def test_resume_continues_at_the_same_step_lr_data_and_weights(tmp_path: Path) -
     assert [entry["step"] for entry in resumed.history] == [3, 4]
     for step in (3, 4):
         assert resumed.history[step - 3]["lr"] == _steps(full.history)[step]["lr"]
-        assert resumed.history[step - 3]["loss"] == pytest.approx(_steps(full.history)[step]["loss"], rel=1e-6, abs=1e-7)
+        assert resumed.history[step - 3]["loss"] == pytest.approx(
+            _steps(full.history)[step]["loss"], rel=1e-6, abs=1e-7
+        )
     weights_full = load_file(tmp_path / "full" / "checkpoints" / "step_4" / "model.safetensors")
     weights_resumed = load_file(resumed_dir / "checkpoints" / "step_4" / "model.safetensors")
     for name, tensor in weights_full.items():
@@ -420,11 +458,19 @@ def test_resume_continues_at_the_same_step_lr_data_and_weights(tmp_path: Path) -
 
 
 def test_training_learns_keeps_the_vfm_and_exports_a_pipeline_ready_folder(tmp_path: Path) -> None:
-    from transformers import pipeline
     from PIL import Image
+    from transformers import pipeline
 
-    config = tiny_training(tmp_path / "run", max_train_steps=24, eval_steps=12, checkpointing_steps=None,
-                           augment=False, synthetic_num_train=2, synthetic_num_val=2, learning_rate=3e-3)
+    config = tiny_training(
+        tmp_path / "run",
+        max_train_steps=24,
+        eval_steps=12,
+        checkpointing_steps=None,
+        augment=False,
+        synthetic_num_train=2,
+        synthetic_num_val=2,
+        learning_rate=3e-3,
+    )
     torch.manual_seed(config.seed)
     from accelerate.utils import set_seed
 
@@ -437,8 +483,15 @@ def test_training_learns_keeps_the_vfm_and_exports_a_pipeline_ready_folder(tmp_p
     assert result.best_step in (12, 24)
 
     model_dir = tmp_path / "run" / "model"
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_wedepth.py",
-            "modeling_wedepth.py", "image_processing_wedepth.py"} <= set(os.listdir(model_dir))
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "configuration_wedepth.py",
+        "modeling_wedepth.py",
+        "image_processing_wedepth.py",
+    } <= set(os.listdir(model_dir))
     trained = WEDepthForDepthEstimation.from_pretrained(model_dir)
     for name, tensor in trained.vfm.state_dict().items():
         assert torch.equal(tensor, initial_vfm[name]), name
@@ -468,17 +521,46 @@ def test_rerun_into_a_used_output_dir_needs_resume_or_overwrite(tmp_path: Path) 
 
 def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _push_args(output_dir: Path) -> list[str]:
     return [
-        "--config", str(CONFIGS / "synthetic.yaml"), "--output_dir", str(output_dir),
-        "--model_config", json.dumps(tiny_model_config()), "--max_train_steps", "2", "--eval_steps", "2",
-        "--checkpointing_steps", "1", "--synthetic_num_train", "2", "--synthetic_num_val", "1",
-        "--synthetic_height", "32", "--synthetic_width", "48", "--per_device_train_batch_size", "2",
-        "--log_with", "none", "--push_to_hub", "--hub_model_id", "org/wedepth-test",
+        "--config",
+        str(CONFIGS / "synthetic.yaml"),
+        "--output_dir",
+        str(output_dir),
+        "--model_config",
+        json.dumps(tiny_model_config()),
+        "--max_train_steps",
+        "2",
+        "--eval_steps",
+        "2",
+        "--checkpointing_steps",
+        "1",
+        "--synthetic_num_train",
+        "2",
+        "--synthetic_num_val",
+        "1",
+        "--synthetic_height",
+        "32",
+        "--synthetic_width",
+        "48",
+        "--per_device_train_batch_size",
+        "2",
+        "--log_with",
+        "none",
+        "--push_to_hub",
+        "--hub_model_id",
+        "org/wedepth-test",
     ]
 
 
@@ -498,29 +580,40 @@ def test_push_to_hub_sends_the_model_folder_only(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     assert main(_push_args(tmp_path / "run")) == 0
     assert captured["repo"] == "org/wedepth-test"
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "configuration_wedepth.py",
-            "modeling_wedepth.py", "image_processing_wedepth.py"} <= set(captured["files"])
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "configuration_wedepth.py",
+        "modeling_wedepth.py",
+        "image_processing_wedepth.py",
+    } <= set(captured["files"])
     assert not any("checkpoint" in name or name.startswith("data/") for name in captured["files"])
     assert (tmp_path / "run" / "checkpoints" / "step_2").is_dir()  # checkpoints exist locally, were not sent
     assert "model-index" in (tmp_path / "sent" / "README.md").read_text()
 
     # What was sent loads with trust_remote_code in a process where wedepth_hf cannot be imported.
-    result = _run_python(f"""
+    result = _run_python(
+        f"""
         import sys
         sys.modules["wedepth_hf"] = None
         from PIL import Image
         from transformers import pipeline
-        estimator = pipeline("depth-estimation", model={str(tmp_path / 'sent')!r}, trust_remote_code=True, device="cpu")
+        estimator = pipeline("depth-estimation", model={str(tmp_path / "sent")!r}, trust_remote_code=True, device="cpu")
         assert type(estimator.model).__module__.startswith("transformers_modules")
         out = estimator(Image.new("RGB", (48, 32), (10, 200, 30)))
         print("REMOTE OK", tuple(out["predicted_depth"].shape))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "REMOTE OK (32, 48)" in result.stdout
 
 
-def test_failed_push_keeps_the_folder_and_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_push_keeps_the_folder_and_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def refuse(self: HfApi, *args: object, **kwargs: object) -> None:
         raise ConnectionError("Hub unreachable")
 
@@ -536,28 +629,38 @@ def test_failed_push_keeps_the_folder_and_exits_non_zero(tmp_path: Path, monkeyp
 def test_train_script_end_to_end(tmp_path: Path) -> None:
     """`python examples/train.py --config ... --key value` as a user runs it; the folder loads in a pipeline."""
     output_dir = tmp_path / "cli-run"
-    arguments = [arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id",
-                                                                     "org/wedepth-test")]
-    completed = subprocess.run([sys.executable, str(REPO / "examples" / "train.py"), *arguments], cwd=tmp_path,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    arguments = [
+        arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id", "org/wedepth-test")
+    ]
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train.py"), *arguments],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Training 2 samples, 2 steps" in completed.stderr and "step 1/2" in completed.stderr
     card = (output_dir / "model" / "README.md").read_text()
     assert "wedepth train --config training_config.yaml" in card and "max_train_steps: 2" in card
     assert (output_dir / "data" / "train.txt").is_file()  # synthetic data went through the NYU list layout
-    result = _run_python(f"""
+    result = _run_python(
+        f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
         import wedepth_hf
         from PIL import Image
         from transformers import pipeline
-        out = pipeline("depth-estimation", model={str(output_dir / 'model')!r}, device="cpu")(Image.new("RGB", (50, 30)))
+        depth_estimator = pipeline("depth-estimation", model={str(output_dir / "model")!r}, device="cpu")
+        out = depth_estimator(Image.new("RGB", (50, 30)))
         print("SHAPE", tuple(out["predicted_depth"].shape))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "SHAPE (30, 50)" in result.stdout
     assert math.isfinite(json.loads((output_dir / "checkpoints" / "step_2" / STATE_FILE).read_text())["best_metric"])
-
 
 
 def test_build_datasets_returns_the_augmentation_the_training_set_applies(tmp_path: Path) -> None:
@@ -565,6 +668,7 @@ def test_build_datasets_returns_the_augmentation_the_training_set_applies(tmp_pa
     assert data.augmentation is not None and data.train.transform is data.augmentation
     assert data.validation.transform is None and data.dropped_validation_samples == []
     assert build_datasets(tiny_training(tmp_path / "plain", augment=False)).augmentation is None
+
 
 def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
     """`on_bad_sample` reaches a `datasets` dataset too: an all-NaN depth map raises, or is skipped and counted."""
@@ -597,14 +701,26 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
     """A distributed run (2 CPU processes over gloo, as `torchrun` / `accelerate launch` start them) shards the data,
     and only the main process writes checkpoints and the exported folder."""
     output_dir = tmp_path / "ddp-run"
-    arguments = [arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id",
-                                                                     "org/wedepth-test")]
+    arguments = [
+        arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id", "org/wedepth-test")
+    ]
     arguments += ["--synthetic_num_train", "4"]
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(REPO / "examples" / "train.py"), *arguments],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO / "examples" / "train.py"),
+            *arguments,
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Training 4 samples, 2 steps (2 epochs of 1 steps)" in completed.stderr
@@ -633,14 +749,21 @@ def _files_holding(root: Path, secrets: list[str]) -> list[str]:
     """Every file under `root` (binary files included) that holds one of `secrets`."""
     return [
         f"{path} holds {secret}"
-        for path in root.rglob("*") if path.is_file()
-        for secret in secrets if secret.encode() in path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file()
+        for secret in secrets
+        if secret.encode() in path.read_bytes()
     ]
 
 
 @pytest.mark.parametrize("token_source", ["config file", "command line"])
-def test_no_token_reaches_disk_logs_or_the_hub(token_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
+def test_no_token_reaches_disk_logs_or_the_hub(
+    token_source: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
+) -> None:
     """A token given in a config file, on the command line or in HF_TOKEN is used for the upload and written nowhere:
     the card's command and configuration are rebuilt from the public configuration, which reproduces the run."""
     environment_secret = "hf_ENVIRONMENT456secret"
@@ -688,15 +811,24 @@ def test_no_token_reaches_disk_logs_or_the_hub(token_source: str, tmp_path: Path
 def _hold_lock(output_dir: Path) -> subprocess.Popen:
     """Another process holding the output folder's lock, as a running training does; it says when it holds it."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import fcntl, os, socket, sys
-        handle = open({str(output_dir / '.wedepth-training.lock')!r}, "a+")
+        handle = open({str(output_dir / ".wedepth-training.lock")!r}, "a+")
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         handle.seek(0); handle.truncate(); handle.write(f"training process {{os.getpid()}} on {{socket.gethostname()}}")
         handle.flush()
         print("LOCKED", flush=True)
         sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "LOCKED"
     return holder
 
@@ -721,9 +853,20 @@ def test_a_locked_output_dir_stops_every_process_of_a_distributed_run(tmp_path: 
     holder = _hold_lock(output_dir)
     try:
         completed = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             str(REPO / "examples" / "train.py"), *_cli_args(output_dir)],
-            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                str(REPO / "examples" / "train.py"),
+                *_cli_args(output_dir),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
             env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
         )
     finally:
@@ -761,8 +904,15 @@ def test_resuming_from_an_older_checkpoint_moves_the_abandoned_branch_aside(
     checkpoints = output_dir / "checkpoints"
     train(tiny_training(output_dir, eval_steps=4))  # checkpoints at 2 and 4; the export holds step 4
     with caplog.at_level(logging.WARNING):
-        branch = train(tiny_training(output_dir, resume_from_checkpoint=str(checkpoints / "step_2"),
-                                     max_train_steps=3, eval_steps=1, learning_rate=5e-4))
+        branch = train(
+            tiny_training(
+                output_dir,
+                resume_from_checkpoint=str(checkpoints / "step_2"),
+                max_train_steps=3,
+                eval_steps=1,
+                learning_rate=5e-4,
+            )
+        )
     # `latest` now continues this branch; the other one was moved aside, and the log says where.
     assert resolve_checkpoint("latest", output_dir) == checkpoints / "step_3"
     (abandoned,) = checkpoints.glob("abandoned-*")
@@ -776,8 +926,9 @@ def test_resuming_from_an_older_checkpoint_moves_the_abandoned_branch_aside(
     assert "step 3 of 3" in (output_dir / "model" / "README.md").read_text()
 
 
-def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(tmp_path: Path,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_checkpoint_names_the_file_and_the_previous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     output_dir = tmp_path / "run"
     checkpoints = output_dir / "checkpoints"
     train(tiny_training(output_dir))  # checkpoints at 2 and 4
@@ -845,21 +996,45 @@ def test_keyboard_interrupt_saves_a_checkpoint_when_the_state_is_whole(
     assert not (output_dir / "checkpoints" / "step_3").exists()
     done = "saved the checkpoint" if where == "loading a batch" else "the latest complete checkpoint is"
     assert f"after step 2; {done} {step_2}. Resume with:" in str(interrupted.value)
-    assert interrupted.value.resume_command == shlex.join([
-        "wedepth", "train", "--config", str(output_dir / "training_config.yaml"),
-        "--resume_from_checkpoint", str(step_2),
-    ])
+    assert interrupted.value.resume_command == shlex.join(
+        [
+            "wedepth",
+            "train",
+            "--config",
+            str(output_dir / "training_config.yaml"),
+            "--resume_from_checkpoint",
+            str(step_2),
+        ]
+    )
 
 
 def test_ctrl_c_stops_at_a_step_boundary_saves_and_exits_130(tmp_path: Path) -> None:
     """A real Ctrl-C, sent to the whole process group as a terminal does (data-loader workers included): the step
     under way finishes, a checkpoint of it is saved, the exit status is 130, and the printed command resumes."""
     output_dir = tmp_path / "run"
-    arguments = _cli_args(output_dir, "--max_train_steps", "200", "--eval_steps", "1000", "--checkpointing_steps",
-                          "null", "--logging_steps", "1", "--dataloader_num_workers", "1", "--synthetic_num_train", "4")
+    arguments = _cli_args(
+        output_dir,
+        "--max_train_steps",
+        "200",
+        "--eval_steps",
+        "1000",
+        "--checkpointing_steps",
+        "null",
+        "--logging_steps",
+        "1",
+        "--dataloader_num_workers",
+        "1",
+        "--synthetic_num_train",
+        "4",
+    )
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "examples" / "train.py"), *arguments], cwd=tmp_path, start_new_session=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(REPO / "examples" / "train.py"), *arguments],
+        cwd=tmp_path,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines = []
     try:
@@ -902,8 +1077,14 @@ def test_bad_validation_samples_are_dropped_and_counted_never_replaced(tmp_path:
     write_synthetic_nyu_layout(root, 4, 3, seed=0, height=32, width=48)
     bad_val = _write_bad_depth(root, "val.txt", 0)
     bad_train = _write_bad_depth(root, "train.txt", 1)
-    common = {"dataset": "nyu", "data_root": str(root), "train_split_file": "train.txt", "val_split_file": "val.txt",
-              "max_train_steps": 2, "eval_steps": 2}
+    common = {
+        "dataset": "nyu",
+        "data_root": str(root),
+        "train_split_file": "train.txt",
+        "val_split_file": "val.txt",
+        "max_train_steps": 2,
+        "eval_steps": 2,
+    }
 
     data = build_datasets(tiny_training(tmp_path / "run", on_bad_sample="skip", **common))
     train_set, val = data.train, data.validation
@@ -927,13 +1108,20 @@ def test_a_bad_training_sample_is_never_replaced_by_a_held_out_validation_sample
 
     root = tmp_path / "data"
     write_synthetic_nyu_layout(root, 8, 0, seed=0, height=32, width=48)
-    config = tiny_training(tmp_path / "run", dataset="nyu", data_root=str(root), train_split_file="train.txt",
-                           val_fraction=0.5, on_bad_sample="skip")
+    config = tiny_training(
+        tmp_path / "run",
+        dataset="nyu",
+        data_root=str(root),
+        train_split_file="train.txt",
+        val_fraction=0.5,
+        on_bad_sample="skip",
+    )
     data = build_datasets(config)
     train_set, val = data.train, data.validation
     # A training sample whose next line in the list is held out for validation.
-    position, index = next((position, index) for position, index in enumerate(train_set.indices)
-                           if index + 1 in val.indices)
+    position, index = next(
+        (position, index) for position, index in enumerate(train_set.indices) if index + 1 in val.indices
+    )
     _write_bad_depth(root, "train.txt", index)
     val_ids = {val[i]["id"] for i in range(len(val))}
     replacement = train_set[position]["id"]

@@ -142,7 +142,10 @@ def test_input_sample_is_not_modified() -> None:
 def test_geometric_ops_keep_depth_values_from_the_input_or_zero(name: str) -> None:
     sample = _sample(name=name)
     augment = DepthAugmentation(
-        rotation=30.0, scale=0.4, translation=0.3, op_weights=_only("rotation", "scale", "translation"),
+        rotation=30.0,
+        scale=0.4,
+        translation=0.3,
+        op_weights=_only("rotation", "scale", "translation"),
         num_ops_probs=[0.0, 0.0, 1.0],
     )
     out = augment(sample)
@@ -178,7 +181,12 @@ def test_zoom_keeps_depth_values_and_scales_the_focal() -> None:
     """Scale 2 about the centre: output column x shows input column cx + (x - cx) / 2, with the same depth."""
     width = 33
     columns = torch.arange(width, dtype=torch.float32) + 1.0
-    sample = {"image": torch.zeros(3, 5, width, dtype=torch.uint8), "depth": columns.repeat(5, 1), "focal": 100.0, "id": "z"}
+    sample = {
+        "image": torch.zeros(3, 5, width, dtype=torch.uint8),
+        "depth": columns.repeat(5, 1),
+        "focal": 100.0,
+        "id": "z",
+    }
     out = DepthAugmentation.apply(sample, _ops(("scale", 2.0)))
     expected = 16.0 + (torch.arange(width, dtype=torch.float32) - 16.0) / 2.0 + 1.0
     assert (out["depth"][2] - expected).abs().max() <= 0.5
@@ -190,7 +198,11 @@ def test_image_and_depth_are_warped_jointly() -> None:
     blocks = torch.arange(16, dtype=torch.float32).reshape(4, 4).repeat_interleave(12, 0).repeat_interleave(12, 1)
     sample = {"image": (blocks * 15).to(torch.uint8).expand(3, -1, -1).clone(), "depth": blocks + 1.0, "id": "j"}
     augment = DepthAugmentation(
-        flip=0.5, rotation=20.0, scale=0.2, translation=0.1, op_weights=_only("rotation", "scale", "translation"),
+        flip=0.5,
+        rotation=20.0,
+        scale=0.2,
+        translation=0.1,
+        op_weights=_only("rotation", "scale", "translation"),
         num_ops_probs=[0.0, 0.0, 1.0],
     )
     for epoch in range(3):

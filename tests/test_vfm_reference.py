@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_tiny_config
 from safetensors import safe_open
 from transformers import Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification
 
-from conftest import make_tiny_config
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.modeling_wedepth import vfm_fingerprint
 
@@ -66,7 +66,9 @@ def test_a_vfm_free_folder_holds_what_was_trained_and_loads_the_same_model(tmp_p
     assert not any(key.startswith("vfm.") for key in free_keys)
     assert sorted(free_keys) == sorted(key for key in full_keys if not key.startswith("vfm."))
     vfm_bytes = sum(t.numel() * t.element_size() for t in model.vfm.state_dict().values())
-    saved = (tmp_path / "full" / "model.safetensors").stat().st_size - (tmp_path / "free" / "model.safetensors").stat().st_size
+    saved = (tmp_path / "full" / "model.safetensors").stat().st_size - (
+        tmp_path / "free" / "model.safetensors"
+    ).stat().st_size
     assert vfm_bytes <= saved < vfm_bytes + 16_384  # the VFM's tensors and their entries in the file header
     # The in-memory config is unchanged; only the saved one says the VFM is not in the folder.
     assert model.config.vfm_in_checkpoint
@@ -155,14 +157,23 @@ def _fake_hub_cache(cache: Path, repo_id: str, vfm: Dinov2Model) -> None:
 def _run(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """`code` in a fresh, offline Python process."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=environment,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-def test_a_hub_source_is_recorded_with_its_commit_and_read_from_the_cache(tmp_path: Path, sources: Path,
-                                                                        package_parent: str) -> None:
+def test_a_hub_source_is_recorded_with_its_commit_and_read_from_the_cache(
+    tmp_path: Path, sources: Path, package_parent: str
+) -> None:
     _fake_hub_cache(tmp_path / "cache", "org/dinov2-tiny", _tiny_vfm(3))
-    result = _run(f"""
+    result = _run(
+        f"""
         import sys
         sys.path.insert(0, {package_parent!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -170,14 +181,17 @@ def test_a_hub_source_is_recorded_with_its_commit_and_read_from_the_cache(tmp_pa
         from conftest import make_tiny_config
         from wedepth_hf import WEDepthForDepthEstimation
         model = WEDepthForDepthEstimation.from_pretrained_backbones(
-            make_tiny_config(), vfm_name_or_path="org/dinov2-tiny", encoder_name_or_path={str(sources / 'encoder')!r})
+            make_tiny_config(), vfm_name_or_path="org/dinov2-tiny", encoder_name_or_path={str(sources / "encoder")!r})
         print("SOURCE", model.config.vfm_pretrained_name_or_path, model.config.vfm_revision)
-        model.save_pretrained({str(tmp_path / 'free')!r}, include_vfm=False)
-        loaded = WEDepthForDepthEstimation.from_pretrained({str(tmp_path / 'free')!r}, local_files_only=True)
+        model.save_pretrained({str(tmp_path / "free")!r}, include_vfm=False)
+        loaded = WEDepthForDepthEstimation.from_pretrained({str(tmp_path / "free")!r}, local_files_only=True)
         x = torch.randn(1, 3, 40, 56)
         with torch.no_grad():
             print("SAME", torch.equal(loaded.eval()(x).predicted_depth, model.eval()(x).predicted_depth))
-    """, cwd=tmp_path, HF_HUB_CACHE=str(tmp_path / "cache"))
+    """,
+        cwd=tmp_path,
+        HF_HUB_CACHE=str(tmp_path / "cache"),
+    )
     assert result.returncode == 0, result.stderr
     assert f"SOURCE org/dinov2-tiny {COMMIT}" in result.stdout and "SAME True" in result.stdout
 
@@ -193,30 +207,42 @@ def test_remote_code_and_the_pipeline_load_a_vfm_free_folder(tmp_path: Path, sou
     image.save(tmp_path / "image.png")
     expected = pipeline("depth-estimation", model=str(tmp_path / "free"), device="cpu")(image)["predicted_depth"]
     torch.save(expected, tmp_path / "expected.pt")
-    result = _run(f"""
+    result = _run(
+        f"""
         import torch
         from transformers import pipeline
-        estimator = pipeline("depth-estimation", model={str(tmp_path / 'free')!r}, trust_remote_code=True, device="cpu")
+        estimator = pipeline("depth-estimation", model={str(tmp_path / "free")!r}, trust_remote_code=True, device="cpu")
         assert "wedepth_hf" not in __import__("sys").modules
-        depth = estimator({str(tmp_path / 'image.png')!r})["predicted_depth"]
-        print("SAME", torch.equal(depth, torch.load({str(tmp_path / 'expected.pt')!r})))
-    """, cwd=tmp_path)
+        depth = estimator({str(tmp_path / "image.png")!r})["predicted_depth"]
+        print("SAME", torch.equal(depth, torch.load({str(tmp_path / "expected.pt")!r})))
+    """,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "SAME True" in result.stdout
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["default", "export_full_model"])
-def test_training_exports_a_vfm_free_folder_unless_asked_for_a_full_one(tmp_path: Path, sources: Path,
-                                                                       full: bool) -> None:
+def test_training_exports_a_vfm_free_folder_unless_asked_for_a_full_one(
+    tmp_path: Path, sources: Path, full: bool
+) -> None:
     from test_training import tiny_model_config, tiny_training
 
     from wedepth_hf.training import train
 
-    model_config = {key: value for key, value in tiny_model_config().items()
-                    if key not in ("vfm_config", "encoder_config", "vfm_stage_layers")}
+    model_config = {
+        key: value
+        for key, value in tiny_model_config().items()
+        if key not in ("vfm_config", "encoder_config", "vfm_stage_layers")
+    }
     config = tiny_training(
-        tmp_path / "run", preset="small", pretrained_backbones=True, model_config=model_config,
-        vfm_name_or_path=str(sources / "vfm"), encoder_name_or_path=str(sources / "encoder"), export_full_model=full,
+        tmp_path / "run",
+        preset="small",
+        pretrained_backbones=True,
+        model_config=model_config,
+        vfm_name_or_path=str(sources / "vfm"),
+        encoder_name_or_path=str(sources / "encoder"),
+        export_full_model=full,
     )
     model_dir = train(config).model_dir
     assert any(key.startswith("vfm.") for key in _saved_keys(model_dir)) == full
@@ -226,7 +252,9 @@ def test_training_exports_a_vfm_free_folder_unless_asked_for_a_full_one(tmp_path
     else:
         assert "holds only what was trained" in card and str((sources / "vfm").resolve()) in card
     loaded = WEDepthForDepthEstimation.from_pretrained(model_dir)
-    assert torch.equal(loaded.vfm.embeddings.cls_token, Dinov2Model.from_pretrained(sources / "vfm").embeddings.cls_token)
+    assert torch.equal(
+        loaded.vfm.embeddings.cls_token, Dinov2Model.from_pretrained(sources / "vfm").embeddings.cls_token
+    )
 
 
 def test_predict_runs_several_models_over_the_same_images_with_one_vfm(tmp_path: Path, sources: Path) -> None:
@@ -241,14 +269,38 @@ def test_predict_runs_several_models_over_the_same_images_with_one_vfm(tmp_path:
     models = cli.load_models([str(tmp_path / "nyu"), str(tmp_path / "kitti")], torch.device("cpu"))
     assert models[1].model.vfm is models[0].model.vfm
     Image.fromarray((torch.rand(30, 40, 3) * 255).byte().numpy()).save(tmp_path / "room.png")
-    command = ["predict", str(tmp_path / "room.png"), "--model", str(tmp_path / "nyu"), "--model",
-               str(tmp_path / "kitti"), "--output-dir", str(tmp_path / "out"), "--no-progress"]
+    command = [
+        "predict",
+        str(tmp_path / "room.png"),
+        "--model",
+        str(tmp_path / "nyu"),
+        "--model",
+        str(tmp_path / "kitti"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     assert cli.main(command) == 0
     for name in ("nyu", "kitti"):
         alone = tmp_path / f"alone_{name}"
-        assert cli.main(["predict", str(tmp_path / "room.png"), "--model", str(tmp_path / name), "--output-dir",
-                         str(alone), "--no-progress"]) == 0
-        assert (load_depth_png(tmp_path / "out" / name / "room_depth.png")
-                == load_depth_png(alone / "room_depth.png")).all()
-    assert not (load_depth_png(tmp_path / "out" / "nyu" / "room_depth.png")
-                == load_depth_png(tmp_path / "out" / "kitti" / "room_depth.png")).all()
+        assert (
+            cli.main(
+                [
+                    "predict",
+                    str(tmp_path / "room.png"),
+                    "--model",
+                    str(tmp_path / name),
+                    "--output-dir",
+                    str(alone),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        assert (
+            load_depth_png(tmp_path / "out" / name / "room_depth.png") == load_depth_png(alone / "room_depth.png")
+        ).all()
+    assert not (
+        load_depth_png(tmp_path / "out" / "nyu" / "room_depth.png")
+        == load_depth_png(tmp_path / "out" / "kitti" / "room_depth.png")
+    ).all()

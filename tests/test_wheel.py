@@ -24,8 +24,21 @@ def _run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh environment with the wheel installed (its dependencies come from the test's own environment)."""
     root = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-w", str(root / "dist"),
-          "-q"], cwd=root)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            "-q",
+        ],
+        cwd=root,
+    )
     (wheel,) = (root / "dist").glob("wedepth_hf-*.whl")
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "env")
     python = root / "env" / "bin" / "python"
@@ -41,9 +54,29 @@ def test_the_wheel_trains_evaluates_and_predicts_outside_the_checkout(installed:
     assert str(installed / "env") in where.stdout and str(REPO) not in where.stdout
 
     # Four synthetic training steps by the bundled config's name, with the export and its card.
-    _run([str(bin_dir / "wedepth"), "train", "--config", "synthetic", "--output_dir", "run", "--max_train_steps", "4",
-          "--synthetic_num_train", "8", "--synthetic_num_val", "4", "--eval_steps", "4", "--checkpointing_steps", "4",
-          "--log_with", "none"], cwd=work)
+    _run(
+        [
+            str(bin_dir / "wedepth"),
+            "train",
+            "--config",
+            "synthetic",
+            "--output_dir",
+            "run",
+            "--max_train_steps",
+            "4",
+            "--synthetic_num_train",
+            "8",
+            "--synthetic_num_val",
+            "4",
+            "--eval_steps",
+            "4",
+            "--checkpointing_steps",
+            "4",
+            "--log_with",
+            "none",
+        ],
+        cwd=work,
+    )
     model = work / "run" / "model"
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= {
         path.name for path in model.iterdir()
@@ -51,12 +84,47 @@ def test_the_wheel_trains_evaluates_and_predicts_outside_the_checkout(installed:
     assert "wedepth train --config training_config.yaml" in (model / "README.md").read_text()
 
     # `wedepth evaluate` on NYU-layout data, and `python -m wedepth_hf predict` on one of its images.
-    _run([str(bin_dir / "python"), "-c", "from wedepth_hf.data import write_synthetic_nyu_layout; "
-          "write_synthetic_nyu_layout('nyu', 0, 2, seed=7, height=64, width=96)"], cwd=work)
-    evaluated = _run([str(bin_dir / "wedepth"), "evaluate", "--model", str(model), "--dataset", "nyu", "--data_root",
-                      "nyu", "--split_file", "val.txt", "--output", "results.json"], cwd=work)
+    _run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "from wedepth_hf.data import write_synthetic_nyu_layout; "
+            "write_synthetic_nyu_layout('nyu', 0, 2, seed=7, height=64, width=96)",
+        ],
+        cwd=work,
+    )
+    evaluated = _run(
+        [
+            str(bin_dir / "wedepth"),
+            "evaluate",
+            "--model",
+            str(model),
+            "--dataset",
+            "nyu",
+            "--data_root",
+            "nyu",
+            "--split_file",
+            "val.txt",
+            "--output",
+            "results.json",
+        ],
+        cwd=work,
+    )
     assert "images used: 2" in evaluated.stderr and (work / "results.json").is_file()
     image = next((work / "nyu").rglob("rgb_*.png"))
-    _run([str(bin_dir / "python"), "-m", "wedepth_hf", "predict", str(image), "--model", str(model), "--output-dir",
-          "depth", "--no-progress"], cwd=work)
+    _run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "wedepth_hf",
+            "predict",
+            str(image),
+            "--model",
+            str(model),
+            "--output-dir",
+            "depth",
+            "--no-progress",
+        ],
+        cwd=work,
+    )
     assert (work / "depth" / f"{image.stem}_depth.png").is_file()

@@ -26,8 +26,8 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
 from .command_logging import configure_command_logging
-from .inference import batches_by_size, predict_from_pixel_values
 from .image_processing_wedepth import to_rgb_array
+from .inference import batches_by_size, predict_from_pixel_values
 from .visualization import (
     DEFAULT_HORIZONTAL_FOV_DEGREES,
     atomic_output,
@@ -258,7 +258,7 @@ def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]
         try:
             processor = AutoImageProcessor.from_pretrained(name)
         except (OSError, ValueError) as error:
-            logger.warning(f"No image processor found with {name!r} ({error}); using WEDepthImageProcessor().")
+            logger.warning("No image processor found with %r (%s); using WEDepthImageProcessor().", name, error)
             processor = WEDepthImageProcessor()
         loaded.append(LoadedModel(name, model, processor))
     # Moving a model moves its (possibly shared) VFM in place, so shared VFMs stay shared on the device.
@@ -311,7 +311,12 @@ def _predict_and_write(
     try:
         for model_item, model_dir in zip(models, model_dirs):
             depths = predict_images(
-                model_item.model, model_item.processor, [image for _, image in loaded], device, dtype, args.flip_tta,
+                model_item.model,
+                model_item.processor,
+                [image for _, image in loaded],
+                device,
+                dtype,
+                args.flip_tta,
                 args.processing_size,
             )
             for (item, image), depth in zip(loaded, depths):
@@ -320,7 +325,7 @@ def _predict_and_write(
     except (ValueError, RuntimeError, MemoryError, OSError) as error:
         if len(loaded) == 1:
             item = loaded[0][0]
-            logger.error(f"{item.path}: prediction failed ({type(error).__name__}: {error}); skipped.")
+            logger.error("%s: prediction failed (%s: %s); skipped.", item.path, type(error).__name__, error)
             return 1
     return sum(_predict_and_write(models, model_dirs, [pair], args, device, dtype) for pair in loaded)
 
@@ -350,11 +355,11 @@ def run_predict(args: argparse.Namespace) -> int:
     images: list[InputImage] = []
     for path, stem in zip(files, stems):
         if stem != path.stem:
-            logger.warning(f"{path}: another input has the same name; its outputs are named {stem}_*.")
+            logger.warning("%s: another input has the same name; its outputs are named %s_*.", path, stem)
         try:
             images.append(InputImage(path, stem, read_image_size(path)))
         except Exception as error:  # noqa: BLE001 - any unreadable file is reported and skipped
-            logger.error(f"{path}: cannot read the image ({type(error).__name__}: {error}); skipped.")
+            logger.error("%s: cannot read the image (%s: %s); skipped.", path, type(error).__name__, error)
             failures += 1
 
     output_dir = Path(args.output_dir)
@@ -370,7 +375,7 @@ def run_predict(args: argparse.Namespace) -> int:
             try:
                 loaded.append((item, load_image(item.path)))
             except Exception as error:  # noqa: BLE001 - any undecodable file is reported and skipped
-                logger.error(f"{item.path}: cannot decode the image ({type(error).__name__}: {error}); skipped.")
+                logger.error("%s: cannot decode the image (%s: %s); skipped.", item.path, type(error).__name__, error)
                 total_failures += 1
         if loaded:
             total_failures += _predict_and_write(models, model_dirs, loaded, args, device, dtype)
@@ -378,7 +383,7 @@ def run_predict(args: argparse.Namespace) -> int:
     progress.close()
     if total_failures:
         written = len(images) + failures - total_failures
-        logger.error(f"{total_failures} input(s) failed; {written} image(s) were written to {output_dir}.")
+        logger.error("%d input(s) failed; %d image(s) were written to %s.", total_failures, written, output_dir)
         return 1
     return 0
 
@@ -398,8 +403,16 @@ def _load_config(name_or_path: str, model_type: str) -> PreTrainedConfig:
 
 def _convert_command(args: argparse.Namespace) -> list[str]:
     """The conversion command for the model card, rebuilt from the parsed arguments (never copied from argv)."""
-    command = ["wedepth", "convert-original", "--checkpoint", Path(args.checkpoint).name, "--config",
-               Path(args.config).name, "--output", Path(args.output).name]
+    command = [
+        "wedepth",
+        "convert-original",
+        "--checkpoint",
+        Path(args.checkpoint).name,
+        "--config",
+        Path(args.config).name,
+        "--output",
+        Path(args.output).name,
+    ]
     for name in ("vfm_config", "encoder_config", "hub_model_id"):
         if getattr(args, name):
             command += [f"--{name}", str(getattr(args, name))]
@@ -432,10 +445,15 @@ def run_convert_original(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         logger.error(str(error))
         return 1
-    logger.info(f"Wrote the converted model to {folder}.")
+    logger.info("Wrote the converted model to %s.", folder)
     if args.push_to_hub:
         try:
-            push_folder_to_hub(folder, args.hub_model_id, private=args.private, commit_message="Convert the authors' WEDepth checkpoint")
+            push_folder_to_hub(
+                folder,
+                args.hub_model_id,
+                private=args.private,
+                commit_message="Convert the authors' WEDepth checkpoint",
+            )
         except HubUploadError as error:
             logger.error(str(error))
             return 1
@@ -448,7 +466,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wedepth", description="WEDepth metric monocular depth estimation.", allow_abbrev=False
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_predict_command(commands)
+    _add_convert_command(commands)
+    for name in ("evaluate", "train"):
+        commands.add_parser(
+            name,
+            add_help=False,
+            help=f"{name} (`wedepth {name} --help` lists its options)",
+            description=f"`wedepth {name} --help` lists its options.",
+        )
+    return parser
 
+
+def _add_predict_command(commands: argparse._SubParsersAction) -> None:
+    """`wedepth predict`: depth maps, colour maps and point clouds for images, folders and glob patterns."""
     fov = DEFAULT_HORIZONTAL_FOV_DEGREES
     predict = commands.add_parser(
         "predict",
@@ -504,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
         predict.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels (all four or none)")
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _add_convert_command(commands: argparse._SubParsersAction) -> None:
+    """`wedepth convert-original`: a checkpoint of the authors' code into a WEDepth folder."""
     convert = commands.add_parser(
         "convert-original",
         allow_abbrev=False,
@@ -529,15 +563,6 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--push_to_hub", action="store_true", help="also upload the folder in one Hub commit")
     convert.add_argument("--hub_model_id", default=None, help="the Hub repo for --push_to_hub, e.g. org/wedepth-nyu")
     convert.add_argument("--private", action="store_true", help="create the Hub repo as private")
-
-    for name in ("evaluate", "train"):
-        commands.add_parser(
-            name,
-            add_help=False,
-            help=f"{name} (`wedepth {name} --help` lists its options)",
-            description=f"`wedepth {name} --help` lists its options.",
-        )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -277,11 +277,13 @@ class WEDepthConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if not 0 < self.min_depth or (self.max_depth is not None and not self.min_depth < self.max_depth):
             raise ValueError(
-                f"Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got min_depth={self.min_depth}, "
-                f"max_depth={self.max_depth}."
+                "Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got "
+                f"min_depth={self.min_depth}, max_depth={self.max_depth}."
             )
         if not 0.0 <= self.silog_lambda < 1.0:
-            raise ValueError(f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {self.silog_lambda}.")
+            raise ValueError(
+                f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {self.silog_lambda}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable dict. Where the model's remote code is recorded (`auto_map`), the image processor's is too.

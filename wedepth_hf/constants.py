@@ -7,7 +7,15 @@ model cards and the command line cannot disagree.
 # ---- metrics ---------------------------------------------------------------------------------------------------------
 
 METRIC_NAMES: tuple[str, ...] = (
-    "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"
+    "abs_rel",
+    "sq_rel",
+    "rmse",
+    "rmse_log",
+    "log10",
+    "silog",
+    "delta1",
+    "delta2",
+    "delta3",
 )
 """The nine per-image metrics of the community protocols, in their usual table order."""
 LOWER_IS_BETTER: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")

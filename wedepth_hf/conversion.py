@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from transformers import Dinov2Config, SwinConfig
-
 from transformers.utils import logging
 
 from .configuration_wedepth import _DINOV2_SIZES, _SWIN_RECIPE, _SWIN_SIZES, NUM_STAGES, WEDepthConfig
@@ -56,11 +55,21 @@ _DINOV2_PARTS = {
     "attention.attention.value": "attention.v_proj",
     "attention.output.dense": "attention.o_proj",
 }
-_PERCEIVER_PARTS = {"layernorm1": "query_norm", "layernorm2": "context_norm", "query": "query", "key": "key",
-                    "value": "value"}
+_PERCEIVER_PARTS = {
+    "layernorm1": "query_norm",
+    "layernorm2": "context_norm",
+    "query": "query",
+    "key": "key",
+    "value": "value",
+}
 _HEAD_PARTS = {"0": "input_norm", "1": "conv1", "2": "upsample", "3": "conv2", "4": "norm", "5": "log_depth"}
-_DECODER_LAYER_PARTS = {"self_attn": "self_attn", "norm1": "self_attn_layer_norm", "norm2": "final_layer_norm",
-                        "linear1": "fc1", "linear2": "fc2"}
+_DECODER_LAYER_PARTS = {
+    "self_attn": "self_attn",
+    "norm1": "self_attn_layer_norm",
+    "norm2": "final_layer_norm",
+    "linear1": "fc1",
+    "linear2": "fc2",
+}
 
 
 def _index(text: str) -> int:
@@ -74,61 +83,117 @@ def _perceiver(prefix: str, part: str, rest: str) -> str:
 
 # (pattern on the official key, function of the match giving the new key). Tried in order; the first match wins.
 _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"^encoder\.patch_embed\.proj\.(.+)$"),
-     lambda m: f"encoder.swin.embeddings.patch_embeddings.projection.{m[1]}"),
+    (
+        re.compile(r"^encoder\.patch_embed\.proj\.(.+)$"),
+        lambda m: f"encoder.swin.embeddings.patch_embeddings.projection.{m[1]}",
+    ),
     (re.compile(r"^encoder\.patch_embed\.norm\.(.+)$"), lambda m: f"encoder.swin.embeddings.norm.{m[1]}"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.proj|attn\.relative_position_bias_table|"
-                r"mlp\.fc1|mlp\.fc2)(\.weight|\.bias|)$"),
-     lambda m: f"encoder.swin.encoder.layers.{m[1]}.blocks.{m[2]}.{_SWIN_BLOCK_PARTS[m[3]]}{m[4]}"),
-    (re.compile(r"^encoder\.layers\.(\d+)\.downsample\.(reduction|norm)\.(.+)$"),
-     lambda m: f"encoder.swin.encoder.layers.{m[1]}.downsample.{m[2]}.{m[3]}"),
+    (
+        re.compile(
+            r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.proj|attn\.relative_position_bias_table|"
+            r"mlp\.fc1|mlp\.fc2)(\.weight|\.bias|)$"
+        ),
+        lambda m: f"encoder.swin.encoder.layers.{m[1]}.blocks.{m[2]}.{_SWIN_BLOCK_PARTS[m[3]]}{m[4]}",
+    ),
+    (
+        re.compile(r"^encoder\.layers\.(\d+)\.downsample\.(reduction|norm)\.(.+)$"),
+        lambda m: f"encoder.swin.encoder.layers.{m[1]}.downsample.{m[2]}.{m[3]}",
+    ),
     (re.compile(r"^encoder\.norm(\d)\.(.+)$"), lambda m: f"encoder.hidden_states_norms.stage{int(m[1]) + 1}.{m[2]}"),
     (re.compile(r"^sf\.fc(\d)\.(.+)$"), lambda m: f"stream_split.projections.{_index(m[1])}.{m[2]}"),
     (re.compile(r"^sf\.dwconv1\.(.+)$"), lambda m: f"stream_split.depthwise.{m[1]}"),
-    (re.compile(r"^partition_enhance\.model_hf\.encoder\.layer\.(\d+)\.(attention\.attention\.(?:query|key|value)|"
-                r"attention\.output\.dense)\.(.+)$"),
-     lambda m: f"vfm.encoder.layer.{m[1]}.{_DINOV2_PARTS[m[2]]}.{m[3]}"),
+    (
+        re.compile(
+            r"^partition_enhance\.model_hf\.encoder\.layer\.(\d+)\.(attention\.attention\.(?:query|key|value)|"
+            r"attention\.output\.dense)\.(.+)$"
+        ),
+        lambda m: f"vfm.encoder.layer.{m[1]}.{_DINOV2_PARTS[m[2]]}.{m[3]}",
+    ),
     (re.compile(r"^partition_enhance\.model_hf\.(.+)$"), lambda m: f"vfm.{m[1]}"),
-    (re.compile(r"^partition_enhance\.extra_pat_(\d)\.gamma_(\d+)$"),
-     lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.gamma"),
-    (re.compile(r"^partition_enhance\.extra_pat_(\d)\.cross_attn_(\d+)\.(\w+)\.(.+)$"),
-     lambda m: _perceiver(f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.cross_attention",
-                          m[3], m[4])),
-    (re.compile(r"^partition_enhance\.extra_pat_(\d)\.self_attn_(\d+)\.(\w+)\.(.+)$"),
-     lambda m: _perceiver(f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.self_attention",
-                          m[3], m[4])),
-    (re.compile(r"^partition_enhance\.extra_pat_(\d)\.proj\.([02])\.(.+)$"),
-     lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.lift.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}"),
-    (re.compile(r"^partition_enhance\.down_pat_(\d)\.([02])\.(.+)$"),
-     lambda m: f"prompted_vfm.prompt_projections.{_index(m[1])}.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}"),
-    (re.compile(r"^partition_enhance\.down_feat_4\.([02])\.(.+)$"),
-     lambda m: f"prompted_vfm.patch_projection.{'fc1' if m[1] == '0' else 'fc2'}.{m[2]}"),
-    (re.compile(r"^inject_pt\.head_(\d)\.self_attn_enc\.(\w+)\.(.+)$"),
-     lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.prompt_self_attention", m[2], m[3])),
-    (re.compile(r"^inject_pt\.head_(\d)\.cross_attn_enc_(\d+)\.(\w+)\.(.+)$"),
-     lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.cross_attention", m[3], m[4])),
-    (re.compile(r"^inject_pt\.head_(\d)\.mlp_attn_enc_(\d+)\.mlp\.([013])\.(.+)$"),
-     lambda m: f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.mlp."
-               f"{ {'0': 'norm', '1': 'fc1', '3': 'fc2'}[m[3]] }.{m[4]}"),
-    (re.compile(r"^inject_it\.conv_fuse_(\d)\.(.+)$"), lambda m: f"feature_injection.pixel_convs.{_index(m[1])}.{m[2]}"),
-    (re.compile(r"^inject_it\.liner_(\d)\.(.+)$"), lambda m: f"feature_injection.vfm_projections.{_index(m[1])}.{m[2]}"),
-    (re.compile(r"^inject_it\.conv_fuse_v_(\d)\.(.+)$"),
-     lambda m: f"feature_injection.fused_convs.{_index(m[1])}.{m[2]}"),
+    (
+        re.compile(r"^partition_enhance\.extra_pat_(\d)\.gamma_(\d+)$"),
+        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.gamma",
+    ),
+    (
+        re.compile(r"^partition_enhance\.extra_pat_(\d)\.cross_attn_(\d+)\.(\w+)\.(.+)$"),
+        lambda m: _perceiver(
+            f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.cross_attention", m[3], m[4]
+        ),
+    ),
+    (
+        re.compile(r"^partition_enhance\.extra_pat_(\d)\.self_attn_(\d+)\.(\w+)\.(.+)$"),
+        lambda m: _perceiver(
+            f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.self_attention", m[3], m[4]
+        ),
+    ),
+    (
+        re.compile(r"^partition_enhance\.extra_pat_(\d)\.proj\.([02])\.(.+)$"),
+        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.lift.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}",
+    ),
+    (
+        re.compile(r"^partition_enhance\.down_pat_(\d)\.([02])\.(.+)$"),
+        lambda m: f"prompted_vfm.prompt_projections.{_index(m[1])}.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}",
+    ),
+    (
+        re.compile(r"^partition_enhance\.down_feat_4\.([02])\.(.+)$"),
+        lambda m: f"prompted_vfm.patch_projection.{'fc1' if m[1] == '0' else 'fc2'}.{m[2]}",
+    ),
+    (
+        re.compile(r"^inject_pt\.head_(\d)\.self_attn_enc\.(\w+)\.(.+)$"),
+        lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.prompt_self_attention", m[2], m[3]),
+    ),
+    (
+        re.compile(r"^inject_pt\.head_(\d)\.cross_attn_enc_(\d+)\.(\w+)\.(.+)$"),
+        lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.cross_attention", m[3], m[4]),
+    ),
+    (
+        re.compile(r"^inject_pt\.head_(\d)\.mlp_attn_enc_(\d+)\.mlp\.([013])\.(.+)$"),
+        lambda m: (
+            f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.mlp."
+            f"{ {'0': 'norm', '1': 'fc1', '3': 'fc2'}[m[3]] }.{m[4]}"
+        ),
+    ),
+    (
+        re.compile(r"^inject_it\.conv_fuse_(\d)\.(.+)$"),
+        lambda m: f"feature_injection.pixel_convs.{_index(m[1])}.{m[2]}",
+    ),
+    (
+        re.compile(r"^inject_it\.liner_(\d)\.(.+)$"),
+        lambda m: f"feature_injection.vfm_projections.{_index(m[1])}.{m[2]}",
+    ),
+    (
+        re.compile(r"^inject_it\.conv_fuse_v_(\d)\.(.+)$"),
+        lambda m: f"feature_injection.fused_convs.{_index(m[1])}.{m[2]}",
+    ),
     (re.compile(r"^inject_it\.norm_(\d)\.(.+)$"), lambda m: f"feature_injection.norms.{_index(m[1])}.{m[2]}"),
     (re.compile(r"^inject_it\.conv_all\.(.+)$"), lambda m: f"feature_injection.output_projection.{m[1]}"),
-    (re.compile(r"^decoder\.input_adapter_(\d)\.([01])\.(.+)$"),
-     lambda m: f"pixel_decoder.input_adapters.{_index(m[1])}.{'projection' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (
+        re.compile(r"^decoder\.input_adapter_(\d)\.([01])\.(.+)$"),
+        lambda m: f"pixel_decoder.input_adapters.{_index(m[1])}.{'projection' if m[2] == '0' else 'norm'}.{m[3]}",
+    ),
     (re.compile(r"^decoder\.transformer\.level_embed$"), lambda m: "pixel_decoder.level_embeddings"),
-    (re.compile(r"^decoder\.transformer\.encoder\.layer_(\d+)\.(self_attn|norm1|norm2|linear1|linear2)\.(.+)$"),
-     lambda m: f"pixel_decoder.layers.{_index(m[1])}.{_DECODER_LAYER_PARTS[m[2]]}.{m[3]}"),
-    (re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.weight$"),
-     lambda m: f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
-               f"{_index(m[2])}.conv.weight"),
-    (re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.norm\.(.+)$"),
-     lambda m: f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
-               f"{_index(m[2])}.norm.{m[3]}"),
-    (re.compile(r"^project\.proj_output_(\d)\.(\d)\.(.+)$"),
-     lambda m: f"depth_heads.{_index(m[1])}.{_HEAD_PARTS[m[2]]}.{m[3]}"),
+    (
+        re.compile(r"^decoder\.transformer\.encoder\.layer_(\d+)\.(self_attn|norm1|norm2|linear1|linear2)\.(.+)$"),
+        lambda m: f"pixel_decoder.layers.{_index(m[1])}.{_DECODER_LAYER_PARTS[m[2]]}.{m[3]}",
+    ),
+    (
+        re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.weight$"),
+        lambda m: (
+            f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
+            f"{_index(m[2])}.conv.weight"
+        ),
+    ),
+    (
+        re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.norm\.(.+)$"),
+        lambda m: (
+            f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
+            f"{_index(m[2])}.norm.{m[3]}"
+        ),
+    ),
+    (
+        re.compile(r"^project\.proj_output_(\d)\.(\d)\.(.+)$"),
+        lambda m: f"depth_heads.{_index(m[1])}.{_HEAD_PARTS[m[2]]}.{m[3]}",
+    ),
 ]
 _SWIN_QKV = re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
 _SWIN_POSITION_INDEX = re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$")
@@ -155,7 +220,8 @@ def load_original_state_dict(state_dict_or_path: Mapping[str, torch.Tensor] | st
             except Exception as error:
                 raise ValueError(
                     f"{path} could not be read as a weights-only PyTorch checkpoint ({type(error).__name__}: "
-                    f"{error}). Give the `.pth` file the authors' train.py writes (a state dict) or a .safetensors file."
+                    f"{error}). Give the `.pth` file the authors' train.py writes (a state dict) or a .safetensors "
+                    "file."
                 ) from error
         source = str(path)
     else:
@@ -290,8 +356,10 @@ def convert_state_dict(
             for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
                 converted[f"{block}.{name}.{match[3]}"] = part
         elif match := _SWIN_POSITION_INDEX.match(key):
-            ours = reference.get(f"encoder.swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention."
-                                 f"relative_position_bias.relative_position_index")
+            ours = reference.get(
+                f"encoder.swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention."
+                f"relative_position_bias.relative_position_index"
+            )
             if ours is not None and not torch.equal(ours.flatten().to(tensor.dtype), tensor.flatten()):
                 raise ValueError(f"{key} differs from the relative-position index of this model's Swin.")
         elif match := _PROMPT.match(key):
@@ -319,7 +387,9 @@ def convert_state_dict(
         if tensor.shape != reference[key].shape
     ]
     if mismatched:
-        raise ValueError("Shape mismatches (is the config the one this checkpoint was trained with?): " + "; ".join(mismatched))
+        raise ValueError(
+            "Shape mismatches (is the config the one this checkpoint was trained with?): " + "; ".join(mismatched)
+        )
     return converted, unused
 
 
@@ -352,9 +422,7 @@ def convert_original_checkpoint(
     model = WEDepthForDepthEstimation(config)
     reference = model.state_dict()
     converted, unused = convert_state_dict(original, {**dict(model.named_buffers()), **reference})
-    missing = sorted(
-        key for key in reference if key not in converted and not key.startswith("encoder.swin.layernorm.")
-    )
+    missing = sorted(key for key in reference if key not in converted and not key.startswith("encoder.swin.layernorm."))
     if missing:
         raise ValueError(f"The checkpoint lacks weights this model needs: {missing}.")
     model.load_state_dict(converted, strict=False)

@@ -76,79 +76,140 @@ EVALUATION_DATASETS: dict[str, DatasetSpec] = {
             "nyu",
             "NYU-Depth v2 Eigen test split in the BTS preprocessed form (not the original .mat): "
             f"{_LIST}; RGB .jpg + uint16 millimetre PNG, 480x640.",
-            1e-3, 10.0, "eigen_nyu", depth_scale=1000.0, depth_decoding="png", default_focal=NYU_FOCAL,
+            1e-3,
+            10.0,
+            "eigen_nyu",
+            depth_scale=1000.0,
+            depth_decoding="png",
+            default_focal=NYU_FOCAL,
             default_split_file="nyudepthv2_test_files_with_gt.txt",
         ),
         DatasetSpec(
             "kitti",
             "KITTI Eigen test split, BTS list file (raw image path, annotated depth path, focal; 'None' = no ground "
             "truth): uint16 PNG / 256, full-size images (about 375x1242).",
-            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png", default_focal=KITTI_FOCAL,
+            1e-3,
+            80.0,
+            "garg",
+            kb_crop=True,
+            depth_scale=256.0,
+            depth_decoding="png",
+            default_focal=KITTI_FOCAL,
             default_split_file="eigen_test_files_with_gt.txt",
         ),
         DatasetSpec(
             "sunrgbd",
             f"SUN RGB-D test images in the {_LIST}; the release's depth PNGs are uint16 millimetres with the bits "
             "rotated by 3 (mm = (v >> 3) | (v << 13) & 0xFFFF), read as such. Eigen crop scaled to the image size.",
-            1e-3, 8.0, "eigen_nyu", depth_scale=1000.0, depth_decoding="sunrgbd_png",
+            1e-3,
+            8.0,
+            "eigen_nyu",
+            depth_scale=1000.0,
+            depth_decoding="sunrgbd_png",
         ),
         DatasetSpec(
             "ibims",
             f"iBims-1 (original release images rgb/*.png and depth/*.png) in the {_LIST}; the depth PNGs store "
             "depth * 65535 / 50 (uint16), so depth_scale = 1310.7 raw units per metre; 480x640.",
-            1e-3, 10.0, "eigen_nyu", depth_scale=65535.0 / 50.0, depth_decoding="png",
+            1e-3,
+            10.0,
+            "eigen_nyu",
+            depth_scale=65535.0 / 50.0,
+            depth_decoding="png",
         ),
         DatasetSpec(
             "diode_indoor",
             "DIODE val/indoors in its original release layout (scene/scan/<name>.png, <name>_depth.npy (H, W, 1) "
             "metres, <name>_depth_mask.npy): found by scanning the data root, or given by a list file; 768x1024.",
-            1e-3, 10.0, "eigen_nyu", depth_scale=1.0, depth_decoding="npy", default_focal=DIODE_FOCAL,
+            1e-3,
+            10.0,
+            "eigen_nyu",
+            depth_scale=1.0,
+            depth_decoding="npy",
+            default_focal=DIODE_FOCAL,
         ),
         DatasetSpec(
             "diode_outdoor",
             "DIODE val/outdoor in its original release layout (as diode_indoor); 768x1024.",
-            1e-3, 80.0, "garg", depth_scale=1.0, depth_decoding="npy", default_focal=DIODE_FOCAL,
+            1e-3,
+            80.0,
+            "garg",
+            depth_scale=1.0,
+            depth_decoding="npy",
+            default_focal=DIODE_FOCAL,
         ),
         DatasetSpec(
             "hypersim",
             f"HyperSim test images in the {_LIST}, depth as .npy float metres converted beforehand from the release's "
             "HDF5 'depth_meters' files (HDF5 is not read here); those hold the distance to the camera centre, turned "
             "into planar depth with f = 886.81 px (768x1024; the list's focal when given).",
-            1e-3, 80.0, "eigen_nyu", depth_scale=1.0, depth_decoding="hypersim_distance", default_focal=HYPERSIM_FOCAL,
+            1e-3,
+            80.0,
+            "eigen_nyu",
+            depth_scale=1.0,
+            depth_decoding="hypersim_distance",
+            default_focal=HYPERSIM_FOCAL,
         ),
         DatasetSpec(
             "vkitti2",
             f"Virtual KITTI 2 (original release rgb_*.jpg and depth_*.png, 375x1242) in the {_LIST}; depth PNGs are "
             "uint16 centimetres (/100).",
-            1e-3, 80.0, "garg", kb_crop=True, depth_scale=100.0, depth_decoding="png", default_focal=VKITTI2_FOCAL,
+            1e-3,
+            80.0,
+            "garg",
+            kb_crop=True,
+            depth_scale=100.0,
+            depth_decoding="png",
+            default_focal=VKITTI2_FOCAL,
         ),
         DatasetSpec(
             "ddad",
             f"DDAD in the common preprocessed {_LIST} (not the original release, which stores LiDAR in its own "
             "format): depth projected to uint16 PNG / 256.",
-            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png",
+            1e-3,
+            80.0,
+            "garg",
+            kb_crop=True,
+            depth_scale=256.0,
+            depth_decoding="png",
         ),
         DatasetSpec(
             "argoverse",
             f"Argoverse in the common preprocessed {_LIST} (not the original release): projected LiDAR depth as "
             "uint16 PNG / 256.",
-            1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png",
+            1e-3,
+            80.0,
+            "garg",
+            kb_crop=True,
+            depth_scale=256.0,
+            depth_decoding="png",
         ),
         DatasetSpec(
             "diml_outdoor",
             f"DIML outdoor test images in the {_LIST}; depth PNGs read as uint16 millimetres (/1000).",
-            2.0, 80.0, "garg", depth_scale=1000.0, depth_decoding="png",
+            2.0,
+            80.0,
+            "garg",
+            depth_scale=1000.0,
+            depth_decoding="png",
         ),
         DatasetSpec(
             "folder",
             f"Any directory in the {_LIST}; give depth_scale, min/max depth and crop.",
-            1e-3, 10.0, None, depth_scale=None, depth_decoding="auto",
+            1e-3,
+            10.0,
+            None,
+            depth_scale=None,
+            depth_decoding="auto",
         ),
         DatasetSpec(
             "hf",
             "A Hugging Face `datasets` dataset (Hub id, save_to_disk folder or load_dataset folder) with an image "
             "and a depth column (float metres, or integers with depth_scale).",
-            1e-3, 10.0, None, depth_scale=None,
+            1e-3,
+            10.0,
+            None,
+            depth_scale=None,
         ),
     )
 }
@@ -198,7 +259,11 @@ def build_evaluation_dataset(
     """
     if spec.name == "hf":
         return HFDepthDataset(
-            str(data_root), split, image_column=image_column, depth_column=depth_column, depth_scale=spec.depth_scale,
+            str(data_root),
+            split,
+            image_column=image_column,
+            depth_column=depth_column,
+            depth_scale=spec.depth_scale,
             default_focal=spec.default_focal,
         )
     if spec.depth_scale is None:
@@ -299,13 +364,7 @@ def evaluate_depth_model(
     their size (352x1216), as the authors' evaluation (`dataset/kitti.py`) does: a different set of pixels. It needs
     `kb_crop` and ground truth of the image's size.
     """
-    if alignment not in ALIGNMENTS:
-        raise ValueError(f"Unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
-    crop_mask(1, 1, crop)
-    if crop_on_kb_crop and not kb_crop:
-        raise ValueError("crop_on_kb_crop computes the evaluation crop on the KB crop: it needs kb_crop=True.")
+    _check_evaluation_arguments(alignment, batch_size, crop, kb_crop, crop_on_kb_crop)
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -315,10 +374,8 @@ def evaluate_depth_model(
         num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
     )
-    settings = {
-        "min_depth": min_depth, "max_depth": max_depth, "crop": crop, "kb_crop": kb_crop, "flip_tta": flip_tta,
-        "alignment": alignment, "batch_size": batch_size, "num_processes": accelerator.num_processes,
-    }
+    settings = dict(min_depth=min_depth, max_depth=max_depth, crop=crop, kb_crop=kb_crop, flip_tta=flip_tta)
+    settings.update(alignment=alignment, batch_size=batch_size, num_processes=accelerator.num_processes)
     if kb_crop:
         settings.update(kb_crop_size=list(kb_crop_size), crop_on_kb_crop=crop_on_kb_crop)
     accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
@@ -333,6 +390,19 @@ def evaluate_depth_model(
     if accumulator.num_skipped:
         logger.warning("%d images had no valid ground-truth pixel and were skipped.", accumulator.num_skipped)
     return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
+
+
+def _check_evaluation_arguments(
+    alignment: str, batch_size: int, crop: str | None, kb_crop: bool, crop_on_kb_crop: bool
+) -> None:
+    """Raise a clear error for an evaluation setting that does not exist or does not fit with the others."""
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"Unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
+    crop_mask(1, 1, crop)
+    if crop_on_kb_crop and not kb_crop:
+        raise ValueError("crop_on_kb_crop computes the evaluation crop on the KB crop: it needs kb_crop=True.")
 
 
 def _score_shards(
@@ -409,9 +479,9 @@ def _aligned_prediction(
     if settings["alignment"] == "none":
         return prediction
     if prediction.shape != target.shape:
-        prediction = F.interpolate(
-            prediction[None, None], size=target.shape, mode="bilinear", align_corners=False
-        )[0, 0]
+        prediction = F.interpolate(prediction[None, None], size=target.shape, mode="bilinear", align_corners=False)[
+            0, 0
+        ]
     mask = valid_depth_mask(target, min_depth=min_depth, max_depth=max_depth, crop=settings["crop"])
     if settings["kb_crop"] and not settings.get("crop_on_kb_crop"):
         # Only the pasted-back region holds predictions; the zero border must not enter the fit.
@@ -495,12 +565,25 @@ def _report(args: argparse.Namespace, spec: DatasetSpec, result: EvaluationResul
 
     logger.info(
         "%s\nimages used: %d, skipped (no valid pixel): %d",
-        results_table({args.dataset: result.metrics}), result.num_images, result.num_skipped,
+        results_table({args.dataset: result.metrics}),
+        result.num_images,
+        result.num_skipped,
     )
-    settings = {**result.settings, "model": args.model, "dataset": args.dataset, "data_root": str(args.data_root),
-                "split_file": args.split_file, "depth_scale": spec.depth_scale, "torch": torch.__version__}
-    report = {"results": {args.dataset: result.metrics}, "num_images": {args.dataset: result.num_images},
-              "num_skipped": {args.dataset: result.num_skipped}, "settings": settings}
+    settings = {
+        **result.settings,
+        "model": args.model,
+        "dataset": args.dataset,
+        "data_root": str(args.data_root),
+        "split_file": args.split_file,
+        "depth_scale": spec.depth_scale,
+        "torch": torch.__version__,
+    }
+    report = {
+        "results": {args.dataset: result.metrics},
+        "num_images": {args.dataset: result.num_images},
+        "num_skipped": {args.dataset: result.num_skipped},
+        "settings": settings,
+    }
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -521,16 +604,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = _command_spec(args, parser)
     dataset = build_evaluation_dataset(
-        spec, args.data_root, args.split_file, image_root=args.image_root, depth_root=args.depth_root,
-        split=args.split, image_column=args.image_column, depth_column=args.depth_column,
+        spec,
+        args.data_root,
+        args.split_file,
+        image_root=args.image_root,
+        depth_root=args.depth_root,
+        split=args.split,
+        image_column=args.image_column,
+        depth_column=args.depth_column,
     )
     accelerator = Accelerator()
     model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device)
     result = evaluate_depth_model(
-        model, dataset, batch_size=args.batch_size, min_depth=spec.min_depth, max_depth=spec.max_depth,
-        crop=spec.crop, kb_crop=spec.kb_crop, kb_crop_size=tuple(args.kb_crop_size),
-        crop_on_kb_crop=args.crop_on_kb_crop, flip_tta=args.flip_tta, alignment=args.alignment,
-        accelerator=accelerator, num_workers=args.num_workers,
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        min_depth=spec.min_depth,
+        max_depth=spec.max_depth,
+        crop=spec.crop,
+        kb_crop=spec.kb_crop,
+        kb_crop_size=tuple(args.kb_crop_size),
+        crop_on_kb_crop=args.crop_on_kb_crop,
+        flip_tta=args.flip_tta,
+        alignment=args.alignment,
+        accelerator=accelerator,
+        num_workers=args.num_workers,
     )
     if accelerator.is_main_process:
         _report(args, spec, result)

@@ -1,9 +1,9 @@
 """Model cards and Hub uploads for WEDepth checkpoints.
 
-`render_model_card` fills the package's `templates/model_card.md` (a `string.Template`) with Hub metadata (pipeline tag, library,
-license, base models, datasets, tags, `model-index`), the command and configuration that trained the model. No
-string it is given can leave its place in the card: code blocks get a fence longer than any backtick run inside, and
-one-line fields (title, lists, table cells) lose their line breaks and HTML.
+`render_model_card` fills the package's `templates/model_card.md` (a `string.Template`) with Hub metadata (pipeline
+tag, library, license, base models, datasets, tags, `model-index`), the command and configuration that trained the
+model. No string it is given can leave its place in the card: code blocks get a fence longer than any backtick run
+inside, and one-line fields (title, lists, table cells) lose their line breaks and HTML.
 `update_model_card_results` rewrites only the results of an existing card (its `model-index` and the results table
 between the card's result markers). `push_folder_to_hub` uploads an exported model folder in one commit.
 """
@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 import shlex
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
-
 from transformers.utils import logging
 
 from .constants import METRIC_DISPLAY_NAMES

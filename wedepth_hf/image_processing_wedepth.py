@@ -74,7 +74,9 @@ def _rgb_array_from_pil(image: Any) -> np.ndarray:
 
 def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> np.ndarray:
     """(H, W, 3) float32 in the 0-255 range from a (H, W), (H, W, C) or (C, H, W) array with C in {1, 3, 4}."""
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
         raise ValueError(f"Images must hold integer or floating-point values, got dtype {array.dtype}.")
     if array.ndim == 2:
         array = array[..., None]
@@ -213,7 +215,7 @@ class WEDepthImageProcessor(PilBackend):
         super()._validate_preprocess_kwargs(**kwargs)
 
     def _prepare_images_structure(self, images: Any, expected_ndims: int = 3) -> list[Any]:
-        """Flat list of single images. A 2-D array is one grayscale image, a 3-D array one image, a 4-D array a batch."""
+        """Flat list of single images: a 2-D array is one grayscale image, a 3-D array one image, a 4-D one a batch."""
         images = self.fetch_images(images)
         if is_pil_image(images):
             return [images]
@@ -264,8 +266,9 @@ class WEDepthImageProcessor(PilBackend):
             processed.append(image.astype(np.float32))
         if return_tensors is not None and len({image.shape for image in processed}) > 1:
             raise ValueError(
-                f"Images of different sizes cannot be stacked into one tensor: {sorted({image.shape[1:] for image in processed})}. "
-                f"Process them one at a time, or set `do_resize=True` with a fixed `size`."
+                "Images of different sizes cannot be stacked into one tensor: "
+                f"{sorted({image.shape[1:] for image in processed})}. Process them one at a time, or set "
+                "`do_resize=True` with a fixed `size`."
             )
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 

@@ -55,8 +55,10 @@ def crop_mask(height: int, width: int, crop: str | None, device: torch.device | 
     elif crop == "eigen_nyu":
         top, bottom, left, right = EIGEN_NYU_CROP
         nyu_height, nyu_width = NYU_SIZE
-        mask[top * height // nyu_height : bottom * height // nyu_height,
-             left * width // nyu_width : right * width // nyu_width] = True
+        mask[
+            top * height // nyu_height : bottom * height // nyu_height,
+            left * width // nyu_width : right * width // nyu_width,
+        ] = True
     elif crop in ("garg", "eigen_kitti"):
         rows = GARG_CROP_ROWS if crop == "garg" else EIGEN_KITTI_CROP_ROWS
         mask[int(rows[0] * height) : int(rows[1] * height), kitti_left:kitti_right] = True

@@ -28,8 +28,8 @@ from transformers import AutoBackbone, AutoConfig, Dinov2Model, PreTrainedConfig
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, load_state_dict
-from transformers.models.dinov2.modeling_dinov2 import eager_attention_forward
 from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+from transformers.models.dinov2.modeling_dinov2 import eager_attention_forward
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
 from transformers.utils.hub import resolve_revision
 
@@ -437,7 +437,9 @@ def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor) -> torch.T
     fraction_x, fraction_y = fractions.unbind(-1)
     upper = attention - attention * fraction_y
     lower = attention * fraction_y
-    return torch.stack((upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), -1)
+    return torch.stack(
+        (upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), -1
+    )
 
 
 class _DeformableGather(torch.autograd.Function):
@@ -711,7 +713,11 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         for start in range(0, num_tokens, chunk):
             tokens = slice(start, start + chunk)
             output[:, tokens] = self.update(
-                hidden_states[:, tokens], position[:, tokens], reference_points[tokens], padded_value, spatial_shapes,
+                hidden_states[:, tokens],
+                position[:, tokens],
+                reference_points[tokens],
+                padded_value,
+                spatial_shapes,
                 level_sizes,
             )
         return output
@@ -955,7 +961,7 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "prox
 
 
 def vfm_fingerprint(vfm: nn.Module) -> str:
-    """"sha256:<hex>" over the VFM's state dict, in name order: every name, dtype, shape and the raw bytes.
+    """ "sha256:<hex>" over the VFM's state dict, in name order: every name, dtype, shape and the raw bytes.
 
     The same weights give the same fingerprint on any machine and device; any change of a value, dtype or shape
     (including a cast) gives another one.
@@ -1013,9 +1019,9 @@ def load_vfm_source(config: WEDepthConfig, **hub_kwargs: Any) -> Dinov2Model:
         )
     except OSError as error:
         raise OSError(
-            f"This WEDepth checkpoint does not include its frozen VFM; it needs {_describe_source(config)}, which could "
-            f"not be loaded ({error}). Make it reachable (network access, the Hub cache, or the recorded folder), or "
-            f"pass an already-loaded model: from_pretrained(..., vfm=Dinov2Model.from_pretrained(...))."
+            f"This WEDepth checkpoint does not include its frozen VFM; it needs {_describe_source(config)}, which "
+            f"could not be loaded ({error}). Make it reachable (network access, the Hub cache, or the recorded "
+            "folder), or pass an already-loaded model: from_pretrained(..., vfm=Dinov2Model.from_pretrained(...))."
         ) from error
     check_vfm(vfm, config)
     return vfm
@@ -1030,9 +1036,9 @@ def check_vfm(vfm: nn.Module, config: WEDepthConfig) -> None:
     actual = vfm_fingerprint(vfm)
     if actual != config.vfm_fingerprint:
         raise ValueError(
-            f"The VFM is not the one this WEDepth checkpoint was trained with ({_describe_source(config)}): its weights' "
-            f"fingerprint is {actual}, the recorded one {config.vfm_fingerprint}. A different checkpoint, revision or "
-            f"dtype gives a different VFM; load the recorded one (in float32 as saved)."
+            f"The VFM is not the one this WEDepth checkpoint was trained with ({_describe_source(config)}): its "
+            f"weights' fingerprint is {actual}, the recorded one {config.vfm_fingerprint}. A different checkpoint, "
+            "revision or dtype gives a different VFM; load the recorded one (in float32 as saved)."
         )
 
 
@@ -1183,9 +1189,11 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             raise TypeError(f"`vfm` must be a transformers Dinov2Model, got {type(vfm).__name__}.")
         if not verified and vfm_fingerprint(vfm) != vfm_fingerprint(self.vfm):
             raise ValueError("The given `vfm` differs from the VFM stored in this checkpoint; it cannot replace it.")
-        reference = self.encoder.embeddings.patch_embeddings.projection.weight if hasattr(
-            self.encoder, "embeddings"
-        ) else next(self.encoder.parameters())
+        reference = (
+            self.encoder.embeddings.patch_embeddings.projection.weight
+            if hasattr(self.encoder, "embeddings")
+            else next(self.encoder.parameters())
+        )
         weight = vfm.embeddings.patch_embeddings.projection.weight
         if (weight.device, weight.dtype) != (reference.device, reference.dtype):
             raise ValueError(
@@ -1194,7 +1202,9 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             )
         attention = vfm.config._attn_implementation
         if attention not in _SUPPORTED_VFM_ATTENTION:
-            raise ValueError(f"The shared VFM uses {attention!r} attention; WEDepth needs one of {_SUPPORTED_VFM_ATTENTION}.")
+            raise ValueError(
+                f"The shared VFM uses {attention!r} attention; WEDepth needs one of {_SUPPORTED_VFM_ATTENTION}."
+            )
         self.vfm = vfm
         self.freeze_vfm()
 
@@ -1208,7 +1218,9 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         for key, value in record.items():
             setattr(self.config, key, value)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, include_vfm: bool = True, **kwargs: Any) -> Any:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args: Any, include_vfm: bool = True, **kwargs: Any
+    ) -> Any:
         """`PreTrainedModel.save_pretrained` (safetensors, config, remote code).
 
         With `include_vfm=False`, every weight but the frozen VFM's is written, and the config records the VFM's
@@ -1271,8 +1283,8 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
         if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
             raise ValueError(
-                f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers backbone; "
-                f"WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
+                f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
+                "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
             )
         encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
         # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays WEDepth's.
@@ -1346,7 +1358,6 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             )
         return labels
 
-
     def _encoder_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's four normed stage maps; each must be about 1/4, 1/8, 1/16, 1/32 of the input."""
         feature_maps = list(self.encoder(pixel_values).feature_maps)
@@ -1373,6 +1384,20 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             return pixel_values
         size = (max(patch_size, height // patch_size * patch_size), max(patch_size, width // patch_size * patch_size))
         return F.interpolate(pixel_values, size=size, mode="bilinear", align_corners=False)
+
+    def _depth_from_heads(self, decoded: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The four log-depth heads; their depths averaged at the finest head's size, then resized to `size`
+        (bilinear, align_corners=True, as the authors): (B, H, W), in float32 at least."""
+        log_depths = [head(feature_map) for head, feature_map in zip(self.depth_heads, decoded)]
+        output_dtype = torch.promote_types(log_depths[-1].dtype, torch.float32)
+        finest_size = log_depths[-1].shape[-2:]
+        depth = torch.stack(
+            [
+                F.interpolate(log_depth.to(output_dtype).exp(), size=finest_size, mode="bilinear", align_corners=True)
+                for log_depth in log_depths
+            ]
+        ).mean(dim=0)
+        return F.interpolate(depth, size=size, mode="bilinear", align_corners=True)[:, 0]
 
     def forward(
         self,
@@ -1417,18 +1442,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         decoded = self.pixel_decoder(injected)
         del injected
 
-        # Four log-depth heads; their depths are averaged at the finest head's size, then resized to the input.
-        log_depths = [head(feature_map) for head, feature_map in zip(self.depth_heads, decoded)]
-        output_dtype = torch.promote_types(log_depths[-1].dtype, torch.float32)
-        finest_size = log_depths[-1].shape[-2:]
-        depth = torch.stack(
-            [
-                F.interpolate(log_depth.to(output_dtype).exp(), size=finest_size, mode="bilinear", align_corners=True)
-                for log_depth in log_depths
-            ]
-        ).mean(dim=0)
-        predicted_depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)[:, 0]
-
+        predicted_depth = self._depth_from_heads(decoded, (height, width))
         loss = None
         if labels is not None:
             valid = torch.isfinite(labels) & (labels > self.config.min_depth)

@@ -163,7 +163,9 @@ def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.nd
     if too_far.any():
         logger.warning(
             "%s: %d pixels are beyond %g m, the largest depth a uint16 millimetre PNG holds; they are clipped to it.",
-            name, too_far.sum(), MAX_UINT16_DEPTH_METRES,
+            name,
+            too_far.sum(),
+            MAX_UINT16_DEPTH_METRES,
         )
     millimetres = np.round(np.clip(np.where(invalid, 0.0, depth), 0.0, MAX_UINT16_DEPTH_METRES) * 1000.0)
     return millimetres.astype(np.uint16)
@@ -199,7 +201,8 @@ def save_image(image: Image.Image, path: str | Path) -> None:
 
 
 def save_depth_png(depth: np.ndarray, path: str | Path) -> None:
-    """Write a (H, W) depth map in metres as a lossless 16-bit PNG of millimetres (read back with `/ 1000`), atomically."""
+    """Write a (H, W) depth map in metres as a lossless 16-bit PNG of millimetres (read back with `/ 1000`),
+    atomically."""
     save_image(Image.fromarray(depth_to_uint16_millimetres(depth, name=str(path))), path)
 
 

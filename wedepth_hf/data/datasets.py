@@ -21,7 +21,6 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
 from transformers.utils import logging
 
 from ..constants import HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL
@@ -373,8 +372,8 @@ class DepthListDataset(_RobustDepthDataset):
             )
         except FileNotFoundError as error:
             raise FileNotFoundError(
-                f"{error} (listed in {self.split_file or 'the entries'}; image paths are relative to {self.image_root}, "
-                f"depth paths to {self.depth_root}; expected lines {LIST_LAYOUT})"
+                f"{error} (listed in {self.split_file or 'the entries'}; image paths are relative to "
+                f"{self.image_root}, depth paths to {self.depth_root}; expected lines {LIST_LAYOUT})"
             ) from error
         return {"image": image, "depth": torch.from_numpy(depth), "focal": focal, "id": rgb}
 

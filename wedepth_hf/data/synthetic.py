@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-
 from transformers.utils import logging
 
 from ..constants import MAX_UINT16_DEPTH_METRES, NYU_CX, NYU_CY, NYU_FX, NYU_FY, NYU_SIZE
@@ -149,7 +148,7 @@ class SyntheticScene:
 
 
 def nyu_intrinsics(height: int, width: int) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) of the NYU-Depth v2 camera scaled from 640x480 to `width` x `height` (e.g. fx 259.42895 at 320)."""
+    """(fx, fy, cx, cy) of the NYU-Depth v2 camera scaled from 640x480 to `width` x `height` (fx 259.42895 at 320)."""
     sx, sy = width / NYU_WIDTH, height / NYU_HEIGHT
     return NYU_FX * sx, NYU_FY * sy, NYU_CX * sx, NYU_CY * sy
 
@@ -209,7 +208,9 @@ def _hit_box(directions: np.ndarray, box: Box) -> np.ndarray:
 
     Only rays through the box's bounding sphere are tested against the slabs."""
     t = np.full(len(directions), np.inf)
-    candidates = np.flatnonzero(np.isfinite(_hit_sphere(directions, Sphere(box.center, float(np.linalg.norm(box.half))))))
+    candidates = np.flatnonzero(
+        np.isfinite(_hit_sphere(directions, Sphere(box.center, float(np.linalg.norm(box.half)))))
+    )
     if len(candidates) == 0:
         return t
     axes = _yaw_matrix(box.yaw)
@@ -272,7 +273,9 @@ def _shade(scene: SyntheticScene, points: np.ndarray, normals: np.ndarray) -> np
     light_dist = np.sqrt(np.einsum("ij,ij->i", to_light, to_light))
     point_term = np.maximum(np.einsum("ij,ij->i", normals, to_light) / light_dist, f32(0.0))
     point_term *= f32(scene.point_intensity) / (f32(1.0) + (light_dist / f32(3.0)) ** 2)
-    sun_term = f32(scene.sun_intensity) * np.maximum(_matmul(normals, -scene.sun_direction.astype(f32)[:, None])[:, 0], f32(0.0))
+    sun_term = f32(scene.sun_intensity) * np.maximum(
+        _matmul(normals, -scene.sun_direction.astype(f32)[:, None])[:, 0], f32(0.0)
+    )
     cam_dist = np.sqrt(np.einsum("ij,ij->i", points, points))
     cam_term = np.maximum(-np.einsum("ij,ij->i", normals, points) / cam_dist, f32(0.0))
     cam_term *= f32(scene.camera_light_intensity) / (f32(1.0) + (cam_dist / f32(2.5)) ** 2)
@@ -353,7 +356,12 @@ def _random_material(rng: np.random.Generator, scale_range: tuple[float, float])
 def _max_visible_depth(room: Room, rotation: np.ndarray) -> float:
     """Largest camera z-depth of any point of the room box (attained at a corner: z is linear, the box convex)."""
     corners = np.array(
-        [[x, y, z] for x in (-room.left, room.right) for y in (room.floor, room.ceiling) for z in (-room.back, room.front)]
+        [
+            [x, y, z]
+            for x in (-room.left, room.right)
+            for y in (room.floor, room.ceiling)
+            for z in (-room.back, room.front)
+        ]
     )
     return float((corners @ rotation)[:, 2].max())
 
@@ -406,7 +414,8 @@ def _sample_objects(rng: np.random.Generator, room: Room, yaw: float) -> tuple[l
 
 
 def sample_scene(seed: int) -> SyntheticScene:
-    """Draws a random room (3-8 m deep before fitting into `MAX_SCENE_DEPTH`), camera pose, objects, materials, lights."""
+    """Draws a random room (3-8 m deep before fitting into `MAX_SCENE_DEPTH`), camera pose, objects, materials and
+    lights."""
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}.")
     rng = np.random.default_rng(seed)
@@ -451,7 +460,8 @@ def sample_scene(seed: int) -> SyntheticScene:
 
 def render_synthetic_sample(seed: int, height: int = 240, width: int = 320) -> dict[str, Any]:
     """A depth SAMPLE of the random scene `seed`: {"image": uint8 (3, H, W), "depth": float32 (H, W) z-depth in
-    metres (every pixel valid, at most `MAX_SCENE_DEPTH`, typically 1-9 m), "focal": fx of the scaled NYU camera, "id": "synthetic/<seed>"}."""
+    metres (every pixel valid, at most `MAX_SCENE_DEPTH`, typically 1-9 m), "focal": fx of the scaled NYU camera,
+    "id": "synthetic/<seed>"}."""
     rendered = render_scene(sample_scene(seed), height, width)
     return {
         "image": torch.from_numpy(np.ascontiguousarray(rendered["image"].transpose(2, 0, 1))),

@@ -19,7 +19,15 @@ import torch.nn.functional as F
 # The operations, in the order of the authors' augmentation space. "identity" draws an operation slot that changes
 # nothing, so that (with the count distribution) part of the samples keep fewer real operations.
 OPERATIONS: tuple[str, ...] = (
-    "identity", "brightness", "contrast", "saturation", "gamma", "hue", "translation", "scale", "rotation"
+    "identity",
+    "brightness",
+    "contrast",
+    "saturation",
+    "gamma",
+    "hue",
+    "translation",
+    "scale",
+    "rotation",
 )
 # The authors' weights (nyu.json and kitti.json): every operation above 1 (identity is 1 in their code).
 DEFAULT_OP_WEIGHTS: dict[str, float] = {name: 1.0 for name in OPERATIONS}
@@ -68,7 +76,8 @@ def resolve_op_weights(op_weights: Mapping[str, float] | None) -> dict[str, floa
         if name not in weights:
             hint = (
                 f" ({name} is in the authors' augmentation space with weight 0 in their configs; not implemented)"
-                if name in UNIMPLEMENTED_OPERATIONS else ""
+                if name in UNIMPLEMENTED_OPERATIONS
+                else ""
             )
             raise ValueError(f"Unknown augmentation operation {name!r}{hint}; choose among {', '.join(OPERATIONS)}.")
         weights[name] = _check_number(f"op_weights[{name!r}]", weight, math.inf, False, "a relative weight")
@@ -165,8 +174,19 @@ class DepthAugmentation:
 
     def __repr__(self) -> str:
         """The constructor call that rebuilds this transform (plus the current epoch)."""
-        names = ("flip", "rotation", "scale", "translation", "brightness", "contrast", "saturation", "gamma", "hue",
-                 "op_weights", "num_ops_probs")
+        names = (
+            "flip",
+            "rotation",
+            "scale",
+            "translation",
+            "brightness",
+            "contrast",
+            "saturation",
+            "gamma",
+            "hue",
+            "op_weights",
+            "num_ops_probs",
+        )
         arguments = ", ".join(f"{name}={getattr(self, name)}" for name in names)
         return f"{type(self).__name__}({arguments}, seed={self.seed}) [epoch {self.epoch}]"
 
@@ -209,8 +229,10 @@ class DepthAugmentation:
         if name == "hue":
             return _uniform(generator, -self.hue, self.hue)
         if name == "translation":
-            return (_uniform(generator, -self.translation, self.translation),
-                    _uniform(generator, -self.translation, self.translation))
+            return (
+                _uniform(generator, -self.translation, self.translation),
+                _uniform(generator, -self.translation, self.translation),
+            )
         if name == "scale":
             return _uniform(generator, 1.0, 1.0 + self.scale)
         return _uniform(generator, -self.rotation, self.rotation)
@@ -304,9 +326,9 @@ def _warp(
     warped_image = F.grid_sample(
         image[None].to(torch.float32), grid, mode="bicubic", padding_mode="zeros", align_corners=True
     )[0]
-    warped_depth = F.grid_sample(
-        depth[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=True
-    )[0, 0]
+    warped_depth = F.grid_sample(depth[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=True)[
+        0, 0
+    ]
     return warped_image.round().clamp(0, 255).to(torch.uint8), warped_depth
 
 

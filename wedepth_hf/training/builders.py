@@ -89,7 +89,8 @@ def maybe_sync_batchnorm(
         if is_main_process:
             logger.warning(
                 "sync_batchnorm: PyTorch's SyncBatchNorm does not run on %s tensors in a distributed run; keeping "
-                "plain BatchNorm (%d layers), whose batch statistics are computed per process.", device.type,
+                "plain BatchNorm (%d layers), whose batch statistics are computed per process.",
+                device.type,
                 batch_norms,
             )
         return model
@@ -209,7 +210,9 @@ def drop_bad_samples(dataset: Dataset, *, log: bool = True) -> CheckedSubset:
     if dropped and log:
         logger.warning(
             "Validation: %d of %d samples left out as bad (on_bad_sample: skip drops bad validation samples; only "
-            "training samples are replaced by the next good one).", len(dropped), len(dataset),
+            "training samples are replaced by the next good one).",
+            len(dropped),
+            len(dataset),
         )
     return CheckedSubset(dataset, good, dropped)
 

@@ -52,7 +52,8 @@ def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
     if not checkpoints_dir.is_dir():
         return []
     found = [
-        path for path in checkpoints_dir.iterdir()
+        path
+        for path in checkpoints_dir.iterdir()
         if path.is_dir() and checkpoint_step(path) is not None and (path / STATE_FILE).is_file()
     ]
     return sorted(found, key=lambda path: checkpoint_step(path))
@@ -80,9 +81,7 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path | None:
 # ---- saving and loading ----------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(
-    accelerator: Any, checkpoints_dir: Path, state: TrainingState, total_limit: int | None
-) -> Path:
+def save_checkpoint(accelerator: Any, checkpoints_dir: Path, state: TrainingState, total_limit: int | None) -> Path:
     """`accelerator.save_state` into a temporary folder, then the state JSON, then an atomic rename to `step_N`;
     older checkpoints beyond `total_limit` are deleted."""
     step = state.global_step
@@ -166,8 +165,7 @@ def _checkpoint_error(
         message += (
             f" The previous complete checkpoint is {earlier[-1]}; resume from it with:\n  "
             f"{resume_command(config, num_processes, earlier[-1])}\n(resuming from it moves the later checkpoints, "
-            f"this one included, to {checkpoint.parent / (ABANDONED_PREFIX + '<time>')}/)."
-            + token_note(config)
+            f"this one included, to {checkpoint.parent / (ABANDONED_PREFIX + '<time>')}/)." + token_note(config)
         )
     else:
         message += (
@@ -200,13 +198,20 @@ def abandon_later_work(output_dir: str | Path, step: int) -> bool:
         os.replace(path, destination / path.name)
         logger.warning(
             "Resuming from step %d abandons the later checkpoint %s: moved to %s, where `latest` does not see it "
-            "(delete it when you no longer need it).", step, path, destination / path.name,
+            "(delete it when you no longer need it).",
+            step,
+            path,
+            destination / path.name,
         )
     if move_export:
         os.replace(model_dir, destination / MODEL_DIR)
         logger.warning(
             "The exported model %s held weights of step %d of the abandoned branch: moved to %s; the best model is "
-            "chosen again from the evaluations after step %d.", model_dir, export_step, destination / MODEL_DIR, step,
+            "chosen again from the evaluations after step %d.",
+            model_dir,
+            export_step,
+            destination / MODEL_DIR,
+            step,
         )
     return move_export
 

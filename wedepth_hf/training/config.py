@@ -191,8 +191,13 @@ class TrainingConfig:
         for name in ("min_lr_ratio", "warmup_start_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must lie in [0, 1], got {getattr(self, name)}.")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                     "num_train_epochs", "logging_steps"):
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "num_train_epochs",
+            "logging_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         for name in ("max_train_steps", "eval_steps", "checkpointing_steps", "checkpoints_total_limit"):
@@ -383,7 +388,9 @@ def _training_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument(
-        "--config", type=str, default=None,
+        "--config",
+        type=str,
+        default=None,
         help=f"YAML file of training settings, or a bundled config by name ({', '.join(bundled_config_names())})",
     )
     for field_info in dataclasses.fields(TrainingConfig):

@@ -83,7 +83,12 @@ def export_model_folder(
     _save_image_processor(model_dir, train_shortest_edge)
     selection = _selection_text(config, best_metrics, best_step, global_step, dropped_validation_samples)
     _write_model_card(
-        unwrapped, config, model_dir, best_metrics=best_metrics, selection=selection, include_vfm=include_vfm,
+        unwrapped,
+        config,
+        model_dir,
+        best_metrics=best_metrics,
+        selection=selection,
+        include_vfm=include_vfm,
         num_processes=accelerator.num_processes,
     )
 
@@ -133,8 +138,12 @@ def _card_metadata(config: TrainingConfig, model: WEDepthForDepthEstimation) -> 
     datasets = [config.hf_dataset_name] if config.dataset == "hf" and not Path(config.hf_dataset_name).exists() else []
     display_name = f"{config.dataset} (validation)"
     dataset_types = {display_name: datasets[0] if datasets else config.dataset}
-    return {"base_models": base_models, "datasets": datasets, "dataset_types": dataset_types,
-            "display_name": display_name}
+    return {
+        "base_models": base_models,
+        "datasets": datasets,
+        "dataset_types": dataset_types,
+        "display_name": display_name,
+    }
 
 
 def _model_description(model: WEDepthForDepthEstimation, include_vfm: bool) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers.utils import logging
 
+from ..constants import LOWER_IS_BETTER
 from .builders import (
     EpochShuffleSampler,
     TrainingData,
@@ -32,7 +33,6 @@ from .builders import (
     maybe_sync_batchnorm,
 )
 from .checkpointing import load_checkpoint, save_checkpoint
-from ..constants import LOWER_IS_BETTER
 from .config import TrainingConfig
 from .export import export_model_folder, exports_vfm, save_model_weights
 from .interrupts import InterruptRequest, StopRequested, TrainingInterrupted, interruption
@@ -157,8 +157,11 @@ def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
 
     set_seed(config.seed)
     model = maybe_sync_batchnorm(
-        build_model(config), enabled=config.sync_batchnorm, num_processes=accelerator.num_processes,
-        device=accelerator.device, is_main_process=accelerator.is_main_process,
+        build_model(config),
+        enabled=config.sync_batchnorm,
+        num_processes=accelerator.num_processes,
+        device=accelerator.device,
+        is_main_process=accelerator.is_main_process,
     )
     data = build_datasets(config, accelerator)
     _check_data(config, model, data)
@@ -173,13 +176,23 @@ def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
     optimizer = build_optimizer(model, config)
     plan = plan_steps(config, len(dataloader), accelerator.num_processes, len(data.train))
     scheduler = build_scheduler(
-        optimizer, plan.warmup_steps, plan.max_train_steps, config.min_lr_ratio, accelerator.num_processes,
+        optimizer,
+        plan.warmup_steps,
+        plan.max_train_steps,
+        config.min_lr_ratio,
+        accelerator.num_processes,
         warmup_start_ratio=config.warmup_start_ratio,
     )
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     return TrainingRun(
-        config=config, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
-        dataloader=dataloader, data=data, plan=plan,
+        config=config,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        dataloader=dataloader,
+        data=data,
+        plan=plan,
         trainable=[parameter for parameter in model.parameters() if parameter.requires_grad],
     )
 
@@ -238,17 +251,23 @@ def _start_tracking(run: TrainingRun) -> None:
     logger.info(
         "Training %s samples, %d steps (%d epochs of %d steps), warm-up %d steps, %.2fM trainable of %.2fM parameters, "
         "%d process(es), batch %d per device x %d accumulation",
-        len(run.data.train), run.plan.max_train_steps, run.plan.num_epochs, run.plan.steps_per_epoch,
-        run.plan.warmup_steps, counts["trainable"] / 1e6, counts["total"] / 1e6, accelerator.num_processes,
-        config.per_device_train_batch_size, config.gradient_accumulation_steps,
+        len(run.data.train),
+        run.plan.max_train_steps,
+        run.plan.num_epochs,
+        run.plan.steps_per_epoch,
+        run.plan.warmup_steps,
+        counts["trainable"] / 1e6,
+        counts["total"] / 1e6,
+        accelerator.num_processes,
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
     )
 
 
 def _flat_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
     """Tracker-friendly hyper-parameters: scalars kept, everything else as a string."""
     return {
-        key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
-        for key, value in values.items()
+        key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value) for key, value in values.items()
     }
 
 
@@ -266,8 +285,12 @@ def _train_steps(run: TrainingRun, state: TrainingState, resume_path: Path | Non
     from tqdm.auto import tqdm
 
     marks = LoopMarks(last_checkpoint_step=state.global_step, last_checkpoint=resume_path)
-    progress = tqdm(total=run.plan.max_train_steps, initial=state.global_step, desc="training",
-                    disable=not run.accelerator.is_local_main_process)
+    progress = tqdm(
+        total=run.plan.max_train_steps,
+        initial=state.global_step,
+        desc="training",
+        disable=not run.accelerator.is_local_main_process,
+    )
     run.model.train()
     with InterruptRequest() as interrupt:
         try:
@@ -282,9 +305,7 @@ def _train_steps(run: TrainingRun, state: TrainingState, resume_path: Path | Non
     return marks
 
 
-def _interrupted(
-    run: TrainingRun, state: TrainingState, marks: LoopMarks, stop: BaseException
-) -> TrainingInterrupted:
+def _interrupted(run: TrainingRun, state: TrainingState, marks: LoopMarks, stop: BaseException) -> TrainingInterrupted:
     """The `TrainingInterrupted` of a stop, after saving a checkpoint of the state when it is whole, not saved yet,
     and every process stopped at this boundary (`StopRequested`; a single process always can)."""
     num_processes = run.accelerator.num_processes
@@ -375,8 +396,9 @@ def _after_step(
     progress.update(1)
     progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
     if step % config.logging_steps == 0 or step == 1:
-        logger.info("step %d/%d epoch %d loss %.4f lr %.3e", step, run.plan.max_train_steps, epoch, step_loss,
-                    learning_rate)
+        logger.info(
+            "step %d/%d epoch %d loss %.4f lr %.3e", step, run.plan.max_train_steps, epoch, step_loss, learning_rate
+        )
     if run.data.validation is not None and config.eval_steps is not None and step % config.eval_steps == 0:
         _evaluate_and_track(run, state)
         marks.last_evaluated_step = step
@@ -461,14 +483,24 @@ def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
     """Complete the exported folder, end the trackers, upload the folder when asked; the run's result."""
     config, accelerator = run.config, run.accelerator
     export_model_folder(
-        run.model, accelerator, config, run.model_dir,
-        best_metrics=state.best_metrics, best_step=state.best_step, global_step=state.global_step,
+        run.model,
+        accelerator,
+        config,
+        run.model_dir,
+        best_metrics=state.best_metrics,
+        best_step=state.best_step,
+        global_step=state.global_step,
         train_shortest_edge=state.train_shortest_edge,
         dropped_validation_samples=len(run.data.dropped_validation_samples),
     )
     result = TrainingResult(
-        output_dir=run.output_dir, model_dir=run.model_dir, global_step=state.global_step, history=state.history,
-        eval_history=state.eval_history, best_metric=state.best_metric, best_step=state.best_step,
+        output_dir=run.output_dir,
+        model_dir=run.model_dir,
+        global_step=state.global_step,
+        history=state.history,
+        eval_history=state.eval_history,
+        best_metric=state.best_metric,
+        best_step=state.best_step,
         dropped_validation_samples=list(run.data.dropped_validation_samples),
     )
     accelerator.end_training()
@@ -477,7 +509,11 @@ def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
         from ..hub import push_folder_to_hub
 
         result.hub_url = push_folder_to_hub(
-            run.model_dir, config.hub_model_id, private=config.hub_private, token=config.hub_token,
-            revision=config.hub_revision, commit_message=f"WEDepth trained for {state.global_step} steps",
+            run.model_dir,
+            config.hub_model_id,
+            private=config.hub_private,
+            token=config.hub_token,
+            revision=config.hub_revision,
+            commit_message=f"WEDepth trained for {state.global_step} steps",
         )
     return result
