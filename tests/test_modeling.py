@@ -403,6 +403,22 @@ def test_random_init_is_the_authors(tiny_model) -> None:
 # ---- speed changes: equivalence with the reference computations they replaced ----------------------------------------
 
 
+def test_log_depth_leaves_the_heads_in_float32_under_autocast(tiny_model) -> None:
+    """The log-depth is exponentiated, so it is not rounded to bfloat16 (up to 0.8% of the depth above 7.4 m)."""
+    head = tiny_model.eval().depth_heads[-1]
+    feature_map = torch.randn(1, tiny_model.config.decoder_hidden_size, 5, 7)
+    with torch.no_grad():
+        reference = head(feature_map)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden_states = head.norm(head.conv2(head.upsample(head.conv1(head.input_norm(feature_map)))))
+            low_precision = head(feature_map)
+    assert hidden_states.dtype == torch.bfloat16
+    assert low_precision.dtype == torch.float32
+    # The float32 projection of the bfloat16 features, not a bfloat16-rounded one.
+    torch.testing.assert_close(low_precision, head.log_depth(hidden_states.float()), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(low_precision, reference, rtol=0.05, atol=0.05)
+
+
 def test_bfloat16_autocast_inference_is_close_to_float32(tiny_model) -> None:
     tiny_model.eval()
     pixel_values = torch.randn(1, 3, 40, 56)
