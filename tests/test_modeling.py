@@ -1,5 +1,5 @@
-"""WEDepthForDepthEstimation: shapes, loss, gradients, the frozen VFM, the prompt mask, deformable attention,
-dtypes, loading, and the documented errors."""
+"""WEDepthForDepthEstimation: shapes, loss, gradients, the frozen VFM, prompts blocked from prompts, deformable
+attention, dtypes, loading, and the documented errors."""
 
 import pytest
 import torch
@@ -357,7 +357,7 @@ def test_encoder_with_wrong_strides(tiny_config) -> None:
 def test_unsupported_vfm_attention(tiny_config) -> None:
     config = tiny_config()
     config.vfm_config._attn_implementation = "flash_attention_2"
-    with pytest.raises(ValueError, match="prompt mask"):
+    with pytest.raises(ValueError, match="attn_implementation=.sdpa."):
         WEDepthForDepthEstimation(config)
 
 

@@ -39,6 +39,7 @@ from .configuration_wedepth import NUM_STAGES, WEDepthConfig
 logger = logging.get_logger(__name__)
 
 _SUPPORTED_VFM_ATTENTION = ("sdpa", "eager")
+"""The VFM attention implementations the prompted stages are tested with (`prompted_attention` calls them unmasked)."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1093,8 +1094,8 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         attention = config.vfm_config._attn_implementation
         if attention is not None and attention not in _SUPPORTED_VFM_ATTENTION:
             raise ValueError(
-                f"The VFM runs with a prompt mask, which {attention!r} attention cannot take; use one of "
-                f"{_SUPPORTED_VFM_ATTENTION} (`attn_implementation='sdpa'`)."
+                f"The prompted VFM stages are built and tested with {_SUPPORTED_VFM_ATTENTION} attention, not "
+                f"{attention!r}; load with `attn_implementation='sdpa'` (the default) or 'eager'."
             )
         self.encoder = AutoBackbone.from_config(config.encoder_config)
         set_layer_norm_eps(self.encoder, config.encoder_config.layer_norm_eps)
