@@ -14,7 +14,7 @@ Then, alternating (theirs, ours, theirs, ...) after a warm-up, each timed separa
 - training step: train mode, forward, SILog loss (theirs: their `util/loss.py`; ours: the model's), backward, one
   AdamW step over the trainable parameters (same hyperparameters for both; `--optimizer foreach` by default, the
   implementation torch's AdamW picks on CUDA, where the authors train; on CPU torch's default is a per-tensor loop
-  that costs both models the same ~4.7 s per small-preset step).
+  that costs both models the same seconds per step and would only blur the ratio).
 Medians, the ratio of medians and the median of paired ratios (ours / theirs) are reported; on a shared machine the
 paired ratio is the number to read. `--profile` adds per-module forward times and the top ops of both.
 
