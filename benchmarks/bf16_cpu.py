@@ -30,7 +30,6 @@ from PIL import Image
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.cli import cpu_has_native_bfloat16, predict_images
-from wedepth_hf.conversion import convert_original_checkpoint
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -46,26 +45,11 @@ def relative_difference(low: torch.Tensor, reference: torch.Tensor) -> dict[str,
 def parity_fixture_difference() -> dict[str, float]:
     """bf16 autocast against float32 on the parity fixture's model and inputs."""
     from safetensors.torch import load_file
-    from transformers import Dinov2Config, SwinConfig
 
-    meta = json.loads((PARITY_FIXTURE / "config.json").read_text())
-    swin = meta["tiny_swin"]
-    encoder_config = SwinConfig(
-        embed_dim=swin["embed_dims"][0],
-        depths=swin["depths"],
-        num_heads=swin["num_heads"],
-        window_size=swin["window_size"],
-        mlp_ratio=swin["mlp_ratios"][0],
-        patch_size=swin["patch_size"],
-        drop_path_rate=swin["drop_path_rate"],
-        layer_norm_eps=swin["norm_eps"],
-    )
-    model = convert_original_checkpoint(
-        PARITY_FIXTURE / "official_state_dict.safetensors",
-        meta["config"],
-        vfm_config=Dinov2Config(**meta["tiny_dinov2_config"]),
-        encoder_config=encoder_config,
-    )
+    sys.path.insert(0, str(REPOSITORY / "tests" / "fixtures"))
+    from golden import load_fixture_model
+
+    model, _ = load_fixture_model(PARITY_FIXTURE)
     pixel_values = load_file(str(PARITY_FIXTURE / "inputs.safetensors"))["pixel_values"].float()
     with torch.inference_mode():
         reference = model(pixel_values).predicted_depth

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.golden import fixture_configs, load_fixture_model
 from safetensors.torch import load_file
-from transformers import Dinov2Config, SwinConfig
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor, modeling_wedepth
 from wedepth_hf.conversion import UNUSED_ORIGINAL_KEYS, convert_original_checkpoint, convert_state_dict
@@ -34,23 +34,9 @@ class Fixture:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.meta = json.loads((folder / "config.json").read_text())
-        swin = self.meta["tiny_swin"]
-        self.encoder_config = SwinConfig(
-            embed_dim=swin["embed_dims"][0],
-            depths=swin["depths"],
-            num_heads=swin["num_heads"],
-            window_size=swin["window_size"],
-            mlp_ratio=swin["mlp_ratios"][0],
-            patch_size=swin["patch_size"],
-            drop_path_rate=swin["drop_path_rate"],
-            layer_norm_eps=swin["norm_eps"],
-        )
-        self.vfm_config = Dinov2Config(**self.meta["tiny_dinov2_config"])
+        self.model, self.meta = load_fixture_model(folder)
+        self.vfm_config, self.encoder_config = fixture_configs(self.meta)
         self.state_dict_path = folder / "official_state_dict.safetensors"
-        self.model = convert_original_checkpoint(
-            self.state_dict_path, self.meta["config"], vfm_config=self.vfm_config, encoder_config=self.encoder_config
-        )
         self.inputs = load_file(str(folder / "inputs.safetensors"))
         self.outputs = load_file(str(folder / "outputs.safetensors"))
 
