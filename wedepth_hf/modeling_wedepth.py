@@ -12,7 +12,6 @@ never modified: this module only calls its embeddings and layers. This file impo
 sibling configuration file (it travels to the Hub as remote code).
 """
 
-import contextlib
 import hashlib
 import json
 import math
@@ -70,6 +69,19 @@ def sine_position_encoding(height: int, width: int, num_channels: int, device: t
     encoding_y = encode(rows).T[:, :, None].expand(num_features, height, width)
     encoding_x = encode(cols).T[:, None, :].expand(num_features, height, width)
     return torch.cat((encoding_y, encoding_x), dim=0)
+
+
+def in_float32_under_autocast(function: Any, *inputs: torch.Tensor) -> Any:
+    """`function(*inputs)`; under autocast, with autocast off and the inputs cast to float32 instead.
+
+    For the parts the authors keep in float32 (the deformable layers) or that must not be rounded to a low precision
+    (the log-depth). Without autocast the inputs keep their dtype (float64 parity runs, low-precision weights).
+    """
+    device_type = inputs[0].device.type
+    if not torch.is_autocast_enabled(device_type):
+        return function(*inputs)
+    with torch.autocast(device_type, enabled=False):
+        return function(*(tensor.float() for tensor in inputs))
 
 
 def flatten_map(feature_map: torch.Tensor) -> torch.Tensor:
@@ -780,29 +792,30 @@ class WEDepthDeformablePixelDecoder(nn.Module):
             points.append(torch.stack((grid_x.flatten(), grid_y.flatten()), dim=-1))
         return torch.cat(points, dim=0)
 
+    def deformable_layers(self, tokens: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """The deformable layers over all levels' tokens (B, sum(h * w), C), with their positions and references."""
+        device = tokens.device
+        position = torch.cat(
+            [
+                flatten_map(sine_position_encoding(height, width, tokens.shape[2], device)[None])
+                + self.level_embeddings[level]
+                for level, (height, width) in enumerate(spatial_shapes)
+            ],
+            dim=1,
+        ).to(tokens.dtype)
+        reference_points = self.reference_points(spatial_shapes, device)
+        level_sizes = level_sizes_tensor(spatial_shapes, device)
+        for layer in self.layers:
+            tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
+        return tokens
+
     def refine(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """The levels' maps (coarse to fine) adapted to the decoder width, then refined jointly by the deformable
         layers, in float32 even under autocast; returns the refined maps, coarse to fine. Only the current layer's
         tokens are kept (the adapted maps are not)."""
         spatial_shapes = [(m.shape[2], m.shape[3]) for m in levels]
         tokens = torch.cat([flatten_map(adapter(m)) for adapter, m in zip(self.input_adapters, levels)], dim=1)
-        device = tokens.device
-        full_precision = torch.is_autocast_enabled(device.type)
-        with torch.autocast(device.type, enabled=False) if full_precision else contextlib.nullcontext():
-            if full_precision:
-                tokens = tokens.float()
-            position = torch.cat(
-                [
-                    flatten_map(sine_position_encoding(height, width, tokens.shape[2], device)[None])
-                    + self.level_embeddings[level]
-                    for level, (height, width) in enumerate(spatial_shapes)
-                ],
-                dim=1,
-            ).to(tokens.dtype)
-            reference_points = self.reference_points(spatial_shapes, device)
-            level_sizes = level_sizes_tensor(spatial_shapes, device)
-            for layer in self.layers:
-                tokens = layer(tokens, position, reference_points, spatial_shapes, level_sizes)
+        tokens = in_float32_under_autocast(lambda tokens: self.deformable_layers(tokens, spatial_shapes), tokens)
         return [
             unflatten_map(level_tokens, height, width)
             for level_tokens, (height, width) in zip(
@@ -845,14 +858,9 @@ class WEDepthDepthHead(nn.Module):
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         hidden_states = self.upsample(self.conv1(self.input_norm(feature_map)))
-        hidden_states = self.norm(self.conv2(hidden_states))
-        device_type = hidden_states.device.type
-        if not torch.is_autocast_enabled(device_type):
-            return self.log_depth(hidden_states)
         # The log-depth is exponentiated: rounded to bfloat16 (steps of 2**-6 from 2 to 4, i.e. 7.4 to 55 m) it alone
         # would move the depth by up to 0.8%. So under autocast the last 1x1 convolution runs in float32.
-        with torch.autocast(device_type, enabled=False):
-            return self.log_depth(hidden_states.float())
+        return in_float32_under_autocast(self.log_depth, self.norm(self.conv2(hidden_states)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1008,6 +1016,15 @@ def load_vfm_with_record(name_or_path: str, **hub_kwargs: Any) -> tuple[Dinov2Mo
     return vfm, record
 
 
+def check_vfm_attention(attention: str | None) -> None:
+    """Raise unless the VFM's attention implementation is one the prompted stages are tested with (None: default)."""
+    if attention is not None and attention not in _SUPPORTED_VFM_ATTENTION:
+        raise ValueError(
+            f"The prompted VFM stages are built and tested with {_SUPPORTED_VFM_ATTENTION} attention, not "
+            f"{attention!r}; load with `attn_implementation='sdpa'` (the default) or 'eager'."
+        )
+
+
 def _describe_source(config: WEDepthConfig) -> str:
     revision = f" at revision {config.vfm_revision}" if config.vfm_revision else ""
     return f"{config.vfm_pretrained_name_or_path}{revision}"
@@ -1091,12 +1108,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__(config)
-        attention = config.vfm_config._attn_implementation
-        if attention is not None and attention not in _SUPPORTED_VFM_ATTENTION:
-            raise ValueError(
-                f"The prompted VFM stages are built and tested with {_SUPPORTED_VFM_ATTENTION} attention, not "
-                f"{attention!r}; load with `attn_implementation='sdpa'` (the default) or 'eager'."
-            )
+        check_vfm_attention(config.vfm_config._attn_implementation)
         self.encoder = AutoBackbone.from_config(config.encoder_config)
         set_layer_norm_eps(self.encoder, config.encoder_config.layer_norm_eps)
         self.vfm = Dinov2Model(config.vfm_config)
@@ -1171,17 +1183,17 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             if "state_dict" in kwargs:
                 raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
             weights = _saved_weights(pretrained_model_name_or_path, hub_kwargs)
-            source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
             if vfm is not None:
                 check_vfm(vfm, config)
+            source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
             weights.update({f"vfm.{name}": tensor for name, tensor in source.state_dict().items()})
             loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
             config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
             config = type(config).from_dict({**config.to_dict(), **config_overrides})
             loaded = super().from_pretrained(None, *model_args, config=config, state_dict=weights, **loading)
-            model = loaded[0] if isinstance(loaded, tuple) else loaded
-            model.config._name_or_path = str(pretrained_model_name_or_path)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if not config.vfm_in_checkpoint:
+            model.config._name_or_path = str(pretrained_model_name_or_path)
         if vfm is not None:
             model.attach_vfm(vfm, verified=not config.vfm_in_checkpoint)
         model.freeze_vfm()
@@ -1208,11 +1220,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 f"The shared VFM is on {weight.device} in {weight.dtype}, the model on {reference.device} in "
                 f"{reference.dtype}; load both to the same device and dtype."
             )
-        attention = vfm.config._attn_implementation
-        if attention not in _SUPPORTED_VFM_ATTENTION:
-            raise ValueError(
-                f"The shared VFM uses {attention!r} attention; WEDepth needs one of {_SUPPORTED_VFM_ATTENTION}."
-            )
+        check_vfm_attention(vfm.config._attn_implementation)
         self.vfm = vfm
         self.freeze_vfm()
 
