@@ -18,14 +18,14 @@ checkpoint is published), saved to a temporary folder for the command.
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from inference_speed import alternate
 from PIL import Image
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
@@ -118,30 +118,27 @@ def main() -> None:
     processor = WEDepthImageProcessor()
     device = torch.device("cpu")
 
-    def run(dtype: torch.dtype) -> tuple[float, torch.Tensor]:
-        start = time.perf_counter()
-        depth = predict_images(model, processor, [photo], device, dtype, False)
-        return time.perf_counter() - start, depth
-
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    for _ in range(args.warmup):
-        for dtype in dtypes.values():
-            run(dtype)
-    times: dict[str, list[float]] = {name: [] for name in dtypes}
     depths: dict[str, torch.Tensor] = {}
-    for _ in range(args.repeats):
-        for name, dtype in dtypes.items():
-            seconds, depths[name] = run(dtype)
-            times[name].append(seconds)
-    paired = [low / high for low, high in zip(times["bfloat16"], times["float32"])]
+
+    def run(name: str, dtype: torch.dtype) -> Callable[[], None]:
+        def step() -> None:
+            depths[name] = predict_images(model, processor, [photo], device, dtype, False)
+
+        return step
+
+    timing = alternate(
+        {"float32": run("float32", torch.float32), "bfloat16": run("bfloat16", torch.bfloat16)},
+        args.warmup,
+        args.repeats,
+    )
     result = {
         "cpu_has_native_bfloat16": cpu_has_native_bfloat16(),
         "image": str(image_path),
         "image_size": f"{photo.height}x{photo.width}",
-        "model_step_times_s": times,
-        "model_step_median_s": {name: statistics.median(values) for name, values in times.items()},
-        "model_step_ratio_bf16_over_fp32": statistics.median(times["bfloat16"]) / statistics.median(times["float32"]),
-        "model_step_median_paired_ratio": statistics.median(paired),
+        "model_step_times_s": timing["times_s"],
+        "model_step_median_s": timing["median_s"],
+        "model_step_ratio_bf16_over_fp32": timing["ratio_of_medians"],
+        "model_step_median_paired_ratio": timing["median_paired_ratio"],
         "photo_depth_difference": relative_difference(depths["bfloat16"], depths["float32"]),
         "parity_fixture_depth_difference": parity_fixture_difference(),
     }

@@ -16,6 +16,7 @@ a multiple of 14, exactly the size WEDepth feeds its own DINOv2 (e.g. 476x630 fo
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -123,6 +125,39 @@ def timed_forward(model: nn.Module, pixel_values: torch.Tensor, dtype: torch.dty
         model(pixel_values=pixel_values)
     synchronize(device)
     return clock() - start
+
+
+def alternate(runs: dict[str, Callable[[], Any]], warmup: int, repeats: int, timer: str = "wall") -> dict[str, Any]:
+    """Times two callables alternately (warm-up first); medians, and the second's time over the first's: the ratio
+    of the medians, the paired ratios and their median. `benchmarks/vs_official.py` and `benchmarks/bf16_cpu.py`
+    time with it.
+
+    `timer`: "wall" (wall clock) or "cpu" (this process's CPU time, which other processes on a shared machine
+    disturb far less; use it with one thread). The 1-minute load average is recorded before each pair of runs, so
+    that disturbed pairs can be told apart.
+    """
+    clock = time.process_time if timer == "cpu" else time.perf_counter
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    load = []
+    for _ in range(repeats):
+        load.append(os.getloadavg()[0])
+        for name, run in runs.items():
+            start = clock()
+            run()
+            times[name].append(clock() - start)
+    first, second = runs
+    paired = [later / earlier for later, earlier in zip(times[second], times[first])]
+    return {
+        "load_average_1min": load,
+        "times_s": times,
+        "median_s": {name: statistics.median(values) for name, values in times.items()},
+        "ratio_of_medians": statistics.median(times[second]) / statistics.median(times[first]),
+        "median_paired_ratio": statistics.median(paired),
+        "paired_ratios": paired,
+    }
 
 
 def count_flops(model: nn.Module, pixel_values: torch.Tensor) -> int:

@@ -30,11 +30,8 @@ Setting up (the authors' code needs timm, einops, sympy and openpyxl; none of th
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import official_harness as harness  # noqa: E402  (installs the harness's import stubs first)
 import torch  # noqa: E402
-from inference_speed import parse_size, profile_forward  # noqa: E402
+from inference_speed import alternate, parse_size, profile_forward  # noqa: E402
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation  # noqa: E402
 from wedepth_hf.conversion import convert_original_checkpoint  # noqa: E402
@@ -187,36 +184,6 @@ def training_steps(
         optimizers["wedepth_hf"].zero_grad(set_to_none=True)
 
     return {"official": official_step, "wedepth_hf": ours_step}
-
-
-def alternate(runs: dict[str, Callable[[], Any]], warmup: int, repeats: int, timer: str) -> dict[str, Any]:
-    """Times the callables alternately (warm-up first); medians, their ratio and the median of paired ratios.
-
-    `timer`: "wall" (wall clock) or "cpu" (this process's CPU time, which other processes on a shared machine
-    disturb far less; use it with one thread). The 1-minute load average is recorded before each pair of runs, so
-    that disturbed pairs can be told apart.
-    """
-    clock = time.process_time if timer == "cpu" else time.perf_counter
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    load = []
-    for _ in range(repeats):
-        load.append(os.getloadavg()[0])
-        for name, run in runs.items():
-            start = clock()
-            run()
-            times[name].append(clock() - start)
-    paired = [ours / theirs for ours, theirs in zip(times["wedepth_hf"], times["official"])]
-    return {
-        "load_average_1min": load,
-        "times_s": times,
-        "median_s": {name: statistics.median(values) for name, values in times.items()},
-        "ratio_of_medians": statistics.median(times["wedepth_hf"]) / statistics.median(times["official"]),
-        "median_paired_ratio": statistics.median(paired),
-        "paired_ratios": paired,
-    }
 
 
 def measure(namespace: Any, args: argparse.Namespace, preset: str, size: str) -> dict[str, Any]:
