@@ -1,6 +1,10 @@
 """Shared fixtures: tiny random WEDepth configs that build and run in milliseconds on a CPU."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,6 +12,26 @@ import torch
 
 import wedepth_hf
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_two_processes(
+    example: str, arguments: list[str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`examples/<example>` under `torch.distributed.run` with 2 CPU processes over gloo (as `torchrun` and
+    `accelerate launch` start them), offline, one thread each; its output captured as text."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*command, str(REPO / "examples" / example), *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def make_tiny_config(**overrides: Any) -> WEDepthConfig:

@@ -1,7 +1,6 @@
 """The evaluation loop (batching, flip TTA, KB crop, alignment, skipping), every supported layout, and the CLI."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config
+from conftest import make_tiny_config, run_two_processes
 from PIL import Image
 from test_datasets import make_hf_dataset, write_list, write_pair
 
@@ -327,27 +326,9 @@ def test_two_processes_score_every_image_exactly_once(tmp_path: Path, model) -> 
     data = tmp_path / "nyu"
     nyu_folder(data, [(30, 40)] * 3)
     model.save_pretrained(tmp_path / "model")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(REPO / "examples" / "evaluate.py"),
-        "--model",
-        str(tmp_path / "model"),
-        "--dataset",
-        "nyu",
-        "--data_root",
-        str(data),
-        "--split_file",
-        "test.txt",
-        "--output",
-        str(tmp_path / "results.json"),
-    ]
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
+    arguments = ["--model", str(tmp_path / "model"), "--dataset", "nyu", "--data_root", str(data)]
+    arguments += ["--split_file", "test.txt", "--output", str(tmp_path / "results.json")]
+    completed = run_two_processes("evaluate.py", arguments, cwd=tmp_path, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["settings"]["num_processes"] == 2 and report["num_images"] == {"nyu": 3}

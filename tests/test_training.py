@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_config
+from conftest import make_tiny_config, run_two_processes
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
 from test_hub import markdown_structure
@@ -705,23 +705,7 @@ def test_two_processes_train_one_model(tmp_path: Path) -> None:
         arg for arg in _push_args(output_dir) if arg not in ("--push_to_hub", "--hub_model_id", "org/wedepth-test")
     ]
     arguments += ["--synthetic_num_train", "4"]
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(REPO / "examples" / "train.py"),
-            *arguments,
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_two_processes("train.py", arguments, cwd=tmp_path, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Training 4 samples, 2 steps (2 epochs of 1 steps)" in completed.stderr
     assert "2 process(es)" in completed.stderr
@@ -852,23 +836,7 @@ def test_a_locked_output_dir_stops_every_process_of_a_distributed_run(tmp_path: 
     output_dir = tmp_path / "ddp-run"
     holder = _hold_lock(output_dir)
     try:
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                "--nproc_per_node",
-                "2",
-                str(REPO / "examples" / "train.py"),
-                *_cli_args(output_dir),
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
-        )
+        completed = run_two_processes("train.py", _cli_args(output_dir), cwd=tmp_path, timeout=180)
     finally:
         holder.kill()
         holder.wait()
