@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,20 @@ from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` (dedented) in a fresh, offline Python process with no standard input (a prompt would fail, not hang);
+    `env` adds environment variables."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def run_two_processes(

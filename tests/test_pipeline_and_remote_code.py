@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_python
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation, pipeline
 
@@ -79,25 +78,11 @@ def test_pipeline_from_a_saved_folder(saved_folder: Path, image: Image.Image) ->
     torch.testing.assert_close(result["predicted_depth"], _expected_depth(saved_folder, image))
 
 
-def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh Python process, offline, with no standard input (a prompt would fail, not hang)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_pipeline_never_asks_about_remote_code_when_the_package_is_imported(
     saved_folder: Path, image: Image.Image, package_parent: str
 ) -> None:
     image.save(saved_folder.parent / "image.png")
-    result = _run(
+    result = run_python(
         f"""
         import sys
         sys.path.insert(0, {package_parent!r})
@@ -118,7 +103,7 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, image: Image.
     expected = _expected_depth(saved_folder, image)
     torch.save(expected, saved_folder.parent / "expected.pt")
     image.save(saved_folder.parent / "image.png")
-    result = _run(
+    result = run_python(
         f"""
         import sys
         sys.modules["wedepth_hf"] = None  # any import of the package now fails

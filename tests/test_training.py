@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_config, run_two_processes
+from conftest import make_tiny_config, run_python, run_two_processes
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
 from test_hub import markdown_structure
@@ -519,19 +519,6 @@ def test_rerun_into_a_used_output_dir_needs_resume_or_overwrite(tmp_path: Path) 
     assert processor.do_resize is True and dict(processor.size) == {"shortest_edge": 32}
 
 
-def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _push_args(output_dir: Path) -> list[str]:
     return [
         "--config",
@@ -594,7 +581,7 @@ def test_push_to_hub_sends_the_model_folder_only(tmp_path: Path, monkeypatch: py
     assert "model-index" in (tmp_path / "sent" / "README.md").read_text()
 
     # What was sent loads with trust_remote_code in a process where wedepth_hf cannot be imported.
-    result = _run_python(
+    result = run_python(
         f"""
         import sys
         sys.modules["wedepth_hf"] = None
@@ -645,7 +632,7 @@ def test_train_script_end_to_end(tmp_path: Path) -> None:
     card = (output_dir / "model" / "README.md").read_text()
     assert "wedepth train --config training_config.yaml" in card and "max_train_steps: 2" in card
     assert (output_dir / "data" / "train.txt").is_file()  # synthetic data went through the NYU list layout
-    result = _run_python(
+    result = run_python(
         f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})

@@ -1,14 +1,10 @@
 """Checkpoints without the frozen VFM: saved by reference (source, revision, fingerprint), verified, and shared."""
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_config
+from conftest import make_tiny_config, run_python
 from safetensors import safe_open
 from transformers import Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification
 
@@ -154,25 +150,11 @@ def _fake_hub_cache(cache: Path, repo_id: str, vfm: Dinov2Model) -> None:
     (repo / "refs" / "main").write_text(COMMIT)
 
 
-def _run(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """`code` in a fresh, offline Python process."""
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_a_hub_source_is_recorded_with_its_commit_and_read_from_the_cache(
     tmp_path: Path, sources: Path, package_parent: str
 ) -> None:
     _fake_hub_cache(tmp_path / "cache", "org/dinov2-tiny", _tiny_vfm(3))
-    result = _run(
+    result = run_python(
         f"""
         import sys
         sys.path.insert(0, {package_parent!r})
@@ -207,7 +189,7 @@ def test_remote_code_and_the_pipeline_load_a_vfm_free_folder(tmp_path: Path, sou
     image.save(tmp_path / "image.png")
     expected = pipeline("depth-estimation", model=str(tmp_path / "free"), device="cpu")(image)["predicted_depth"]
     torch.save(expected, tmp_path / "expected.pt")
-    result = _run(
+    result = run_python(
         f"""
         import torch
         from transformers import pipeline
