@@ -5,17 +5,24 @@ The authors' `train.py` saves `model.state_dict()` of a DistributedDataParallel-
 maps every official key to this package's parameter names (or names it as one the authors' forward never uses),
 derives the decoder and head widths from the tensors' shapes, and returns a model that computes what their code
 computes (see `tests/test_parity.py`).
+
+`load_swin_checkpoint` / `convert_swin_state_dict` turn the Swin repository's ImageNet `.pth` (the authors' starting
+point for their encoder, e.g. `swin_base_patch4_window7_224.pth`), or timm's version of it, into the weights of
+transformers' `SwinBackbone`, which `WEDepthForDepthEstimation.from_pretrained_backbones` then uses as the encoder.
 """
 
+import copy
 import json
 import re
 import shutil
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Dinov2Config, SwinConfig
+from transformers import Dinov2Config, SwinBackbone, SwinConfig
 from transformers.utils import logging
 
 from .configuration_wedepth import _DINOV2_SIZES, _SWIN_RECIPE, _SWIN_SIZES, NUM_STAGES, WEDepthConfig
@@ -81,25 +88,78 @@ def _perceiver(prefix: str, part: str, rest: str) -> str:
     return f"{prefix}.{_PERCEIVER_PARTS[part]}.{rest}"
 
 
-# (pattern on the official key, function of the match giving the new key). Tried in order; the first match wins.
-_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+# ---- Swin-repository keys -> transformers' SwinBackbone --------------------------------------------------------------
+# The module names of the Swin repository (github microsoft/Swin-Transformer: its ImageNet `.pth` files, and its
+# detection/segmentation backbone, which the authors' encoder is; that one replaces the classifier's final `norm` by a
+# LayerNorm per output stage, `norm0`..`norm3`). timm's Swin differs only in where it keeps the patch merging (see
+# `_swin_repository_keys`). Shared by the authors' checkpoint (its `encoder.*` keys) and `convert_swin_state_dict`.
+
+# (pattern on a Swin-repository key, function of the match giving the SwinBackbone key). The first match wins.
+_SWIN_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (
-        re.compile(r"^encoder\.patch_embed\.proj\.(.+)$"),
-        lambda m: f"encoder.swin.embeddings.patch_embeddings.projection.{m[1]}",
+        re.compile(r"^patch_embed\.proj\.(weight|bias)$"),
+        lambda m: f"swin.embeddings.patch_embeddings.projection.{m[1]}",
     ),
-    (re.compile(r"^encoder\.patch_embed\.norm\.(.+)$"), lambda m: f"encoder.swin.embeddings.norm.{m[1]}"),
+    (re.compile(r"^patch_embed\.norm\.(weight|bias)$"), lambda m: f"swin.embeddings.norm.{m[1]}"),
+    (re.compile(r"^absolute_pos_embed$"), lambda m: "swin.embeddings.position_embeddings"),
     (
         re.compile(
-            r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.proj|attn\.relative_position_bias_table|"
+            r"^layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.proj|attn\.relative_position_bias_table|"
             r"mlp\.fc1|mlp\.fc2)(\.weight|\.bias|)$"
         ),
-        lambda m: f"encoder.swin.encoder.layers.{m[1]}.blocks.{m[2]}.{_SWIN_BLOCK_PARTS[m[3]]}{m[4]}",
+        lambda m: f"swin.encoder.layers.{m[1]}.blocks.{m[2]}.{_SWIN_BLOCK_PARTS[m[3]]}{m[4]}",
     ),
     (
-        re.compile(r"^encoder\.layers\.(\d+)\.downsample\.(reduction|norm)\.(.+)$"),
-        lambda m: f"encoder.swin.encoder.layers.{m[1]}.downsample.{m[2]}.{m[3]}",
+        re.compile(r"^layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$"),
+        lambda m: f"swin.encoder.layers.{m[1]}.downsample.{m[2]}.{m[3]}",
     ),
-    (re.compile(r"^encoder\.norm(\d)\.(.+)$"), lambda m: f"encoder.hidden_states_norms.stage{int(m[1]) + 1}.{m[2]}"),
+    # The detection backbone's per-stage output norms are SwinBackbone's `hidden_states_norms`.
+    (re.compile(r"^norm(\d)\.(weight|bias)$"), lambda m: f"hidden_states_norms.stage{int(m[1]) + 1}.{m[2]}"),
+    # The classifier's final norm: SwinModel's `layernorm`, which SwinBackbone keeps but never applies (as a
+    # transformers classification checkpoint loaded into SwinBackbone keeps it too).
+    (re.compile(r"^norm\.(weight|bias)$"), lambda m: f"swin.layernorm.{m[1]}"),
+]
+_SWIN_QKV = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
+_SWIN_POSITION_INDEX = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$")
+_SWIN_ATTENTION_MASK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn_mask$")
+_SWIN_DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.(.+)$")
+
+
+def swin_backbone_tensors(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """The SwinBackbone tensors of one Swin-repository weight, by SwinBackbone name; None for any other key.
+
+    The fused `attn.qkv` projection becomes `q_proj`, `k_proj`, `v_proj` (its output rows are query, key, value in
+    that order: the repository reshapes them as (3, heads, head_dim)); every other weight keeps its values.
+    """
+    if match := _SWIN_QKV.match(key):
+        block = f"swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention"
+        parts = zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3))
+        return {f"{block}.{name}.{match[3]}": part for name, part in parts}
+    for pattern, rename in _SWIN_RULES:
+        if match := pattern.match(key):
+            return {rename(match): tensor}
+    return None
+
+
+def _swin_position_index_target(key: str) -> str | None:
+    """The SwinBackbone buffer a Swin-repository `relative_position_index` stands for; None for other keys."""
+    if match := _SWIN_POSITION_INDEX.match(key):
+        return (
+            f"swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention.relative_position_bias.relative_position_index"
+        )
+    return None
+
+
+def _same_position_index(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Whether a saved relative-position index is the one transformers computes (stored flat there, 2-D in Swin)."""
+    return ours.numel() == theirs.numel() and torch.equal(ours.flatten().to(theirs.dtype), theirs.flatten())
+
+
+# ---- the authors' WEDepth checkpoint ---------------------------------------------------------------------------------
+
+# (pattern on the official key, function of the match giving the new key). Tried in order; the first match wins. Their
+# `encoder.*` keys are Swin-repository keys, converted by `swin_backbone_tensors` before these rules are tried.
+_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"^sf\.fc(\d)\.(.+)$"), lambda m: f"stream_split.projections.{_index(m[1])}.{m[2]}"),
     (re.compile(r"^sf\.dwconv1\.(.+)$"), lambda m: f"stream_split.depthwise.{m[1]}"),
     (
@@ -195,9 +255,53 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         lambda m: f"depth_heads.{_index(m[1])}.{_HEAD_PARTS[m[2]]}.{m[3]}",
     ),
 ]
-_SWIN_QKV = re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
-_SWIN_POSITION_INDEX = re.compile(r"^encoder\.layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$")
 _PROMPT = re.compile(r"^partition_enhance\.prompt_embeddings_(\d)$")
+
+
+# Sentences of PyTorch's weights-only error that give advice (among it: load with weights_only=False, which runs the
+# file's code) rather than say what the file holds.
+_TORCH_LOAD_ADVICE = re.compile(
+    r"weights.only|trusted|documentation|file an issue|safe_globals|two options|Alternatively", flags=re.IGNORECASE
+)
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """What a `torch.load(weights_only=True)` failure found in the file, on one line, without PyTorch's advice
+    (which spans many lines and suggests `weights_only=False`, which this package never uses)."""
+    reasons = []
+    for sentence in (" ".join(part.split()) for part in re.split(r"\n\s*\n|(?<=\.)\s+", str(error))):
+        if "WeightsUnpickler error:" in sentence:
+            reasons.append(sentence.split("WeightsUnpickler error:", 1)[1].strip())
+        elif not _TORCH_LOAD_ADVICE.search(sentence):
+            reasons.append(sentence)
+    return " ".join(reason for reason in reasons if reason) or type(error).__name__
+
+
+def read_checkpoint_file(path: str | Path, expected: str) -> Any:
+    """What a checkpoint file holds, read without running code: a `.safetensors` file, or any other file through
+    `torch.load(map_location="cpu", weights_only=True)`, which refuses pickled objects other than containers and
+    tensors. `expected` names the file to give instead, for the one-line error on a file that cannot be read so.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:
+            raise ValueError(
+                f"{path} could not be read as a safetensors file ({type(error).__name__}: "
+                f"{' '.join(str(error).split())}). Give {expected} or a .safetensors file."
+            ) from error
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path} could not be read as a weights-only PyTorch checkpoint ({type(error).__name__}: "
+            f"{_unpickling_reason(error)}). Give {expected} or a .safetensors file."
+        ) from error
 
 
 def load_original_state_dict(state_dict_or_path: Mapping[str, torch.Tensor] | str | Path) -> dict[str, torch.Tensor]:
@@ -208,21 +312,7 @@ def load_original_state_dict(state_dict_or_path: Mapping[str, torch.Tensor] | st
     """
     if isinstance(state_dict_or_path, (str, Path)):
         path = Path(state_dict_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No checkpoint file at {path}.")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            loaded: Any = load_file(str(path))
-        else:
-            try:
-                loaded = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:
-                raise ValueError(
-                    f"{path} could not be read as a weights-only PyTorch checkpoint ({type(error).__name__}: "
-                    f"{error}). Give the `.pth` file the authors' train.py writes (a state dict) or a .safetensors "
-                    "file."
-                ) from error
+        loaded: Any = read_checkpoint_file(path, "the `.pth` file the authors' train.py writes (a state dict)")
         source = str(path)
     else:
         loaded, source = state_dict_or_path, "the given mapping"
@@ -349,18 +439,14 @@ def convert_state_dict(
     unknown: list[str] = []
     prompts: dict[int, torch.Tensor] = {}
     for key, tensor in original.items():
+        swin_key = key.removeprefix("encoder.") if key.startswith("encoder.") else None
         if UNUSED_ORIGINAL_KEYS.match(key):
             unused.append(key)
-        elif match := _SWIN_QKV.match(key):
-            block = f"encoder.swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention"
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-                converted[f"{block}.{name}.{match[3]}"] = part
-        elif match := _SWIN_POSITION_INDEX.match(key):
-            ours = reference.get(
-                f"encoder.swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention."
-                f"relative_position_bias.relative_position_index"
-            )
-            if ours is not None and not torch.equal(ours.flatten().to(tensor.dtype), tensor.flatten()):
+        elif swin_key is not None and (swin := swin_backbone_tensors(swin_key, tensor)) is not None:
+            converted.update({f"encoder.{name}": value for name, value in swin.items()})
+        elif swin_key is not None and (index_key := _swin_position_index_target(swin_key)) is not None:
+            ours = reference.get(f"encoder.{index_key}")
+            if ours is not None and not _same_position_index(ours, tensor):
                 raise ValueError(f"{key} differs from the relative-position index of this model's Swin.")
         elif match := _PROMPT.match(key):
             prompts[_index(match[1])] = tensor.reshape(tensor.shape[-2:])
@@ -434,6 +520,254 @@ def convert_original_checkpoint(
         ", ".join(unused),
     )
     return model.eval()
+
+
+# ---- a Swin-repository or timm ImageNet checkpoint as the encoder's starting point -----------------------------------
+
+_SWIN_NAMES = {
+    (96, (2, 2, 6, 2)): "Swin-T",
+    (96, (2, 2, 18, 2)): "Swin-S",
+    (128, (2, 2, 18, 2)): "Swin-B",
+    (192, (2, 2, 18, 2)): "Swin-L",
+}
+_SWIN_ARCHITECTURE_FIELDS = ("embed_dim", "depths", "num_heads", "window_size", "patch_size", "num_channels")
+# SwinBackbone weights an ImageNet file need not have, with how they are initialised and why.
+_FRESH_SWIN_WEIGHTS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"^hidden_states_norms\.stage\d\.(weight|bias)$"),
+        "per-stage output LayerNorm (the authors' `norm{i}`), absent from a classification checkpoint: weight 1, "
+        "bias 0 (nn.LayerNorm's and the authors' initialisation)",
+    ),
+    (
+        re.compile(r"^swin\.layernorm\.(weight|bias)$"),
+        "SwinModel's final LayerNorm, which SwinBackbone never applies: weight 1, bias 0",
+    ),
+]
+_HEAD_REASON = "the ImageNet classifier; the encoder is a backbone without a head"
+_MASK_REASON = "shifted-window attention mask for the pretraining input size; transformers builds it for each input"
+_INDEX_REASON = "relative-position index buffer; transformers computes it from window_size (checked to be the same)"
+
+
+@dataclass
+class SwinConversionReport:
+    """Where every key went when a Swin state dict became SwinBackbone weights (`convert_swin_state_dict`).
+
+    Attributes:
+        layout: "swin" (the Swin repository's: patch merging at the end of stage i, `layers.i.downsample`) or "timm"
+            (timm >= 0.9: at the start of stage i + 1, `layers.{i+1}.downsample`).
+        mapped: source key -> the SwinBackbone keys it fills (three for a fused `qkv`).
+        dropped: source key -> why the encoder does not need it.
+        fresh: SwinBackbone key the file does not fill -> how it is initialised and why.
+    """
+
+    layout: str
+    mapped: dict[str, list[str]] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    fresh: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: counts of mapped keys, dropped keys by reason, fresh weights by reason."""
+        dropped = Counter(self.dropped.values())
+        fresh = Counter(self.fresh.values())
+        parts = [f"{len(self.mapped)} tensors mapped ({self.layout} layout)"]
+        parts += [f"{count} dropped: {reason}" for reason, count in dropped.items()]
+        parts += [f"{count} freshly initialised: {reason}" for reason, count in fresh.items()]
+        return "; ".join(parts)
+
+
+def _describe_swin(architecture: Mapping[str, Any]) -> str:
+    """A Swin architecture in words, with its common name where it has one ("Swin-B (embed_dim 128, ...)")."""
+    name = _SWIN_NAMES.get((architecture.get("embed_dim"), tuple(architecture.get("depths") or ())), "a Swin")
+    return f"{name} ({', '.join(f'{key} {value}' for key, value in architecture.items())})"
+
+
+def _swin_file_architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The architecture a Swin-repository state dict's shapes describe; None where keys it reads are missing (the
+    key-by-key checks then name them)."""
+    try:
+        embedding = state_dict["patch_embed.proj.weight"]
+        depths: dict[int, int] = {}
+        for key in state_dict:
+            if match := re.match(r"^layers\.(\d+)\.blocks\.(\d+)\.", key):
+                depths[int(match[1])] = max(depths.get(int(match[1]), 0), int(match[2]) + 1)
+        stages = sorted(depths)
+        tables = [state_dict[f"layers.{stage}.blocks.0.attn.relative_position_bias_table"] for stage in stages]
+    except KeyError:
+        return None
+    if stages != list(range(len(stages))) or embedding.ndim != 4:
+        return None
+    return {
+        "embed_dim": embedding.shape[0],
+        "depths": [depths[stage] for stage in stages],
+        "num_heads": [table.shape[1] for table in tables],
+        "window_size": (round(tables[0].shape[0] ** 0.5) + 1) // 2,
+        "patch_size": embedding.shape[-1],
+        "num_channels": embedding.shape[1],
+    }
+
+
+def _check_swin_architecture(state_dict: Mapping[str, torch.Tensor], encoder_config: SwinConfig, source: str) -> None:
+    """Refuse a file whose Swin is not the config's, naming both (e.g. a Swin-T file for the Swin-B `large`)."""
+    found = _swin_file_architecture(state_dict)
+    if found is None:
+        return
+    wanted = {key: getattr(encoder_config, key) for key in _SWIN_ARCHITECTURE_FIELDS}
+    wanted["depths"], wanted["num_heads"] = list(wanted["depths"]), list(wanted["num_heads"])
+    differing = [key for key in _SWIN_ARCHITECTURE_FIELDS if found[key] != wanted[key]]
+    if differing:
+        raise ValueError(
+            f"{source} holds {_describe_swin(found)}, but the encoder config is {_describe_swin(wanted)}: they differ "
+            f"in {', '.join(differing)}. Give the checkpoint of the config's Swin, or a config (preset) of the file's."
+        )
+
+
+def _swin_repository_keys(keys: list[str], num_stages: int, source: str) -> tuple[str, dict[str, str]]:
+    """The layout of a Swin state dict and the renames that bring it to the Swin repository's.
+
+    The repository keeps stage i's patch merging in `layers.i.downsample` (i < last stage); timm >= 0.9 keeps the same
+    module, with the same weights, in `layers.{i+1}.downsample` (i + 1 > 0). Only timm's layout has one in the last
+    stage and only the repository's one in the first, so the keys tell them apart.
+    """
+    stages = {int(match[1]) for key in keys if (match := _SWIN_DOWNSAMPLE.match(key))}
+    if num_stages < 2 or num_stages - 1 not in stages:
+        return "swin", {}
+    if 0 in stages:
+        raise ValueError(
+            f"{source} has patch-merging weights in both the first and the last of its stages {sorted(stages)}; a "
+            f"{num_stages}-stage Swin has them in layers 0..{num_stages - 2} (Swin repository) or in layers "
+            f"1..{num_stages - 1} (timm >= 0.9), not both."
+        )
+    renames = {
+        key: f"layers.{int(match[1]) - 1}.downsample.{match[2]}"
+        for key in keys
+        if (match := _SWIN_DOWNSAMPLE.match(key))
+    }
+    return "timm", renames
+
+
+def _relative_position_index(window_size: int) -> torch.Tensor:
+    """The relative-position index transformers' Swin computes for a window (flat, as its buffer)."""
+    from transformers.models.swin.modeling_swin import SwinRelativePositionBias
+
+    return SwinRelativePositionBias(1, (window_size, window_size)).relative_position_index
+
+
+def _fresh_reason(key: str) -> str | None:
+    return next((reason for pattern, reason in _FRESH_SWIN_WEIGHTS if pattern.match(key)), None)
+
+
+def convert_swin_state_dict(
+    state_dict: Mapping[str, torch.Tensor], encoder_config: SwinConfig, *, source: str = "The state dict"
+) -> tuple[dict[str, torch.Tensor], SwinConversionReport]:
+    """A Swin-repository or timm Swin state dict as the complete state dict of transformers' `SwinBackbone` for
+    `encoder_config` (with its four stages as outputs), and a report of where every key went.
+
+    The authors start their encoder from the Swin repository's ImageNet `.pth`; this puts such a file (or timm's
+    version of it) into WEDepth's encoder. Every source key is mapped (`swin_backbone_tensors`; timm's patch-merging
+    keys moved first) or dropped for a stated reason (the classifier `head.*`; the buffers `attn_mask` and
+    `relative_position_index`, which transformers recomputes, the index checked equal). Every SwinBackbone weight is
+    filled, or initialised here for a stated reason (the per-stage output norms `hidden_states_norms.*`, and the
+    unused final `swin.layernorm.*` if the file has no `norm.*`: weight 1, bias 0). Raises, naming the keys, on a
+    file of another architecture, an unknown key, a missing weight or a shape that differs.
+    """
+    if getattr(encoder_config, "model_type", None) != "swin":
+        raise ValueError(
+            f"A Swin state dict needs a Swin encoder config; this one is {type(encoder_config).__name__}. Give the "
+            "encoder as a transformers checkpoint (Hub id or folder) instead."
+        )
+    backbone_config = copy.deepcopy(encoder_config)
+    backbone_config.out_features = [name for name in backbone_config.stage_names if name != "stem"]
+    with torch.device("meta"):
+        target = SwinBackbone(backbone_config).state_dict()
+    _check_swin_architecture(state_dict, encoder_config, source)
+    layout, renames = _swin_repository_keys(list(state_dict), len(encoder_config.depths), source)
+    report = SwinConversionReport(layout=layout)
+    our_index = _relative_position_index(encoder_config.window_size)
+    converted: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for original_key, tensor in state_dict.items():
+        key = renames.get(original_key, original_key)
+        if key.startswith("head."):
+            report.dropped[original_key] = _HEAD_REASON
+        elif _SWIN_ATTENTION_MASK.match(key):
+            report.dropped[original_key] = _MASK_REASON
+        elif _swin_position_index_target(key) is not None:
+            if not _same_position_index(our_index, tensor):
+                raise ValueError(
+                    f"{source}: {original_key} is not the relative-position index of a window of "
+                    f"{encoder_config.window_size} (shape {tuple(tensor.shape)})."
+                )
+            report.dropped[original_key] = _INDEX_REASON
+        elif (tensors := swin_backbone_tensors(key, tensor)) is not None:
+            converted.update(tensors)
+            report.mapped[original_key] = list(tensors)
+        else:
+            unknown.append(original_key)
+    outside = sorted(source_key for source_key, keys in report.mapped.items() if any(key not in target for key in keys))
+    if unknown or outside:
+        hint = (
+            " (these look like a transformers checkpoint: give its folder or Hub id instead)"
+            if any(key.startswith(("swin.", "embeddings.", "encoder.layers.")) for key in unknown)
+            else ""
+        )
+        raise ValueError(
+            f"{source} has keys that are not weights of this Swin encoder: unknown keys {unknown or 'none'}{hint}; "
+            f"Swin keys this architecture does not have {outside or 'none'}."
+        )
+    mismatched = [
+        f"{source_key}: file {tuple(state_dict[source_key].shape)} -> {key} {tuple(target[key].shape)}"
+        for source_key, keys in report.mapped.items()
+        for key in keys
+        if converted[key].shape != target[key].shape
+    ]
+    if mismatched:
+        raise ValueError(f"{source} does not fit the encoder config; shape mismatches: " + "; ".join(mismatched))
+    missing = []
+    for key, reference in target.items():
+        if key in converted:
+            continue
+        if (reason := _fresh_reason(key)) is None:
+            missing.append(key)
+            continue
+        fill = torch.ones if key.endswith(".weight") else torch.zeros
+        converted[key] = fill(reference.shape, dtype=reference.dtype)
+        report.fresh[key] = reason
+    if missing:
+        raise ValueError(f"{source} lacks weights the Swin encoder needs: {missing}.")
+    return {key: converted[key] for key in target}, report
+
+
+def load_swin_checkpoint(
+    path: str | Path, encoder_config: SwinConfig
+) -> tuple[dict[str, torch.Tensor], SwinConversionReport]:
+    """SwinBackbone weights for `encoder_config` from a Swin checkpoint file, and the report of every key.
+
+    The file is a `.pth`/`.pt`/`.bin` (read with `torch.load(weights_only=True)`: no code runs) or `.safetensors`
+    file holding a state dict in the Swin repository's layout (e.g. its `swin_base_patch4_window7_224.pth`, from which
+    the authors start their encoder) or timm's, possibly under a 'model' or 'state_dict' key and with DDP's `module.`
+    prefix. See `convert_swin_state_dict` for what is mapped, dropped and initialised.
+    """
+    expected = "a Swin state dict (the Swin repository's or timm's .pth)"
+    loaded = read_checkpoint_file(path, expected)
+    if isinstance(loaded, Mapping):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(loaded.get(wrapper), Mapping):
+                loaded = loaded[wrapper]
+                break
+    if not isinstance(loaded, Mapping) or not loaded:
+        raise ValueError(f"{path} is not a state dict: it holds {type(loaded).__name__}. Give {expected}.")
+    not_tensors = [key for key, value in loaded.items() if not torch.is_tensor(value)]
+    if not_tensors:
+        raise ValueError(
+            f"{path} is not a state dict of tensors: {not_tensors[:8]} hold other values. Give {expected}, or a "
+            "checkpoint with it under 'model' or 'state_dict'."
+        )
+    state_dict = dict(loaded)
+    if all(key.startswith("module.") for key in state_dict):
+        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    converted, report = convert_swin_state_dict(state_dict, encoder_config, source=str(path))
+    logger.info("Swin encoder weights from %s: %s", path, report.summary())
+    return converted, report
 
 
 def _converted_card(
@@ -516,8 +850,13 @@ def export_converted_folder(
 
 __all__ = [
     "UNUSED_ORIGINAL_KEYS",
+    "SwinConversionReport",
     "convert_original_checkpoint",
     "convert_state_dict",
+    "convert_swin_state_dict",
     "export_converted_folder",
     "load_original_state_dict",
+    "load_swin_checkpoint",
+    "read_checkpoint_file",
+    "swin_backbone_tensors",
 ]

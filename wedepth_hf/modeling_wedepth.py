@@ -12,7 +12,9 @@ never modified: this module only calls its embeddings and layers. This file impo
 sibling configuration file (it travels to the Hub as remote code).
 """
 
+import copy
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -1277,13 +1279,18 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         """A fresh model for training: pretrained VFM and encoder weights, new modules randomly initialised.
 
         Args:
-            config: a `WEDepthConfig` or a preset name ("small", "base", "large"). Its VFM and encoder architectures
-                are replaced by those of the pretrained checkpoints; all other fields are kept, including the
-                encoder's `drop_path_rate` and `layer_norm_eps` (the authors' Swin recipe, not the checkpoint's).
+            config: a `WEDepthConfig` or a preset name ("small", "base", "large"). Its VFM architecture, and its encoder
+                architecture when the encoder comes from a transformers checkpoint, are replaced by those of the
+                pretrained checkpoints; all other fields are kept, including the encoder's `drop_path_rate` and
+                `layer_norm_eps` (the authors' Swin recipe, not the checkpoint's).
             vfm_name_or_path: Hub id or local folder of a DINOv2 checkpoint. Defaults to
                 `config.vfm_pretrained_name_or_path`.
             encoder_name_or_path: Hub id or local folder of the encoder checkpoint (e.g. a Swin classification
-                model). Defaults to `config.encoder_pretrained_name_or_path`.
+                model), or a local `.pth`/`.pt`/`.bin`/`.safetensors` file with a Swin state dict in the Swin
+                repository's or timm's layout (e.g. the authors' starting point `swin_base_patch4_window7_224.pth`).
+                Such a file is read without running code and converted for `config.encoder_config`, whose
+                architecture it must have (`wedepth_hf.conversion.load_swin_checkpoint`). Defaults to
+                `config.encoder_pretrained_name_or_path`.
             hub_kwargs: passed to every `from_pretrained` call (`revision`, `token`, `cache_dir`, ...).
         """
         if isinstance(config, str):
@@ -1295,20 +1302,33 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 "Pass `vfm_name_or_path` and `encoder_name_or_path` (Hub ids or local folders), or a config that "
                 "records them (`WEDepthConfig.from_preset(...)`)."
             )
+        encoder_source = os.fspath(encoder_source)
+        if not os.path.isfile(encoder_source) and encoder_source.endswith((".pth", ".pt", ".bin", ".safetensors")):
+            raise FileNotFoundError(f"No encoder checkpoint file at {encoder_source}.")
         vfm, vfm_record = load_vfm_with_record(vfm_source, **hub_kwargs)
-        encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
-        if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
-            raise ValueError(
-                f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
-                "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
-            )
-        encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
-        # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays WEDepth's.
-        for recipe_key in ("drop_path_rate", "layer_norm_eps"):
-            setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
-        # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
-        backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
-        encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
+        if os.path.isfile(encoder_source):
+            # A Swin-repository / timm state dict for the config's own Swin. Imported by name: a relative import
+            # statement would make transformers ship conversion.py (and the package it needs) with the remote code.
+            conversion = importlib.import_module(".conversion", __package__)
+            encoder_config = copy.deepcopy(config.encoder_config)
+            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
+            encoder_state, _ = conversion.load_swin_checkpoint(encoder_source, encoder_config)
+        else:
+            encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
+            if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
+                raise ValueError(
+                    f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
+                    "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
+                )
+            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
+            # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays
+            # WEDepth's.
+            for recipe_key in ("drop_path_rate", "layer_norm_eps"):
+                setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
+            # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
+            backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
+            encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
+            encoder_config, encoder_state = encoder.config, encoder.state_dict()
 
         values = config.to_dict()
         for key in ("vfm_config", "encoder_config", "model_type", "transformers_version", "architectures", "auto_map"):
@@ -1317,13 +1337,13 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             values["vfm_stage_layers"] = None
         values.update(
             vfm_config=vfm.config.to_dict(),
-            encoder_config=encoder.config.to_dict(),
+            encoder_config=encoder_config.to_dict(),
             encoder_pretrained_name_or_path=encoder_source,
             **vfm_record,
         )
         model = cls(WEDepthConfig(**values))
         model.vfm.load_state_dict(vfm.state_dict(), strict=True)
-        model.encoder.load_state_dict(encoder.state_dict(), strict=True)
+        model.encoder.load_state_dict(encoder_state, strict=True)
         model.freeze_vfm()
         return model
 
