@@ -101,6 +101,30 @@ def test_each_heads_depth_matches(golden: Fixture, dtype: torch.dtype) -> None:
         assert_matches(depth, golden.outputs[f"head_depth.{index}"], dtype)
 
 
+@pytest.mark.parametrize("size", [(87, 131), (20, 30)], ids=["larger", "smaller"])
+def test_output_size_resizes_the_heads_mean_as_their_forward_does(golden: Fixture, size: tuple[int, int]) -> None:
+    """Their forward makes its depth at its second argument's size: the mean of the heads' depths (golden
+    `head_depth.*`), resized once with align_corners=True. `output_size` does the same; resizing the input-size depth
+    afterwards would not."""
+    model = golden.model_in(torch.float64)
+    with torch.no_grad():
+        depth = model(golden.inputs["pixel_values"], output_size=size).predicted_depth
+    heads_mean = torch.stack([golden.outputs[f"head_depth.{index}"] for index in range(4)]).mean(dim=0)
+    expected = F.interpolate(heads_mean, size=size, mode="bilinear", align_corners=True)[:, 0]
+    torch.testing.assert_close(depth, expected, rtol=1e-10, atol=0.0)
+    resized_after = F.interpolate(golden.outputs["pred"], size=size, mode="bilinear", align_corners=True)[:, 0]
+    assert (resized_after - expected).abs().max() > 1e-6
+
+
+def test_output_size_is_checked(default_fixture: Fixture) -> None:
+    pixel_values = default_fixture.inputs["pixel_values"].float()
+    for bad in [(0, 10), (10,), (10.5, 20), "10x20"]:
+        with pytest.raises(ValueError, match="`output_size` must be"):
+            default_fixture.model(pixel_values, output_size=bad)
+    with pytest.raises(ValueError, match="cannot be combined with `labels`"):
+        default_fixture.model(pixel_values, labels=torch.ones(2, 56, 90), output_size=(10, 20))
+
+
 def _components(model: WEDepthForDepthEstimation) -> dict[str, tuple[torch.nn.Module, Callable]]:
     """Official module path -> (this package's module, function of its output giving the official output list)."""
     return {

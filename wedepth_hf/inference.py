@@ -3,6 +3,7 @@
 The evaluator (`wedepth_hf.evaluation`) and the command line (`wedepth predict`) both predict through these.
 """
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
@@ -13,13 +14,26 @@ import torch.nn.functional as F
 Item = TypeVar("Item")
 
 
-def model_depth(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) float32 depth from `model(pixel_values=...)`'s `predicted_depth`, resized to the input if needed.
+def accepts_output_size(model: torch.nn.Module) -> bool:
+    """Whether the model's forward takes `output_size` (WEDepth does: it resizes its depth to that size itself)."""
+    return "output_size" in inspect.signature(model.forward).parameters
+
+
+def model_depth(
+    model: torch.nn.Module, pixel_values: torch.Tensor, output_size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """(B, H, W) depth from `model(pixel_values=...)`'s `predicted_depth`, at `output_size` (default: the input's
+    size), in float32 (float64 from a float64 model).
 
     Works for any transformers depth model (a `ModelOutput` or a dict with `predicted_depth` of shape (B, H, W) or
-    (B, 1, H, W)).
+    (B, 1, H, W)). A model whose forward takes `output_size` (WEDepth) makes its depth at that size itself; any other
+    model's depth is resized bilinearly.
     """
-    outputs = model(pixel_values=pixel_values)
+    size = tuple(output_size) if output_size is not None else tuple(pixel_values.shape[-2:])
+    if output_size is not None and accepts_output_size(model):
+        outputs = model(pixel_values=pixel_values, output_size=size)
+    else:
+        outputs = model(pixel_values=pixel_values)
     depth = outputs["predicted_depth"] if isinstance(outputs, Mapping) else getattr(outputs, "predicted_depth", None)
     if depth is None:
         raise TypeError(f"The model returned {type(outputs).__name__} without `predicted_depth`.")
@@ -27,20 +41,25 @@ def model_depth(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Ten
         depth = depth[:, 0]
     if depth.ndim != 3 or depth.shape[0] != pixel_values.shape[0]:
         raise ValueError(f"`predicted_depth` must have shape (B, H, W); got {tuple(depth.shape)}.")
-    depth = depth.float()
-    if depth.shape[-2:] != pixel_values.shape[-2:]:
-        depth = F.interpolate(depth[:, None], size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    depth = depth.to(torch.promote_types(depth.dtype, torch.float32))
+    if tuple(depth.shape[-2:]) != size:
+        depth = F.interpolate(depth[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return depth
 
 
 def predict_from_pixel_values(
-    model: torch.nn.Module, pixel_values: torch.Tensor, *, flip_tta: bool = False
+    model: torch.nn.Module,
+    pixel_values: torch.Tensor,
+    *,
+    flip_tta: bool = False,
+    output_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """(B, H, W) float32 depth for normalised `pixel_values`; with `flip_tta`, the mean of the prediction and the
-    un-flipped prediction of the horizontally flipped input."""
-    depth = model_depth(model, pixel_values)
+    """(B, H, W) depth (as `model_depth`) for normalised `pixel_values`, at `output_size` (default: the input's
+    size); with `flip_tta`, the mean of the prediction and the un-flipped prediction of the horizontally flipped
+    input."""
+    depth = model_depth(model, pixel_values, output_size)
     if flip_tta:
-        depth = 0.5 * (depth + model_depth(model, pixel_values.flip(-1)).flip(-1))
+        depth = 0.5 * (depth + model_depth(model, pixel_values.flip(-1), output_size).flip(-1))
     return depth
 
 
@@ -57,4 +76,4 @@ def batches_by_size(
             yield group[start : start + batch_size]
 
 
-__all__ = ["batches_by_size", "model_depth", "predict_from_pixel_values"]
+__all__ = ["accepts_output_size", "batches_by_size", "model_depth", "predict_from_pixel_values"]

@@ -1394,6 +1394,17 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             )
         return labels
 
+    @staticmethod
+    def _check_output_size(output_size: Any, labels: torch.Tensor | None) -> tuple[int, int] | None:
+        if output_size is None:
+            return None
+        size = tuple(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else ()
+        if len(size) != 2 or not all(isinstance(value, int) and value > 0 for value in size):
+            raise ValueError(f"`output_size` must be (height, width), two positive integers; got {output_size!r}.")
+        if labels is not None:
+            raise ValueError("`output_size` cannot be combined with `labels`: the loss is computed at the input size.")
+        return size
+
     def _encoder_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's four normed stage maps; each must be about 1/4, 1/8, 1/16, 1/32 of the input."""
         feature_maps = list(self.encoder(pixel_values).feature_maps)
@@ -1440,6 +1451,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        output_size: tuple[int, int] | None = None,
         **kwargs: Any,
     ) -> DepthEstimatorOutput | tuple[torch.Tensor, ...]:
         r"""
@@ -1449,13 +1461,19 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             labels (`torch.Tensor` of shape `(batch_size, height, width)` or `(batch_size, 1, height, width)`):
                 Ground-truth depth in metres. Pixels at or below `config.min_depth` (and, if set, at or above
                 `config.max_depth`) or not finite are ignored by the loss.
+            output_size (`tuple[int, int]`, *optional*):
+                (height, width) of `predicted_depth`; defaults to the input's. The averaged head depth is resized
+                straight to this size (bilinear, align_corners=True), as the authors' forward resizes it to its
+                ground truth's size; that is not the same as resizing an input-size map afterwards. Not with
+                `labels`, which are at the input's size.
 
         Returns:
-            `DepthEstimatorOutput` with `predicted_depth` of shape `(batch_size, height, width)`: positive metric depth
-            in metres at the input's size, in float32 at least whatever the model's dtype; `loss`, the SILog loss,
+            `DepthEstimatorOutput` with `predicted_depth` of shape `(batch_size, height, width)` (or `output_size`):
+            positive metric depth in metres, in float32 at least whatever the model's dtype; `loss`, the SILog loss,
             when labels are given.
         """
         labels = self._check_inputs(pixel_values, labels)
+        output_size = self._check_output_size(output_size, labels)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(self.encoder.dtype)
@@ -1478,7 +1496,7 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         decoded = self.pixel_decoder(injected)
         del injected
 
-        predicted_depth = self._depth_from_heads(decoded, (height, width))
+        predicted_depth = self._depth_from_heads(decoded, output_size or (height, width))
         loss = None
         if labels is not None:
             valid = torch.isfinite(labels) & (labels > self.config.min_depth)
