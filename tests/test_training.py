@@ -180,12 +180,13 @@ def test_shipped_configs_hold_the_papers_recipe() -> None:
         assert config.decay_all_trainable_parameters and config.sync_batchnorm
         assert config.augment_op_weights == {name: 1.0 for name in OPERATIONS}
         assert config.augment_num_ops_probs == [0.3, 0.4, 0.2, 0.1]
-        # The authors' training mask has no upper bound; the evaluation range is the dataset's.
+        # The authors' training mask has no upper bound; validation is scored as their test sets are (the dataset
+        # class's range and crop), in float32, with fp16, 4 workers and drop_last as their train.py.
         assert "max_depth" not in config.model_config
+        assert config.eval_protocol == "authors" and config.eval_max_depth is None and config.eval_crop is None
+        assert (config.dataloader_num_workers, config.dataloader_drop_last) == (4, True)
     kitti = load_training_config(CONFIGS / "kitti.yaml")
-    assert kitti.model_config["vfm_stage_layers"] == [5, 11, 17, 23] and kitti.eval_max_depth == 80.0
-    assert kitti.kb_crop is True
-    assert load_training_config(CONFIGS / "nyu.yaml").eval_max_depth == 10.0
+    assert kitti.model_config["vfm_stage_layers"] == [5, 11, 17, 23] and kitti.kb_crop is True
     synthetic = load_training_config(CONFIGS / "synthetic.yaml")
     assert synthetic.dataset == "synthetic" and not synthetic.pretrained_backbones
     model = build_model(synthetic)

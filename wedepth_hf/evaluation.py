@@ -9,7 +9,8 @@ loop calls `evaluate_depth_model` for validation; `main` is the `wedepth evaluat
 import argparse
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,21 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .constants import DIODE_FOCAL, HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, METRIC_NAMES, NYU_FOCAL, VKITTI2_FOCAL
+from .constants import (
+    AUTHORS_METRIC_NAMES,
+    AUTHORS_MIN_VALID_PIXELS,
+    DIODE_FOCAL,
+    HYPERSIM_FOCAL,
+    KB_CROP_SIZE,
+    KITTI_FOCAL,
+    METRIC_NAMES,
+    NYU_FOCAL,
+    PROTOCOL_METRIC_NAMES,
+    PROTOCOLS,
+    SILOG_DEFINITIONS,
+    VKITTI2_FOCAL,
+)
+from .data.authors import AUTHORS_DATASETS, AuthorsEvaluationDataset
 from .data.datasets import DepthListDataset, HFDepthDataset, kb_crop_box, normalize_images
 from .inference import batches_by_size, predict_from_pixel_values
 from .metrics import (
@@ -29,6 +44,7 @@ from .metrics import (
     CROPS,
     DepthMetricsAccumulator,
     align_depth,
+    compute_authors_metrics,
     compute_depth_metrics,
     crop_mask,
     valid_depth_mask,
@@ -309,18 +325,22 @@ def predict_depth(
     flip_tta: bool = False,
     kb_crop: bool = False,
     kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
+    output_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """(B, H, W) float32 depth for uint8 images (B, 3, H, W) of one size, the way the evaluator predicts.
 
     With `flip_tta`, the mean of the prediction and the un-flipped prediction of the horizontally flipped image.
-    With `kb_crop`, the model sees the KB crop and its prediction is pasted into a full-size zero map.
+    With `kb_crop`, the model sees the KB crop and its prediction is pasted into a full-size zero map. With
+    `output_size` (not with `kb_crop`), the depth is made at that size (see `model_depth`).
     """
+    if kb_crop and output_size is not None:
+        raise ValueError("predict_depth: give kb_crop or output_size, not both.")
     height, width = images.shape[-2:]
     top = left = 0
     if kb_crop:
         top, left = kb_crop_box(height, width, kb_crop_size)
         images = images[..., top : top + kb_crop_size[0], left : left + kb_crop_size[1]]
-    depth = predict_from_pixel_values(model, normalize_images(images), flip_tta=flip_tta)
+    depth = predict_from_pixel_values(model, normalize_images(images), flip_tta=flip_tta, output_size=output_size)
     if not kb_crop:
         return depth
     full = depth.new_zeros((depth.shape[0], height, width))
@@ -341,30 +361,37 @@ def evaluate_depth_model(
     crop_on_kb_crop: bool = False,
     flip_tta: bool = False,
     alignment: str = "none",
+    protocol: str = "community",
     accelerator: Any = None,
     num_workers: int = 0,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Evaluate a depth model on a dataset of full-size SAMPLEs; correct on one or many processes.
+    """Evaluate a depth model on a dataset of SAMPLEs; correct on one or many processes.
 
     The model (a `WEDepthForDepthEstimation`, or any module returning `predicted_depth` (B, H, W)) runs in eval mode
-    under `torch.inference_mode` on the device of its parameters; its training mode is restored afterwards. The
-    dataloader is sharded over the processes of `accelerator` (a new `Accelerator()` if None) with accelerate's
+    under `torch.inference_mode`, in its own precision (a mixed-precision wrapper from `accelerator.prepare` and any
+    enclosing autocast are set aside), on the device of its parameters; its training mode is restored afterwards.
+    The dataloader is sharded over the processes of `accelerator` (a new `Accelerator()` if None) with accelerate's
     `prepare_data_loader`, which leaves the accelerator's own state (the loaders `save_state` checkpoints) alone;
     per-image metrics are collected with `accelerator.gather_for_metrics`, which drops the samples duplicated to
-    even out the last batch, so every process returns the same result over each image exactly once.
+    even out the last batch, so every process returns the same result over each image exactly once. Batches may mix
+    image sizes: the images of a batch are grouped by size and each group is one forward pass.
 
-    Batches may mix image sizes: the images of a batch are grouped by size and each group is one forward pass.
-    Per image: the prediction is resized to the ground truth's size (NaN -> min_depth, +-inf -> max/min_depth),
-    aligned with `alignment` on the valid pixels (inside the KB crop when `kb_crop`) before clipping, then scored by
-    `compute_depth_metrics`. Images without a valid pixel are counted in `num_skipped`.
-
-    With `kb_crop`, the evaluation crop is by default computed on the full frame the prediction is pasted into (the
-    community standard). `crop_on_kb_crop=True` scores the KB-cropped maps instead, with the crop box computed from
-    their size (352x1216), as the authors' evaluation (`dataset/kitti.py`) does: a different set of pixels. It needs
-    `kb_crop` and ground truth of the image's size.
+    Protocols:
+        "community" (BTS/ZoeDepth; `METRIC_NAMES`): full-size SAMPLEs. Per image the prediction is resized to the
+            ground truth's size (NaN -> min_depth, +-inf -> max/min_depth), aligned with `alignment` on the valid
+            pixels (inside the KB crop when `kb_crop`) before clipping, then scored by `compute_depth_metrics`
+            (valid: min_depth < gt < max_depth inside `crop`). Images without a valid pixel are counted in
+            `num_skipped`. With `kb_crop` the evaluation crop is computed on the full frame the prediction is pasted
+            into; `crop_on_kb_crop=True` scores the KB-cropped maps instead, with the crop box computed from their
+            size, which is where the authors' KITTI class computes it.
+        "authors" (their `util/metric.py` and the validation loop of their `train.py`; `AUTHORS_METRIC_NAMES`): the
+            SAMPLEs carry the model's input "image", the ground truth "depth" and its valid "mask", as
+            `wedepth_hf.data.AuthorsEvaluationDataset` prepares them. The model makes its depth at the ground
+            truth's size, clamped to [min_depth, max_depth]; images with fewer than 10 pixels in the mask are
+            skipped; `compute_authors_metrics` scores the rest. `crop`, `kb_crop` and `alignment` are not part of it.
     """
-    _check_evaluation_arguments(alignment, batch_size, crop, kb_crop, crop_on_kb_crop)
+    _check_evaluation_arguments(protocol, alignment, batch_size, crop, kb_crop, crop_on_kb_crop)
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -374,28 +401,52 @@ def evaluate_depth_model(
         num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
     )
-    settings = dict(min_depth=min_depth, max_depth=max_depth, crop=crop, kb_crop=kb_crop, flip_tta=flip_tta)
-    settings.update(alignment=alignment, batch_size=batch_size, num_processes=accelerator.num_processes)
+    settings = dict(protocol=protocol, min_depth=min_depth, max_depth=max_depth, crop=crop, kb_crop=kb_crop)
+    settings.update(flip_tta=flip_tta, alignment=alignment, batch_size=batch_size)
+    settings.update(num_processes=accelerator.num_processes, silog=SILOG_DEFINITIONS[_silog_name(protocol)])
     if kb_crop:
         settings.update(kb_crop_size=list(kb_crop_size), crop_on_kb_crop=crop_on_kb_crop)
-    accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
+    names = PROTOCOL_METRIC_NAMES[protocol]
+    accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop, metric_names=names)
     network = accelerator.unwrap_model(model)
     was_training = network.training
     network.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), own_precision(network):
             _score_shards(network, loader, accelerator, accumulator, settings, kb_crop_size, progress)
     finally:
         network.train(was_training)
     if accumulator.num_skipped:
-        logger.warning("%d images had no valid ground-truth pixel and were skipped.", accumulator.num_skipped)
+        minimum = AUTHORS_MIN_VALID_PIXELS if protocol == "authors" else 1
+        logger.warning("%d images had fewer than %d valid pixels and were skipped.", accumulator.num_skipped, minimum)
     return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
 
 
+def _silog_name(protocol: str) -> str:
+    return "silog_authors" if protocol == "authors" else "silog"
+
+
+@contextmanager
+def own_precision(network: torch.nn.Module) -> Iterator[None]:
+    """Run `network` in its own precision: set aside the mixed-precision `forward` wrapper that
+    `Accelerator.prepare` puts on the instance (restored on exit) and disable any enclosing autocast."""
+    wrapper = network.__dict__.pop("forward", None)
+    parameter = next(network.parameters(), None)
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    try:
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
+    finally:
+        if wrapper is not None:
+            network.forward = wrapper
+
+
 def _check_evaluation_arguments(
-    alignment: str, batch_size: int, crop: str | None, kb_crop: bool, crop_on_kb_crop: bool
+    protocol: str, alignment: str, batch_size: int, crop: str | None, kb_crop: bool, crop_on_kb_crop: bool
 ) -> None:
     """Raise a clear error for an evaluation setting that does not exist or does not fit with the others."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
     if alignment not in ALIGNMENTS:
         raise ValueError(f"Unknown alignment {alignment!r}; choose one of {', '.join(ALIGNMENTS)}.")
     if batch_size < 1:
@@ -403,6 +454,11 @@ def _check_evaluation_arguments(
     crop_mask(1, 1, crop)
     if crop_on_kb_crop and not kb_crop:
         raise ValueError("crop_on_kb_crop computes the evaluation crop on the KB crop: it needs kb_crop=True.")
+    if protocol == "authors" and (crop is not None or kb_crop or alignment != "none"):
+        raise ValueError(
+            "The authors' protocol takes its crops and masks from the dataset (AuthorsEvaluationDataset) and scores "
+            "metric depth as predicted: leave crop=None, kb_crop=False and alignment='none'."
+        )
 
 
 def _score_shards(
@@ -417,11 +473,45 @@ def _score_shards(
     """Score this process's shard and add every process's per-image metrics to `accumulator`, each image once."""
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else accelerator.device
+    score = _score_authors_batch if settings["protocol"] == "authors" else _score_batch
     bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
     for samples in bar:
-        rows = _score_batch(network, samples, device, settings, kb_crop_size)
+        rows = score(network, samples, device, settings, kb_crop_size)
         for row in accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu():
-            accumulator.add(dict(zip(METRIC_NAMES, row[:-1].tolist())) if row[-1] > 0 else None)
+            accumulator.add(dict(zip(accumulator.metric_names, row[:-1].tolist())) if row[-1] > 0 else None)
+
+
+def _score_authors_batch(
+    model: torch.nn.Module,
+    samples: list[dict[str, Any]],
+    device: torch.device,
+    settings: dict[str, Any],
+    kb_crop_size: tuple[int, int],
+) -> torch.Tensor:
+    """(len(samples), 10) float64 rows as `_score_batch`, scored as the authors' validation loop scores."""
+    min_depth, max_depth = settings["min_depth"], settings["max_depth"]
+    rows = torch.zeros((len(samples), len(AUTHORS_METRIC_NAMES) + 1), dtype=torch.float64)
+
+    def sizes(index: int) -> tuple[int, ...]:
+        return (*samples[index]["image"].shape[-2:], *samples[index]["depth"].shape[-2:])
+
+    for indices in batches_by_size(range(len(samples)), sizes, len(samples)):
+        for index in indices:
+            if "mask" not in samples[index]:
+                raise ValueError(
+                    f"Sample {samples[index].get('id')} has no 'mask': the authors' protocol scores samples prepared "
+                    f"by wedepth_hf.data.AuthorsEvaluationDataset (or AuthorsPreparedDataset)."
+                )
+        images = torch.stack([samples[index]["image"] for index in indices]).to(device)
+        output_size = tuple(samples[indices[0]]["depth"].shape[-2:])
+        depth = predict_depth(model, images, flip_tta=settings["flip_tta"], output_size=output_size)
+        for index, prediction in zip(indices, depth.clamp(min_depth, max_depth)):
+            sample = samples[index]
+            metrics = compute_authors_metrics(prediction, sample["depth"].to(prediction.device), sample["mask"])
+            if metrics is not None:
+                rows[index, :-1] = torch.tensor([metrics[name] for name in AUTHORS_METRIC_NAMES], dtype=torch.float64)
+                rows[index, -1] = 1.0
+    return rows
 
 
 def _score_batch(
@@ -499,21 +589,47 @@ def _aligned_prediction(
 # ---- the `wedepth evaluate` command ----------------------------------------------------------------------------------
 
 
+SUITES: dict[str, tuple[str, ...]] = {
+    "paper": ("nyu", "kitti", "sunrgbd", "ibims", "argoverse", "ddad"),
+    "paper_nyu": ("nyu", "sunrgbd", "ibims"),
+    "paper_kitti": ("kitti", "argoverse", "ddad"),
+}
+"""The paper's evaluations: in-domain NYU and KITTI, then the zero-shot sets of an NYU model (SUN RGB-D, iBims-1) and
+of a KITTI model (Argoverse, DDAD), all under the authors' protocol. `paper` runs all six with one model."""
+SUITE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "nyu": ("nyu",),
+    "kitti": ("kitti",),
+    "sunrgbd": ("sunrgbd", "SUNRGBD"),
+    "ibims": ("ibims", "ibims1_core_raw"),
+    "argoverse": ("argoverse", "argo_out/val"),
+    "ddad": ("ddad",),
+}
+"""Where `--suite` looks for each dataset under --data_root: our names first, then the authors' configs' folders."""
+
+_COMMUNITY_ONLY = ("image_root", "depth_root", "depth_scale", "min_depth", "max_depth", "crop", "focal")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `wedepth evaluate` (and `examples/evaluate.py`)."""
     parser = argparse.ArgumentParser(
         prog="wedepth evaluate",
         description=(
-            "Evaluate a depth checkpoint (folder or Hub id) on one dataset of the community protocols "
-            "(wedepth_hf.evaluation.EVALUATION_DATASETS). For `folder` give --depth_scale, --min_depth, --max_depth, "
-            "--crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, with --split, "
-            "--image_column, --depth_column. Runs on several GPUs under `accelerate launch`."
+            "Evaluate a depth checkpoint (folder or Hub id). --protocol community (default): one dataset of the "
+            "community protocols (wedepth_hf.evaluation.EVALUATION_DATASETS); for `folder` give --depth_scale, "
+            "--min_depth, --max_depth, --crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, "
+            "with --split, --image_column, --depth_column. --protocol authors: one of the authors' six test sets, "
+            "read, cropped, masked and scored as their code does. --suite paper: the paper's evaluation, every "
+            "dataset found under --data_root, in one table. Runs on several GPUs under `accelerate launch`."
         ),
         allow_abbrev=False,
     )
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    parser.add_argument("--dataset", required=True, choices=sorted(EVALUATION_DATASETS))
-    parser.add_argument("--data_root", required=True, help="dataset root (for 'hf': Hub id or dataset folder)")
+    parser.add_argument("--dataset", choices=sorted(EVALUATION_DATASETS), help="the dataset (not with --suite)")
+    parser.add_argument(
+        "--data_root", required=True, help="dataset root (for 'hf': Hub id or folder; for --suite: the folder of all)"
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="community (default) or authors (default with --suite)")
+    parser.add_argument("--suite", choices=sorted(SUITES), help="evaluate a suite of datasets under --data_root")
     parser.add_argument("--split_file", help="list file (default: the dataset's usual list file in data_root)")
     parser.add_argument("--image_root", help="image folder, relative to data_root (default: data_root)")
     parser.add_argument("--depth_root", help="depth folder, relative to data_root (default: data_root)")
@@ -521,7 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alignment", default="none", choices=ALIGNMENTS)
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="precision of the model's weights and forward: float64 reproduces reference numbers to the last digit",
+    )
+    parser.add_argument("--output", type=Path, help="write the results as JSON here (and the table beside it, .md)")
     parser.add_argument("--update_model_card", type=Path, help="write the results into this model card (README.md)")
     parser.add_argument("--depth_scale", type=float, help="raw depth units per metre (overrides the dataset's)")
     parser.add_argument("--min_depth", type=float, help="override the dataset's minimum valid depth")
@@ -533,8 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--crop_on_kb_crop",
         action="store_true",
-        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (the authors' evaluation), "
-        "instead of the prediction pasted into the full frame (the community standard, default)",
+        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (where the authors' "
+        "KITTI class computes it), instead of the prediction pasted into the full frame (the community standard)",
     )
     parser.add_argument("--split", default="validation", help="split of an 'hf' dataset")
     parser.add_argument("--image_column", default="image")
@@ -542,8 +664,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Usage errors before anything is loaded: the protocol's options, the suite's, and the output paths."""
+    if args.suite is not None:
+        if args.dataset is not None or args.split_file is not None:
+            parser.error("--suite evaluates every dataset of the suite: drop --dataset and --split_file.")
+        if args.protocol == "community":
+            parser.error("--suite runs the paper's evaluation, which uses the authors' protocol: drop --protocol.")
+        args.protocol = "authors"
+    elif args.dataset is None:
+        parser.error("give --dataset (or --suite).")
+    args.protocol = args.protocol or "community"
+    if args.protocol == "authors":
+        if args.dataset is not None and args.dataset not in AUTHORS_DATASETS:
+            parser.error(f"--protocol authors covers the authors' test sets: {', '.join(AUTHORS_DATASETS)}.")
+        given = [f"--{name}" for name in _COMMUNITY_ONLY if getattr(args, name) is not None]
+        given += [flag for flag in ("--no_kb_crop", "--crop_on_kb_crop") if getattr(args, flag[2:])]
+        given += ["--alignment"] if args.alignment != "none" else []
+        given += ["--kb_crop_size"] if tuple(args.kb_crop_size) != KB_CROP_SIZE else []
+        if given:
+            parser.error(
+                f"{', '.join(given)}: not part of the authors' protocol, which takes each dataset's crops, masks and "
+                f"depth range from their dataset class. Use --protocol community for these."
+            )
+    if args.output is not None and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder; give a file name, e.g. {args.output / 'results.json'}.")
+    if args.update_model_card is not None and not args.update_model_card.is_file():
+        parser.error(f"--update_model_card {args.update_model_card}: no such model card (README.md) to update.")
+
+
 def _command_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DatasetSpec:
-    """The dataset's spec with the command line's overrides applied."""
+    """The dataset's community spec with the command line's overrides applied."""
     spec = resolve_spec(
         args.dataset,
         depth_scale=args.depth_scale,
@@ -559,50 +710,53 @@ def _command_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return spec
 
 
-def _report(args: argparse.Namespace, spec: DatasetSpec, result: EvaluationResult) -> None:
-    """Log the results table; write the JSON report and the model card's results when asked."""
-    from .hub import results_table, update_model_card_results
+def suite_folder(data_root: str | Path, name: str) -> Path | None:
+    """The folder of dataset `name` under a suite's `data_root` (see `SUITE_FOLDERS`), or None when there is none."""
+    for folder in SUITE_FOLDERS[name]:
+        path = Path(data_root) / folder
+        if path.is_dir():
+            return path
+    return None
 
-    logger.info(
-        "%s\nimages used: %d, skipped (no valid pixel): %d",
-        results_table({args.dataset: result.metrics}),
-        result.num_images,
-        result.num_skipped,
+
+def evaluate_authors_dataset(
+    model: torch.nn.Module,
+    name: str,
+    data_root: str | Path,
+    split_file: str | Path | None = None,
+    **kwargs: Any,
+) -> EvaluationResult:
+    """One of the authors' six test sets, read and scored as their code does (`AuthorsEvaluationDataset` and
+    `evaluate_depth_model(protocol="authors")`); `kwargs` go to `evaluate_depth_model` (accelerator, flip_tta, ...)."""
+    dataset = AuthorsEvaluationDataset(name, data_root, split_file)
+    spec = AUTHORS_DATASETS[name]
+    result = evaluate_depth_model(
+        model, dataset, protocol="authors", min_depth=spec.min_depth, max_depth=spec.max_depth, **kwargs
     )
-    settings = {
-        **result.settings,
-        "model": args.model,
-        "dataset": args.dataset,
-        "data_root": str(args.data_root),
-        "split_file": args.split_file,
-        "depth_scale": spec.depth_scale,
-        "torch": torch.__version__,
-    }
-    report = {
-        "results": {args.dataset: result.metrics},
-        "num_images": {args.dataset: result.num_images},
-        "num_skipped": {args.dataset: result.num_skipped},
-        "settings": settings,
-    }
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-    if args.update_model_card is not None:
-        update_model_card_results(args.update_model_card, {args.dataset: result.metrics})
+    result.settings.update(dataset=name, data_root=str(data_root), split_file=str(split_file or spec.split_file))
+    return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`wedepth evaluate`: load the model and dataset, evaluate, report; returns the exit code."""
-    from accelerate import Accelerator
-    from transformers import AutoModelForDepthEstimation
-
-    from . import WEDepthForDepthEstimation  # noqa: F401  (registers WEDepth with the Auto classes)
-    from .command_logging import configure_command_logging
-
-    configure_command_logging()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    spec = _command_spec(args, parser)
+def _evaluate_command(args: argparse.Namespace, model: torch.nn.Module, accelerator: Any, spec: DatasetSpec | None):
+    """{dataset: EvaluationResult} and {dataset: the folder that was not found} for the command's dataset(s)."""
+    common = dict(
+        batch_size=args.batch_size, flip_tta=args.flip_tta, accelerator=accelerator, num_workers=args.num_workers
+    )
+    results: dict[str, EvaluationResult] = {}
+    missing: dict[str, str] = {}
+    if args.suite is not None:
+        for name in SUITES[args.suite]:
+            folder = suite_folder(args.data_root, name)
+            if folder is None:
+                missing[name] = " or ".join(str(Path(args.data_root) / option) for option in SUITE_FOLDERS[name])
+                logger.warning("%s: no folder %s; it is left out of the table.", name, missing[name])
+                continue
+            logger.info("%s: %s", name, folder)
+            results[name] = evaluate_authors_dataset(model, name, folder, **common)
+        return results, missing
+    if args.protocol == "authors":
+        results[args.dataset] = evaluate_authors_dataset(model, args.dataset, args.data_root, args.split_file, **common)
+        return results, missing
     dataset = build_evaluation_dataset(
         spec,
         args.data_root,
@@ -613,25 +767,110 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_column=args.image_column,
         depth_column=args.depth_column,
     )
-    accelerator = Accelerator()
-    model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device)
-    result = evaluate_depth_model(
+    results[args.dataset] = evaluate_depth_model(
         model,
         dataset,
-        batch_size=args.batch_size,
         min_depth=spec.min_depth,
         max_depth=spec.max_depth,
         crop=spec.crop,
         kb_crop=spec.kb_crop,
         kb_crop_size=tuple(args.kb_crop_size),
         crop_on_kb_crop=args.crop_on_kb_crop,
-        flip_tta=args.flip_tta,
         alignment=args.alignment,
-        accelerator=accelerator,
-        num_workers=args.num_workers,
+        **common,
     )
+    return results, missing
+
+
+def results_report(
+    results: dict[str, EvaluationResult], missing: dict[str, str], protocol: str, **settings: Any
+) -> dict[str, Any]:
+    """The JSON report of an evaluation: which protocol and which SILog, the metrics per dataset, the images used
+    and skipped, the datasets not found, and the settings (of a suite's datasets under "datasets")."""
+    silog = _silog_name(protocol)
+    return {
+        "protocol": protocol,
+        "silog": {silog: SILOG_DEFINITIONS[silog]},
+        "results": {name: result.metrics for name, result in results.items()},
+        "num_images": {name: result.num_images for name, result in results.items()},
+        "num_skipped": {name: result.num_skipped for name, result in results.items()},
+        "missing": missing,
+        "settings": {**settings, **_settings_of(results, settings.get("suite")), "torch": torch.__version__},
+    }
+
+
+def _settings_of(results: dict[str, EvaluationResult], suite: str | None) -> dict[str, Any]:
+    """The evaluation settings of one dataset as they are, or of a suite's datasets by name."""
+    if suite is None and len(results) == 1:
+        return next(iter(results.values())).settings
+    return {"datasets": {name: result.settings for name, result in results.items()}}
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table: a row per dataset (a row of dashes for a dataset that was not found), then
+    the protocol and SILog definition."""
+    from .hub import results_table
+
+    rows = dict(report["results"])
+    rows.update({f"{name} (not found: {path})": {} for name, path in report["missing"].items()})
+    names = PROTOCOL_METRIC_NAMES[report["protocol"]]
+    table = results_table({name: rows[name] for name in rows}) if report["results"] else _empty_table(rows, names)
+    ((silog, definition),) = report["silog"].items()
+    return f"{table}\n\nProtocol: {report['protocol']}. {silog} = {definition}.\n"
+
+
+def _empty_table(rows: dict[str, dict[str, float]], names: tuple[str, ...]) -> str:
+    lines = ["| dataset | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {name} | " + " | ".join("-" for _ in names) + " |" for name in rows]
+    return "\n".join(lines)
+
+
+def _write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Log the table; write the JSON report, its Markdown table and the model card's results when asked."""
+    from .hub import update_model_card_results
+
+    table = report_table(report)
+    used, skipped = report["num_images"], report["num_skipped"]
+    counts = "".join(f"\n{name}: images used: {used[name]}, skipped: {skipped[name]}" for name in report["results"])
+    logger.info("\n%s%s", table, counts)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        args.output.with_suffix(".md").write_text(table)
+    if args.update_model_card is not None and report["results"]:
+        update_model_card_results(args.update_model_card, report["results"], dataset_split="test")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`wedepth evaluate`: load the model and dataset(s), evaluate, report; returns the exit code."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForDepthEstimation
+
+    from . import WEDepthForDepthEstimation  # noqa: F401  (registers WEDepth with the Auto classes)
+    from .command_logging import configure_command_logging
+
+    configure_command_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_command(args, parser)
+    spec = _command_spec(args, parser) if args.protocol == "community" else None
+    accelerator = Accelerator()
+    model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device, getattr(torch, args.dtype))
+    results, missing = _evaluate_command(args, model, accelerator, spec)
     if accelerator.is_main_process:
-        _report(args, spec, result)
+        report = results_report(
+            results,
+            missing,
+            args.protocol,
+            model=args.model,
+            suite=args.suite,
+            dataset=args.dataset,
+            data_root=str(args.data_root),
+            split_file=args.split_file,
+            dtype=args.dtype,
+            depth_scale=spec.depth_scale if spec is not None else None,
+        )
+        _write_report(args, report)
     # Every rank waits for the report, then leaves the process group together: a rank that exits while another
     # still holds the group aborts in the collective backend's destructor.
     accelerator.wait_for_everyone()
@@ -641,6 +880,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "EVALUATION_DATASETS",
+    "PROTOCOLS",
+    "SUITES",
+    "evaluate_authors_dataset",
+    "own_precision",
+    "report_table",
+    "results_report",
+    "suite_folder",
     "DatasetSpec",
     "EvaluationResult",
     "build_evaluation_dataset",

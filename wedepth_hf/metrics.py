@@ -11,7 +11,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .constants import EIGEN_KITTI_CROP_ROWS, EIGEN_NYU_CROP, GARG_CROP_ROWS, KITTI_CROP_COLUMNS, METRIC_NAMES, NYU_SIZE
+from .constants import (
+    AUTHORS_METRIC_NAMES,
+    AUTHORS_MIN_VALID_PIXELS,
+    EIGEN_KITTI_CROP_ROWS,
+    EIGEN_NYU_CROP,
+    GARG_CROP_ROWS,
+    KITTI_CROP_COLUMNS,
+    METRIC_NAMES,
+    NYU_SIZE,
+)
 
 
 CROPS: tuple[str, ...] = ("eigen_nyu", "garg", "eigen_kitti")
@@ -87,25 +96,48 @@ def prepare_prediction(pred: Any, size: tuple[int, int], *, min_depth: float, ma
     return pred.clamp(min_depth, max_depth)
 
 
-def _metrics_on_valid(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
-    """The nine metrics from 1-D float64 tensors of valid predicted and ground-truth depths."""
+def _metrics_on_valid(pred: torch.Tensor, gt: torch.Tensor, *, authors_silog: bool = False) -> dict[str, float]:
+    """The nine metrics from 1-D float64 tensors of valid predicted and ground-truth depths: `silog` (KITTI
+    benchmark), or with `authors_silog` the authors' `silog_authors` (lambda 0.5, no x100)."""
     ratio = torch.maximum(gt / pred, pred / gt)
     diff = gt - pred
     log_error = torch.log(pred) - torch.log(gt)
-    silog_variance = (log_error**2).mean() - log_error.mean() ** 2
     values = {
         "abs_rel": (diff.abs() / gt).mean(),
         "sq_rel": (diff**2 / gt).mean(),
         "rmse": torch.sqrt((diff**2).mean()),
         "rmse_log": torch.sqrt((log_error**2).mean()),
         "log10": (torch.log10(pred) - torch.log10(gt)).abs().mean(),
-        # Rounding can make the variance of a constant log error a tiny negative number: clamp before the root.
-        "silog": 100.0 * torch.sqrt(silog_variance.clamp(min=0.0)),
         "delta1": (ratio < 1.25).double().mean(),
         "delta2": (ratio < 1.25**2).double().mean(),
         "delta3": (ratio < 1.25**3).double().mean(),
     }
-    return {name: float(values[name]) for name in METRIC_NAMES}
+    if authors_silog:
+        values["silog_authors"] = torch.sqrt((log_error**2).mean() - 0.5 * log_error.mean() ** 2)
+        names = AUTHORS_METRIC_NAMES
+    else:
+        # Rounding can make the variance of a constant log error a tiny negative number: clamp before the root.
+        values["silog"] = 100.0 * torch.sqrt(((log_error**2).mean() - log_error.mean() ** 2).clamp(min=0.0))
+        names = METRIC_NAMES
+    return {name: float(values[name]) for name in names}
+
+
+def compute_authors_metrics(pred: Any, target: Any, mask: Any) -> dict[str, float] | None:
+    """The authors' metrics of one image (their `util/metric.py`, with `silog_authors`) on the pixels of `mask`.
+
+    `pred` must already be at the target's size and clamped to the dataset's range, as their loop does. Returns None
+    for an image with fewer than 10 pixels in `mask`, which their loop skips. Computed in float64 (theirs in float32).
+    """
+    pred = _squeeze_2d(_as_tensor(pred), "pred")
+    target = _squeeze_2d(_as_tensor(target), "target").to(pred.device)
+    mask = _squeeze_2d(torch.as_tensor(mask), "mask").to(device=pred.device, dtype=torch.bool)
+    if pred.shape != target.shape or mask.shape != target.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask {tuple(mask.shape)} must have one size."
+        )
+    if int(mask.sum()) < AUTHORS_MIN_VALID_PIXELS:
+        return None
+    return _metrics_on_valid(pred[mask], target[mask], authors_silog=True)
 
 
 def compute_depth_metrics(
@@ -184,7 +216,9 @@ def _fit_scale_shift(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
 class DepthMetricsAccumulator:
     """Running per-image mean of the depth metrics over a dataset (per image, then averaged over images).
 
-    Images without a valid pixel are skipped and counted in `num_skipped`, never averaged in as NaN. To merge
+    `metric_names` are the metrics each image brings to `add` (`AUTHORS_METRIC_NAMES` for the authors' protocol);
+    `update` scores an image with the community protocol. Images without a valid pixel are skipped and counted in
+    `num_skipped`, never averaged in as NaN. To merge
     across processes, sum the `state()` tensors and load the sum back, e.g. with accelerate:
 
         state = accelerator.reduce(accumulator.state(accelerator.device), reduction="sum")
@@ -194,7 +228,15 @@ class DepthMetricsAccumulator:
     the samples duplicated to even out the last batch.)
     """
 
-    def __init__(self, *, min_depth: float = 1e-3, max_depth: float = 10.0, crop: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        crop: str | None = None,
+        metric_names: tuple[str, ...] = METRIC_NAMES,
+    ) -> None:
+        self.metric_names = tuple(metric_names)
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.crop = crop
@@ -203,7 +245,7 @@ class DepthMetricsAccumulator:
 
     def reset(self) -> None:
         """Forget every image seen so far."""
-        self._sums = torch.zeros(len(METRIC_NAMES), dtype=torch.float64)
+        self._sums = torch.zeros(len(self.metric_names), dtype=torch.float64)
         self.num_images = 0
         self.num_skipped = 0
 
@@ -212,7 +254,7 @@ class DepthMetricsAccumulator:
         if metrics is None:
             self.num_skipped += 1
             return
-        self._sums += torch.tensor([metrics[name] for name in METRIC_NAMES], dtype=torch.float64)
+        self._sums += torch.tensor([metrics[name] for name in self.metric_names], dtype=torch.float64)
         self.num_images += 1
 
     def update(self, pred: Any, target: Any, **kwargs: Any) -> dict[str, float] | None:
@@ -242,9 +284,10 @@ class DepthMetricsAccumulator:
     def load_state(self, state: torch.Tensor) -> None:
         """Replace this accumulator's totals with a (summed) `state()` tensor."""
         state = state.detach().to("cpu", torch.float64)
-        if state.shape != (len(METRIC_NAMES) + 2,):
-            raise ValueError(f"Expected a state of shape ({len(METRIC_NAMES) + 2},); got {tuple(state.shape)}.")
-        self._sums = state[: len(METRIC_NAMES)].clone()
+        size = len(self.metric_names)
+        if state.shape != (size + 2,):
+            raise ValueError(f"Expected a state of shape ({size + 2},); got {tuple(state.shape)}.")
+        self._sums = state[:size].clone()
         self.num_images = int(round(float(state[-2])))
         self.num_skipped = int(round(float(state[-1])))
 
@@ -255,8 +298,8 @@ class DepthMetricsAccumulator:
     def compute(self) -> dict[str, float]:
         """Mean of each metric over the images with a valid pixel; NaN for every metric if there were none."""
         if self.num_images == 0:
-            return {name: float("nan") for name in METRIC_NAMES}
-        return {name: float(value) / self.num_images for name, value in zip(METRIC_NAMES, self._sums)}
+            return {name: float("nan") for name in self.metric_names}
+        return {name: float(value) / self.num_images for name, value in zip(self.metric_names, self._sums)}
 
 
 __all__ = [
@@ -265,6 +308,7 @@ __all__ = [
     "METRIC_NAMES",
     "DepthMetricsAccumulator",
     "align_depth",
+    "compute_authors_metrics",
     "compute_depth_metrics",
     "crop_mask",
     "prepare_prediction",

@@ -1,5 +1,7 @@
-"""Depth data for WEDepth: dataset readers of the community layouts, batching, synthetic data and augmentations."""
+"""Depth data for WEDepth: dataset readers of the community layouts and of the authors' test sets, batching, synthetic
+data and augmentations."""
 
+from .authors import AUTHORS_DATASETS, AuthorsEvaluationDataset, AuthorsPreparedDataset, authors_prepare
 from .datasets import (
     DEPTH_DECODINGS,
     KB_CROP_SIZE,
@@ -21,6 +23,10 @@ from .transforms import DepthAugmentation
 
 
 __all__ = [
+    "AUTHORS_DATASETS",
+    "AuthorsEvaluationDataset",
+    "AuthorsPreparedDataset",
+    "authors_prepare",
     "DEPTH_DECODINGS",
     "KB_CROP_SIZE",
     "KITTI_FOCAL",

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Sampler, Subset
 from transformers.utils import logging
 
 from ..configuration_wedepth import WEDepthConfig
+from ..data.authors import AuthorsPreparedDataset
 from ..data.transforms import DepthAugmentation
 from ..modeling_wedepth import WEDepthForDepthEstimation
 
@@ -221,7 +222,8 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> Tr
     """The training dataset with its augmentation and the validation dataset without, for `config.dataset`.
 
     With `dataset: synthetic` and `synthetic_source: files` the synthetic set is written in the NYU list layout (main
-    process) and read back with `NYUDepthDataset`, the loader real NYU data uses.
+    process) and read back with `NYUDepthDataset`, the loader real NYU data uses. With `eval_protocol: authors` the
+    validation samples are prepared as the authors' class for the dataset prepares its test samples (crop, mask).
 
     `on_bad_sample` applies as such to training only: a skipped training sample is replaced by the next good one.
     Validation never substitutes a sample: with `raise` a bad validation sample stops the run when it is scored; with
@@ -232,11 +234,11 @@ def build_datasets(config: TrainingConfig, accelerator: Any | None = None) -> Tr
     train, validation = _split_datasets(config, augmentation, accelerator)
     if validation is not None and config.on_bad_sample == "skip":
         validation = drop_bad_samples(validation, log=accelerator is None or accelerator.is_main_process)
+    dropped = list(getattr(validation, "dropped", []))
+    if validation is not None and config.eval_protocol == "authors":
+        validation = AuthorsPreparedDataset(validation, config.dataset)
     return TrainingData(
-        train=train,
-        validation=validation,
-        augmentation=augmentation,
-        dropped_validation_samples=list(getattr(validation, "dropped", [])),
+        train=train, validation=validation, augmentation=augmentation, dropped_validation_samples=dropped
     )
 
 

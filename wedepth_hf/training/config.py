@@ -22,7 +22,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from ..constants import HIGHER_IS_BETTER, LOWER_IS_BETTER
+from ..constants import PROTOCOL_METRIC_NAMES, PROTOCOLS
 from ..data.transforms import DEFAULT_NUM_OPS_PROBS, DEFAULT_OP_WEIGHTS, check_num_ops_probs, resolve_op_weights
 from .builders import build_augmentation
 
@@ -120,6 +120,10 @@ class TrainingConfig:
     sync_batchnorm: bool = True  # SyncBatchNorm when several GPU processes train (authors); CPU runs keep BatchNorm
     # evaluation
     eval_steps: int | None = None
+    # community: BTS/ZoeDepth crops and the KITTI-benchmark SILog; authors: their test-set preparation of `dataset`
+    # (crops, masks, depth range, prediction at the ground truth's size) and their metrics, as `wedepth evaluate
+    # --protocol authors` scores (the eval_min_depth / eval_max_depth / eval_crop overrides are community only)
+    eval_protocol: str = "community"
     metric_for_best_model: str = "abs_rel"
     eval_min_depth: float | None = None
     eval_max_depth: float | None = None
@@ -174,11 +178,27 @@ class TrainingConfig:
             raise ValueError(f"`dataset` must be one of {DATASETS}, got {self.dataset!r}.")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
-        if self.metric_for_best_model not in LOWER_IS_BETTER + HIGHER_IS_BETTER:
+        if self.eval_protocol not in PROTOCOLS:
+            raise ValueError(f"`eval_protocol` must be one of {PROTOCOLS}, got {self.eval_protocol!r}.")
+        metric_names = PROTOCOL_METRIC_NAMES[self.eval_protocol]
+        if self.metric_for_best_model not in metric_names:
             raise ValueError(
-                f"`metric_for_best_model` must be one of {LOWER_IS_BETTER + HIGHER_IS_BETTER}, got "
-                f"{self.metric_for_best_model!r}."
+                f"`metric_for_best_model` must be one of the {self.eval_protocol} protocol's metrics {metric_names}, "
+                f"got {self.metric_for_best_model!r}."
             )
+        if self.eval_protocol == "authors":
+            if self.dataset not in ("nyu", "kitti"):
+                raise ValueError(
+                    f"`eval_protocol: authors` prepares validation samples as the authors' NYU or KITTI class does; "
+                    f"`dataset: {self.dataset}` has no such class. Use `eval_protocol: community`."
+                )
+            community_only = ("eval_min_depth", "eval_max_depth", "eval_crop")
+            overrides = [name for name in community_only if getattr(self, name) is not None]
+            if overrides:
+                raise ValueError(
+                    f"{', '.join(overrides)}: the authors' protocol takes the depth range and crop from their "
+                    f"{self.dataset} class; drop these or use `eval_protocol: community`."
+                )
         if self.synthetic_source not in ("files", "on_the_fly"):
             raise ValueError(f"`synthetic_source` must be 'files' or 'on_the_fly', got {self.synthetic_source!r}.")
         if self.on_bad_sample not in ("raise", "skip"):

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 
 from ..constants import LOWER_IS_BETTER
+from ..data.authors import AUTHORS_DATASETS
 from .builders import (
     EpochShuffleSampler,
     TrainingData,
@@ -202,7 +203,8 @@ def _check_data(config: TrainingConfig, model: torch.nn.Module, data: TrainingDa
     if len(data.train) == 0:
         raise ValueError("The training dataset is empty.")
     no_depth_range = config.eval_max_depth is None and getattr(model.config, "max_depth", None) is None
-    if data.validation is not None and no_depth_range:
+    # The authors' protocol takes the depth range from the dataset's class.
+    if data.validation is not None and no_depth_range and config.eval_protocol == "community":
         raise ValueError(
             "Validation scores depth up to `eval_max_depth`, and the model config has no max_depth to default to: set "
             "`eval_max_depth` (e.g. 10 for NYU, 80 for KITTI)."
@@ -440,24 +442,39 @@ def _evaluate_and_track(run: TrainingRun, state: TrainingState) -> None:
 
 
 def _validation_metrics(run: TrainingRun) -> dict[str, float]:
-    """Validation metrics with `evaluate_depth_model` (the protocol used everywhere in the package)."""
+    """Validation metrics with `evaluate_depth_model`, the function `wedepth evaluate` scores with: the configured
+    protocol, its crop and depth range, in the model's own precision (float32, whatever `mixed_precision` trains in)."""
     from ..evaluation import evaluate_depth_model
 
     config, accelerator = run.config, run.accelerator
     model = accelerator.unwrap_model(run.model)
-    result = evaluate_depth_model(
-        model,
-        run.data.validation,
+    common = dict(
         batch_size=config.per_device_eval_batch_size,
-        min_depth=config.eval_min_depth if config.eval_min_depth is not None else model.config.min_depth,
-        max_depth=config.eval_max_depth if config.eval_max_depth is not None else model.config.max_depth,
-        crop=config.eval_crop,
-        kb_crop=config.kb_crop,
         flip_tta=config.eval_flip_tta,
         accelerator=accelerator,
         num_workers=config.dataloader_num_workers,
         progress=False,
     )
+    if config.eval_protocol == "authors":
+        spec = AUTHORS_DATASETS[config.dataset]
+        result = evaluate_depth_model(
+            model,
+            run.data.validation,
+            protocol="authors",
+            min_depth=spec.min_depth,
+            max_depth=spec.max_depth,
+            **common,
+        )
+    else:
+        result = evaluate_depth_model(
+            model,
+            run.data.validation,
+            min_depth=config.eval_min_depth if config.eval_min_depth is not None else model.config.min_depth,
+            max_depth=config.eval_max_depth if config.eval_max_depth is not None else model.config.max_depth,
+            crop=config.eval_crop,
+            kb_crop=config.kb_crop,
+            **common,
+        )
     return {key: float(value) for key, value in result.metrics.items()}
 
 
