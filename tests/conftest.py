@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random WEDepth configs that build and run in milliseconds on a CPU."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,39 @@ def run_two_processes(
         text=True,
         timeout=timeout,
     )
+
+
+def run_wedepth(arguments: list[str], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m wedepth_hf <arguments>` in a fresh, offline process with no standard input, as a user runs the
+    `wedepth` command; `env` adds environment variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "wedepth_hf", *arguments],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_refused(completed: subprocess.CompletedProcess[str], status: int, first_line: str) -> None:
+    """The command failed with `status`, without a traceback, and the first line of its message contains
+    `first_line`: the first line of standard error that is not argparse's usage, a progress bar or a warning."""
+    assert completed.returncode == status, (completed.returncode, completed.stderr[-3000:])
+    assert "Traceback" not in completed.stderr, completed.stderr[-3000:]
+    lines = [line for line in completed.stderr.splitlines() if line.strip() and "%|" not in line]
+    message = [line for line in lines if not line.startswith(("usage:", " ")) and "warn" not in line.lower()]
+    assert message and first_line in message[0], (first_line, lines[:8])
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """{path relative to root: sha256 of its bytes} of every file under `root` (what a command must leave alone)."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def make_tiny_config(**overrides: Any) -> WEDepthConfig:
