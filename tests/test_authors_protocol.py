@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_python, run_two_processes
+from conftest import assert_refused, run_python, run_two_processes, run_wedepth
 from fixtures.authors_eval_data import content_sha256, generate
 from fixtures.golden import load_fixture_model
 from PIL import Image
@@ -173,6 +173,16 @@ def test_usage_errors_are_one_line_before_anything_loads(tmp_path: Path, argumen
     completed = subprocess.run(command + arguments, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert completed.returncode == 2
     assert message in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_processes_that_formed_no_group_are_refused(tmp_path: Path, model) -> None:
+    """Launched as 2 processes without a process group (accelerate on a CPU without ACCELERATE_USE_CPU), each would
+    score every image and write the same report: refused with the command that works."""
+    model.save_pretrained(tmp_path / "model")
+    arguments = ["evaluate", "--model", str(tmp_path / "model"), "--suite", "paper", "--data_root", str(S0)]
+    completed = run_wedepth(arguments, tmp_path, WORLD_SIZE="2", ACCELERATE_USE_CPU="false")
+    assert_refused(completed, 2, "launched as 2 processes, but they formed no process group")
+    assert "ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2" in completed.stderr
 
 
 def test_the_authors_protocol_takes_no_community_crop(model) -> None:

@@ -9,6 +9,7 @@ loop calls `evaluate_depth_model` for validation; `main` is the `wedepth evaluat
 import argparse
 import dataclasses
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -855,6 +856,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_command(args, parser)
     spec = _command_spec(args, parser) if args.protocol == "community" else None
     accelerator = Accelerator()
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # Without a process group every process would score every image and write the same report.
+        parser.error(
+            f"launched as {launched} processes, but they formed no process group (accelerate found no GPU). On CPUs "
+            f"set ACCELERATE_USE_CPU=true: `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes "
+            f"{launched} -m wedepth_hf evaluate ...` (or torchrun)."
+        )
     model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device, getattr(torch, args.dtype))
     results, missing = _evaluate_command(args, model, accelerator, spec)
     if accelerator.is_main_process:
