@@ -5,6 +5,8 @@ features are enhanced by a frozen vision foundation model (DINOv2). This file de
 it imports only `transformers` (it travels to the Hub as remote code).
 """
 
+import math
+import re
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -95,6 +97,103 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_PARAMETERS = 4_000_000_000
+"""The most parameters a WEDepth config may describe (16 GB in float32), three times DINOv2-g with Swin-L: a config
+beyond it holds a mistyped size (say `decoder_hidden_size: 100000`), refused before anything is allocated."""
+
+MAX_ACTIVATION_BYTES = 4 * 2**30
+"""The largest float32 activation a WEDepth config may produce on a 480x640 image (the default processing size), about
+80 times the large preset's: a config beyond it is refused like one with too many parameters."""
+
+REFERENCE_SIZE = (480, 640)
+"""The image size (height, width) the activation estimate is made for."""
+
+# Size fields of the sub-configs, checked before the sub-configs are built: whole numbers >= 1, or lists of them.
+_VFM_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size", "num_channels")
+_ENCODER_SIZES = ("embed_dim", "embedding_size", "patch_size", "window_size", "image_size", "num_channels")
+_ENCODER_SIZE_LISTS = ("depths", "num_heads", "hidden_sizes")
+_WHOLE_NUMBERS = (
+    "prompt_num",
+    "prompt_dim",
+    "prompt_attention_heads",
+    "extraction_depth",
+    "injection_depth",
+    "decoder_hidden_size",
+    "decoder_layers",
+    "decoder_attention_heads",
+    "decoder_sampling_points",
+    "decoder_ffn_dim",
+    "head_hidden_size",
+)
+
+
+def _is_whole(value: Any) -> bool:
+    """Whether `value` is an int (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """Whether `value` is a finite int or float (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_whole(name: str, value: Any) -> None:
+    """Raise unless `value` is a whole number >= 1 (the type is named: "32" from a JSON file is a string)."""
+    if not _is_whole(value) or value < 1:
+        raise ValueError(f"`{name}` must be a whole number >= 1, got {value!r} ({type(value).__name__}).")
+
+
+def _require_sizes(prefix: str, values: Any, names: tuple[str, ...], lists: tuple[str, ...] = ()) -> None:
+    """Raise unless every size field of a sub-config (a dict or a config) that is set is a whole number >= 1 (or a
+    pair of them, for image and patch sizes), every listed one a non-empty list of them, and `mlp_ratio` positive."""
+    get = values.get if isinstance(values, dict) else lambda key: getattr(values, key, None)
+    for name in names:
+        value = get(name)
+        pair = isinstance(value, (list, tuple)) and len(value) == 2 and name in ("image_size", "patch_size")
+        for item in value if pair else [value] if value is not None else []:
+            _require_whole(f"{prefix}.{name}", item)
+    for name in lists:
+        value = get(name)
+        if value is not None and (not isinstance(value, (list, tuple)) or not value):
+            raise ValueError(f"`{prefix}.{name}` must be a list of whole numbers >= 1, got {value!r}.")
+        for item in value or []:
+            _require_whole(f"{prefix}.{name}", item)
+    ratio = get("mlp_ratio")
+    if ratio is not None and (not _is_real(ratio) or ratio <= 0):
+        raise ValueError(f"`{prefix}.mlp_ratio` must be a positive number, got {ratio!r}.")
+
+
+def _refuse_a_huge_vfm(values: dict[str, Any]) -> None:
+    """Refuse a VFM dict whose attention weights alone exceed `MAX_PARAMETERS`, before `Dinov2Config` is built from
+    it: transformers makes a list entry per layer (stage names), so `num_hidden_layers: 10000000` takes minutes."""
+    layers, width = values.get("num_hidden_layers", 12), values.get("hidden_size", 768)
+    if layers * 4 * width * width > MAX_PARAMETERS:
+        raise ValueError(
+            f"This WEDepth config describes more than {_number(layers * 4 * width * width)} parameters in the VFM "
+            f"alone (vfm_config hidden_size={width}, num_hidden_layers={layers}), more than the limit of "
+            f"{_number(MAX_PARAMETERS)}. Check those sizes."
+        )
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """An image or patch size as (height, width)."""
+    return (value[0], value[1]) if isinstance(value, (list, tuple)) else (value, value)
+
+
+def _number(count: float) -> str:
+    """A parameter count in words: "12,345", "35.0 million", "4.8 billion", "1.2e+15"."""
+    if count >= 1e12:
+        return f"{count:.1e}"
+    if count >= 1e9:
+        return f"{count / 1e9:,.1f} billion"
+    return f"{count / 1e6:,.1f} million" if count >= 1e6 else f"{count:,.0f}"
+
+
+def _gigabytes(size: float) -> str:
+    """A size in bytes as "12.3 GB", or "1.2e+15 bytes" beyond a thousand GB."""
+    return f"{size / 1e9:,.1f} GB" if size < 1e12 else f"{size:.1e} bytes"
+
+
 def default_vfm_stage_layers(num_hidden_layers: int) -> list[int]:
     """Evenly spaced stage ends: [2, 5, 8, 11] for 12 layers, [5, 11, 17, 23] for 24, [9, 19, 29, 39] for 40."""
     return [(stage + 1) * num_hidden_layers // NUM_STAGES - 1 for stage in range(NUM_STAGES)]
@@ -103,6 +202,11 @@ def default_vfm_stage_layers(num_hidden_layers: int) -> list[int]:
 class WEDepthConfig(PreTrainedConfig):
     r"""
     Configuration of a [`WEDepthForDepthEstimation`] model.
+
+    Every value, the sub-configs' sizes included, is type- and range-checked when the config is made (a JSON or YAML
+    file holds any value): a wrong type or range is a `ValueError` naming the field, and so is a config whose model
+    would have more than `MAX_PARAMETERS` parameters or an activation over `MAX_ACTIVATION_BYTES` on a 480x640 image
+    (`estimated_parameters`, `estimated_activation_bytes`), before anything is built.
 
     Args:
         vfm_config (`dict` or `Dinov2Config`, *optional*):
@@ -217,17 +321,76 @@ class WEDepthConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
+        # Sizes given as dicts are checked before the sub-configs are built from them (and before anything is built
+        # from this config): a wrong type or an absurd size is one clear ValueError naming the field.
+        if isinstance(self.vfm_config, dict):
+            _require_sizes("vfm_config", self.vfm_config, _VFM_SIZES)
+            _refuse_a_huge_vfm(self.vfm_config)
+        if isinstance(self.encoder_config, dict):
+            _require_sizes("encoder_config", self.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
         super().__post_init__(**kwargs)
         if getattr(self.vfm_config, "model_type", None) != "dinov2":
             raise ValueError(
                 f"`vfm_config` must be a Dinov2Config (model_type 'dinov2'), got "
                 f"{type(self.vfm_config).__name__} with model_type {getattr(self.vfm_config, 'model_type', None)!r}."
             )
+        _require_sizes("vfm_config", self.vfm_config, _VFM_SIZES)
+        _require_sizes("encoder_config", self.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
         self._configure_encoder_stages()
         if self.vfm_stage_layers is None:
             self.vfm_stage_layers = default_vfm_stage_layers(self.vfm_config.num_hidden_layers)
-        self.vfm_stage_layers = [int(index) for index in self.vfm_stage_layers]
+        layers = self.vfm_stage_layers
+        if not isinstance(layers, (list, tuple)) or not all(
+            _is_whole(index) or (isinstance(index, float) and index.is_integer()) for index in layers
+        ):
+            raise ValueError(f"`vfm_stage_layers` must be a list of whole numbers, got {layers!r}.")
+        self.vfm_stage_layers = [int(index) for index in layers]
+        self._validate_types()
         self._validate()
+        self._validate_size()
+
+    def _validate_types(self) -> None:
+        """Raise unless every WEDepth field has its type and a sane range (JSON files and YAML hold any value)."""
+        for name in _WHOLE_NUMBERS:
+            _require_whole(name, getattr(self, name))
+        for name in ("vfm_pretrained_name_or_path", "encoder_pretrained_name_or_path", "vfm_revision"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"`{name}` must be a string or null, got {value!r} ({type(value).__name__}).")
+        fingerprint = self.vfm_fingerprint
+        if fingerprint is not None and not (
+            isinstance(fingerprint, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint)
+        ):
+            raise ValueError(f'`vfm_fingerprint` must be null or "sha256:" and 64 hex digits, got {fingerprint!r}.')
+        if not isinstance(self.vfm_in_checkpoint, bool):
+            raise ValueError(
+                f"`vfm_in_checkpoint` must be true or false, got {self.vfm_in_checkpoint!r} "
+                f"({type(self.vfm_in_checkpoint).__name__})."
+            )
+        for name, lowest, open_low in (
+            ("injection_mlp_ratio", 0.0, True),
+            ("min_depth", 0.0, True),
+            ("silog_lambda", 0.0, False),
+            ("layer_norm_eps", 0.0, True),
+            ("initializer_range", 0.0, False),
+        ):
+            value = getattr(self, name)
+            if not _is_real(value) or value < lowest or (open_low and value == lowest):
+                bound = f"> {lowest:g}" if open_low else f">= {lowest:g}"
+                raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r} ({type(value).__name__}).")
+        if self.max_depth is not None and not _is_real(self.max_depth):
+            raise ValueError(f"`max_depth` must be null or a finite number, got {self.max_depth!r}.")
+        if int(self.prompt_dim * self.injection_mlp_ratio) < 1:
+            raise ValueError(
+                f"`injection_mlp_ratio` ({self.injection_mlp_ratio}) times `prompt_dim` ({self.prompt_dim}) must be at "
+                "least 1: the injection MLP's width."
+            )
+        vfm = self.vfm_config
+        if vfm.hidden_size % vfm.num_attention_heads != 0:
+            raise ValueError(
+                f"`vfm_config.hidden_size` ({vfm.hidden_size}) must be divisible by `vfm_config.num_attention_heads` "
+                f"({vfm.num_attention_heads})."
+            )
 
     def _configure_encoder_stages(self) -> None:
         """Make the encoder return its four stages, or say why it cannot."""
@@ -272,9 +435,6 @@ class WEDepthConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` ({width}) must be divisible by its number of attention heads ({heads}).")
             if width % 4 != 0:
                 raise ValueError(f"`{name}` ({width}) must be a multiple of 4 for the 2-D sine position encoding.")
-        for name in ("prompt_num", "extraction_depth", "injection_depth", "decoder_layers", "decoder_sampling_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if not 0 < self.min_depth or (self.max_depth is not None and not self.min_depth < self.max_depth):
             raise ValueError(
                 "Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got "
@@ -283,6 +443,121 @@ class WEDepthConfig(PreTrainedConfig):
         if not 0.0 <= self.silog_lambda < 1.0:
             raise ValueError(
                 f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {self.silog_lambda}."
+            )
+
+    def _encoder_widths(self) -> list[int]:
+        """The channels of the encoder's four stages: Swin doubles `embed_dim` per stage, others list `hidden_sizes`."""
+        encoder = self.encoder_config
+        if getattr(encoder, "hidden_sizes", None) is not None:
+            return [int(width) for width in encoder.hidden_sizes][-NUM_STAGES:]
+        return [encoder.embed_dim * 2**stage for stage in range(NUM_STAGES)]
+
+    def estimated_parameters(self) -> dict[str, int]:
+        """The parameter count of the model this config describes, per part ("vfm", "encoder", "new_modules"), from
+        its sizes alone (nothing is built): exact for WEDepth's own modules, DINOv2 and Swin up to a few biases and
+        norms; for other encoders (ConvNeXt, ResNet) a lower bound of one width x width matrix per block."""
+        vfm = self.vfm_config
+        width, layers = vfm.hidden_size, vfm.num_hidden_layers
+        mlp = int(width * vfm.mlp_ratio)
+        patch_height, patch_width = _pair(vfm.patch_size)
+        image_height, image_width = _pair(vfm.image_size)
+        positions = (image_height // patch_height) * (image_width // patch_width) + 1
+        vfm_count = layers * (4 * width * width + 2 * width * mlp + mlp + 11 * width)
+        vfm_count += vfm.num_channels * patch_height * patch_width * width + (positions + 4) * width
+
+        encoder = self.encoder_config
+        widths = self._encoder_widths()
+        depths = list(encoder.depths)[-NUM_STAGES:]
+        if getattr(encoder, "hidden_sizes", None) is None:
+            ratio = getattr(encoder, "mlp_ratio", 4.0)
+            window = getattr(encoder, "window_size", 7)
+            heads = list(getattr(encoder, "num_heads", [1] * NUM_STAGES))
+            patch_height, patch_width = _pair(encoder.patch_size)
+            encoder_count = encoder.num_channels * patch_height * patch_width * widths[0] + 3 * widths[0]
+            for stage, (channels, depth) in enumerate(zip(widths, depths)):
+                hidden = int(channels * ratio)
+                block = 4 * channels * channels + 2 * channels * hidden + hidden + 8 * channels
+                encoder_count += depth * (block + (2 * window - 1) ** 2 * heads[stage]) + 2 * channels
+                if stage < NUM_STAGES - 1:
+                    encoder_count += 8 * channels * channels + 8 * channels
+        else:
+            encoder_count = sum(depth * channels * channels for channels, depth in zip(widths, depths))
+
+        d, prompts, vfm_width = self.prompt_dim, self.prompt_num, width
+        attention = 3 * d * d + 3 * d
+        mlp_width = int(d * self.injection_mlp_ratio)
+        extraction = self.extraction_depth * (2 * attention + 7 * d) + d * d + d + d * vfm_width + vfm_width
+        projection = vfm_width * d + d + d * d + d
+        injection = (
+            attention + 2 * d + self.injection_depth * (attention + 4 * d + 2 * d * mlp_width + mlp_width + 3 * d)
+        )
+        new = sum(channels * d + d for channels in widths) + 10 * d
+        new += NUM_STAGES * (prompts * d + extraction + projection + injection) + projection
+        new += NUM_STAGES * (d * d + 23 * d) + d * d + d
+        hidden, ffn = self.decoder_hidden_size, self.decoder_ffn_dim
+        samples = self.decoder_attention_heads * NUM_STAGES * self.decoder_sampling_points
+        layer = 4 * hidden + 3 * samples * hidden + 3 * samples + 2 * hidden * hidden + 2 * hidden
+        layer += 2 * hidden * ffn + ffn + hidden
+        new += NUM_STAGES * (d * hidden + 3 * hidden) + NUM_STAGES * hidden + self.decoder_layers * layer
+        new += NUM_STAGES * (hidden * hidden + d * hidden + 9 * hidden * hidden + 6 * hidden)
+        head = self.head_hidden_size
+        new += NUM_STAGES * (2 * hidden + 9 * hidden * head + 13 * head * head + 6 * head + 1)
+        return {"vfm": vfm_count, "encoder": encoder_count, "new_modules": new}
+
+    def estimated_activation_bytes(self) -> int:
+        """The largest float32 activation (in bytes) of a forward pass over one image of `REFERENCE_SIZE`, from the
+        sizes alone: the widest map at stride 4 (stream, injection MLP, encoder MLP), the decoder's feed-forward over
+        all levels, the finest head's upsampled map, or the VFM's MLP over prompts and patches."""
+        height, width = REFERENCE_SIZE
+        quarter = (height // 4) * (width // 4)
+        levels = sum(quarter // 4**stage for stage in range(NUM_STAGES))
+        encoder_ratio = getattr(self.encoder_config, "mlp_ratio", 4.0)
+        patch_height, patch_width = _pair(self.vfm_config.patch_size)
+        tokens = self.prompt_num + 1 + max(1, height // patch_height) * max(1, width // patch_width)
+        largest = max(
+            quarter * int(self._encoder_widths()[0] * encoder_ratio),
+            quarter * int(self.prompt_dim * max(1.0, self.injection_mlp_ratio)),
+            levels * max(self.decoder_ffn_dim, self.decoder_hidden_size),
+            4 * quarter * self.head_hidden_size,
+            tokens * int(self.vfm_config.hidden_size * self.vfm_config.mlp_ratio),
+        )
+        return 4 * largest
+
+    def _validate_size(self) -> None:
+        """Refuse a config whose model would be absurdly large (`MAX_PARAMETERS`, `MAX_ACTIVATION_BYTES`) before
+        anything is allocated: such a size is a typo, and building it would exhaust the memory first."""
+        parts = self.estimated_parameters()
+        total = sum(parts.values())
+        if total > MAX_PARAMETERS:
+            sizes = {
+                "vfm": f"vfm_config hidden_size={self.vfm_config.hidden_size}, "
+                f"num_hidden_layers={self.vfm_config.num_hidden_layers}",
+                "encoder": f"encoder_config widths={self._encoder_widths()}, depths={list(self.encoder_config.depths)}",
+                "new_modules": ", ".join(
+                    f"{name}={getattr(self, name)}"
+                    for name in (
+                        "prompt_num",
+                        "prompt_dim",
+                        "decoder_hidden_size",
+                        "decoder_ffn_dim",
+                        "head_hidden_size",
+                    )
+                ),
+            }
+            largest = max(parts, key=parts.get)
+            raise ValueError(
+                f"This WEDepth config describes about {_number(total)} parameters ({_gigabytes(total * 4)} in float32)"
+                f", more than the limit of {_number(MAX_PARAMETERS)}; most of them in the "
+                f"{largest.replace('_', ' ')} ({_number(parts[largest])}: {sizes[largest]}). Check those sizes."
+            )
+        activation = self.estimated_activation_bytes()
+        if activation > MAX_ACTIVATION_BYTES:
+            raise ValueError(
+                f"This WEDepth config would need one activation of about {activation / 2**30:,.1f} GiB for a "
+                f"{REFERENCE_SIZE[0]}x{REFERENCE_SIZE[1]} image, more than the limit of "
+                f"{MAX_ACTIVATION_BYTES / 2**30:g} GiB (prompt_num={self.prompt_num}, prompt_dim={self.prompt_dim}, "
+                f"decoder_ffn_dim={self.decoder_ffn_dim}, head_hidden_size={self.head_hidden_size}, "
+                f"vfm_config.hidden_size={self.vfm_config.hidden_size}). Check those sizes."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,4 +606,4 @@ class WEDepthConfig(PreTrainedConfig):
         return cls(**values)
 
 
-__all__ = ["WEDepthConfig", "PRESETS", "default_vfm_stage_layers"]
+__all__ = ["MAX_ACTIVATION_BYTES", "MAX_PARAMETERS", "PRESETS", "WEDepthConfig", "default_vfm_stage_layers"]

@@ -12,13 +12,16 @@ never modified: this module only calls its embeddings and layers. This file impo
 sibling configuration file (it travels to the Hub as remote code).
 """
 
+import contextlib
 import copy
 import hashlib
 import importlib
 import json
+import logging as std_logging
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -978,18 +981,23 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "prox
 `subfolder` do not: they name the WEDepth repo's, and the VFM's revision is the recorded one)."""
 
 
-def vfm_fingerprint(vfm: nn.Module) -> str:
-    """ "sha256:<hex>" over the VFM's state dict, in name order: every name, dtype, shape and the raw bytes.
+def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """ "sha256:<hex>" over a state dict, in name order: every name, dtype, shape and the raw bytes.
 
     The same weights give the same fingerprint on any machine and device; any change of a value, dtype or shape
     (including a cast) gives another one.
     """
     digest = hashlib.sha256()
-    for name, tensor in sorted(vfm.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         data = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy())
     return f"sha256:{digest.hexdigest()}"
+
+
+def vfm_fingerprint(vfm: nn.Module) -> str:
+    """The `state_fingerprint` of a VFM's state dict: what `WEDepthConfig.vfm_fingerprint` records."""
+    return state_fingerprint(vfm.state_dict())
 
 
 def load_vfm_with_record(name_or_path: str, **hub_kwargs: Any) -> tuple[Dinov2Model, dict[str, str | None]]:
@@ -1083,6 +1091,79 @@ def _saved_weights(name_or_path: str | os.PathLike, hub_kwargs: dict[str, Any]) 
     return weights
 
 
+_LOADING_LOGGER = "transformers.modeling_utils"
+"""The logger of transformers' loading report (missing, unexpected and mismatched tensors)."""
+
+
+@contextlib.contextmanager
+def _held_log_records(name: str) -> Iterator[list[std_logging.LogRecord]]:
+    """Hold back what the logger `name` logs inside the block: the records are collected in the yielded list, for the
+    caller to emit (`_emit`) or to replace by an error that says what they would have."""
+    records: list[std_logging.LogRecord] = []
+
+    def hold(record: std_logging.LogRecord) -> bool:
+        records.append(record)
+        return False
+
+    target = std_logging.getLogger(name)
+    target.addFilter(hold)
+    try:
+        yield records
+    finally:
+        target.removeFilter(hold)
+
+
+def _emit(records: list[std_logging.LogRecord]) -> None:
+    """Log held records as they would have been logged."""
+    for record in records:
+        std_logging.getLogger(record.name).handle(record)
+
+
+def _loading_problem(info: Mapping[str, Any], ignore_mismatched_sizes: bool) -> str | None:
+    """What makes a loaded WEDepth model unusable, from transformers' loading info: tensors whose shapes do not fit
+    the config (unless the caller asked to ignore that), and any frozen-VFM tensor the checkpoint did not provide,
+    which would be randomly initialised. None when there is nothing."""
+    mismatched = sorted((name, tuple(saved), tuple(expected)) for name, saved, expected in info["mismatched_keys"])
+    if mismatched and not ignore_mismatched_sizes:
+        name, saved, expected = mismatched[0]
+        return (
+            f"{len(mismatched)} tensor(s) of the checkpoint do not have the shapes its config gives the model (e.g. "
+            f"{name}: {saved} in the checkpoint, {expected} in the model); its weights and config.json do not belong "
+            "together."
+        )
+    absent = sorted(
+        {key for key in info["missing_keys"] if key.startswith("vfm.")}
+        | {name for name, _, _ in mismatched if name.startswith("vfm.")}
+    )
+    if absent:
+        return (
+            f"The checkpoint does not provide {len(absent)} of the frozen VFM's tensors (e.g. {absent[0]}), and the "
+            "VFM is never initialised at random. A folder saved with include_vfm=False says so in its config.json "
+            '("vfm_in_checkpoint": false) and gets its VFM from the recorded source; otherwise use a complete folder.'
+        )
+    return None
+
+
+def _target_dtype(requested: Any) -> torch.dtype | None:
+    """The dtype `from_pretrained(dtype=requested)` gives the weights: None for "auto" (the checkpoint's own) or a
+    per-module dict (left to transformers), the default dtype for None."""
+    if requested is None:
+        return torch.get_default_dtype()
+    if isinstance(requested, torch.dtype):
+        return requested
+    if isinstance(requested, str) and requested != "auto" and isinstance(getattr(torch, requested, None), torch.dtype):
+        return getattr(torch, requested)
+    return None
+
+
+def _check_same_vfm(vfm: nn.Module, verified: Mapping[str, torch.Tensor]) -> None:
+    """Raise unless every tensor of the loaded `vfm` equals the verified one of that name (cast to its dtype)."""
+    for name, tensor in vfm.state_dict().items():
+        reference = verified.get(name)
+        if reference is None or not torch.equal(tensor, reference.to(tensor.device, tensor.dtype)):
+            raise ValueError(f"The loaded VFM's tensor {name} is not the verified VFM's; nothing of it may differ.")
+
+
 def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
     """Give every `nn.LayerNorm` inside `module` the epsilon `eps`.
 
@@ -1159,13 +1240,18 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         vfm: Dinov2Model | None = None,
         **kwargs: Any,
     ) -> Any:
-        """`PreTrainedModel.from_pretrained`, for self-contained and VFM-free checkpoints, then freeze the VFM again
-        (loading re-creates every parameter with `requires_grad=True`).
+        """`PreTrainedModel.from_pretrained`, for self-contained and VFM-free checkpoints, with the frozen VFM verified,
+        then frozen again (loading re-creates every parameter with `requires_grad=True`).
 
         A folder written with `save_pretrained(include_vfm=False)` holds every weight but the frozen VFM's; its
         config records the VFM's source, revision and fingerprint. The VFM is then loaded from that source, as any
         `from_pretrained` would (Hub cache, `local_files_only`, `token`, `cache_dir` apply), and checked against the
         fingerprint; an unreachable source or a mismatch raises, and nothing is re-initialised.
+
+        Whatever the config says about where the VFM is, the VFM the model ends up with is checked: a checkpoint that
+        does not provide every VFM tensor is an error (the VFM is never initialised at random), and where the config
+        records a fingerprint, the loaded VFM must have it (checked on the checkpoint's own bytes, before the cast to
+        `dtype`). A tensor whose shape does not fit the config is an error too (unless `ignore_mismatched_sizes`).
 
         Args:
             vfm: an already-loaded `Dinov2Model` to use as the frozen VFM, shared, not copied: after a fingerprint
@@ -1179,8 +1265,17 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             config = WEDepthConfig.from_pretrained(
                 config if config is not None else pretrained_model_name_or_path, **hub_kwargs
             )
+        ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        load = super().from_pretrained
         if config.vfm_in_checkpoint:
-            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            requested = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+            target = _target_dtype(requested)
+            # With a fingerprint to check, the checkpoint is loaded in its own dtype, checked, then cast as asked.
+            cast_after_check = config.vfm_fingerprint is not None and target is not None
+            arguments = (pretrained_model_name_or_path, *model_args)
+            kwargs["dtype"] = "auto" if cast_after_check else requested
+            verified_state = None
         else:
             if "state_dict" in kwargs:
                 raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
@@ -1188,18 +1283,47 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             if vfm is not None:
                 check_vfm(vfm, config)
             source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
-            weights.update({f"vfm.{name}": tensor for name, tensor in source.state_dict().items()})
+            verified_state = source.state_dict()
+            weights.update({f"vfm.{name}": tensor for name, tensor in verified_state.items()})
             loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
             config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
             config = type(config).from_dict({**config.to_dict(), **config_overrides})
-            loaded = super().from_pretrained(None, *model_args, config=config, state_dict=weights, **loading)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
+            arguments = (None, *model_args)
+            kwargs = {**loading, "config": config, "state_dict": weights}
+            cast_after_check = False
+        # transformers' report of missing or mismatched tensors is held back while the problems it shows are turned
+        # into one error; it is logged as usual when the model is loaded.
+        records: list[std_logging.LogRecord] = []
+        try:
+            with _held_log_records(_LOADING_LOGGER) as records:
+                model, info = load(*arguments, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        except BaseException:
+            _emit(records)
+            raise
+        problem = _loading_problem(info, ignore_mismatched_sizes)
+        if problem is not None:
+            raise ValueError(f"{pretrained_model_name_or_path}: {problem}")
+        _emit(records)
+        if verified_state is not None:
+            _check_same_vfm(model.vfm, verified_state)
+        elif config.vfm_fingerprint is not None:
+            actual = vfm_fingerprint(model.vfm)
+            if actual != config.vfm_fingerprint:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: its frozen VFM is not the one its config records "
+                    f"({_describe_source(config)}): the weights' fingerprint is {actual}, the recorded one "
+                    f"{config.vfm_fingerprint}. Its VFM tensors were changed, or saved after the VFM was modified or "
+                    "cast; use the folder as it was saved."
+                )
+        if cast_after_check and model.dtype != target:
+            model.to(target)
+            model.config.dtype = target
         if not config.vfm_in_checkpoint:
             model.config._name_or_path = str(pretrained_model_name_or_path)
         if vfm is not None:
             model.attach_vfm(vfm, verified=not config.vfm_in_checkpoint)
         model.freeze_vfm()
-        return loaded
+        return (model, info) if output_loading_info else model
 
     def attach_vfm(self, vfm: Dinov2Model, verified: bool = False) -> None:
         """Use `vfm` (a loaded `Dinov2Model`, shared, not copied) as this model's frozen VFM.
@@ -1245,6 +1369,9 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         source, revision and fingerprint, which `from_pretrained` loads and checks: for DINOv2-L, 1.2 GB less per
         checkpoint. It needs a VFM whose source was recorded when its weights were loaded (`from_pretrained_backbones`,
         a VFM-free checkpoint, or `record_vfm_source`) and that still matches it.
+
+        With the VFM included, `from_pretrained` checks it against the recorded fingerprint; a VFM that no longer has
+        it (modified, or cast to another dtype) is saved with no fingerprint in the folder's config, and a warning.
         """
         if not include_vfm:
             if self.config.vfm_pretrained_name_or_path is None or self.config.vfm_fingerprint is None:
@@ -1261,12 +1388,23 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             state_dict = kwargs.pop("state_dict", None)
             state_dict = self.state_dict() if state_dict is None else state_dict
             kwargs["state_dict"] = {name: tensor for name, tensor in state_dict.items() if not name.startswith("vfm.")}
-        previous = self.config.vfm_in_checkpoint
+        previous = (self.config.vfm_in_checkpoint, self.config.vfm_fingerprint)
+        if include_vfm and self.config.vfm_fingerprint is not None:
+            given = kwargs.get("state_dict")
+            saved = self.vfm.state_dict() if given is None else {k[4:]: v for k, v in given.items() if k[:4] == "vfm."}
+            if state_fingerprint(saved) != self.config.vfm_fingerprint:
+                logger.warning(
+                    "The VFM saved to %s no longer has the fingerprint recorded for %s (it was modified or cast), so "
+                    "the folder's config records none and loading it cannot check its VFM.",
+                    save_directory,
+                    _describe_source(self.config),
+                )
+                self.config.vfm_fingerprint = None
         self.config.vfm_in_checkpoint = include_vfm
         try:
             return super().save_pretrained(save_directory, *args, **kwargs)
         finally:
-            self.config.vfm_in_checkpoint = previous
+            self.config.vfm_in_checkpoint, self.config.vfm_fingerprint = previous
 
     @classmethod
     def from_pretrained_backbones(
