@@ -13,10 +13,11 @@ transformers' `SwinBackbone`, which `WEDepthForDepthEstimation.from_pretrained_b
 
 import copy
 import json
+import math
 import re
-import shutil
+import reprlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from transformers import Dinov2Config, SwinBackbone, SwinConfig
 from transformers.utils import logging
 
 from .configuration_wedepth import _DINOV2_SIZES, _SWIN_RECIPE, _SWIN_SIZES, NUM_STAGES, WEDepthConfig
+from .folders import write_folder
 from .modeling_wedepth import WEDepthForDepthEstimation
 
 
@@ -322,26 +324,110 @@ def load_original_state_dict(state_dict_or_path: Mapping[str, torch.Tensor] | st
             f"{source} is not a flat state dict of tensors (found {keys}). If the weights sit under a key such as "
             f"'model' or 'state_dict', pass that mapping instead."
         )
+    not_names = [key for key in loaded if not isinstance(key, str)]
+    if not_names:
+        raise ValueError(
+            f"{source} is not a state dict: its keys {not_names[:8]} are not parameter names. Give the `.pth` file "
+            "the authors' train.py writes."
+        )
     if loaded and all(key.startswith("module.") for key in loaded):
         return {key[len("module.") :]: value for key, value in loaded.items()}
     return dict(loaded)
 
 
-def _model_section(original_config: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+# The model section of the authors' config: the integer fields every config has (each at least 1), the optional
+# ones, and the list of VFM stage ends.
+_REQUIRED_INTEGERS = ("prompt_num", "prompt_dim", "ext_num", "inj_num")
+_OPTIONAL_INTEGERS = ("out_dim", "token_dim", "patch_size")
+# The layers of the first extraction block and of the first injection head: their count is the config's ext_num and
+# inj_num, which are checked against it before a model is built.
+_LAYER_COUNTS = {
+    "ext_num": (re.compile(r"^partition_enhance\.extra_pat_1\.cross_attn_(\d+)\."), "partition_enhance.extra_pat_1"),
+    "inj_num": (re.compile(r"^inject_pt\.head_1\.cross_attn_enc_(\d+)\."), "inject_pt.head_1"),
+}
+_LISTED_KEYS = 5
+
+
+def _listed(names: list[str], separator: str = ", ") -> str:
+    """A few names for a one-line message, with how many more there are."""
+    shown = separator.join(names[:_LISTED_KEYS])
+    return shown + (f" and {len(names) - _LISTED_KEYS} more" if len(names) > _LISTED_KEYS else "")
+
+
+def _read_original_config(original_config: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """The authors' config (their configs/nyu.json or kitti.json) as a dict, from a mapping or a JSON file."""
     if isinstance(original_config, (str, Path)):
-        original_config = json.loads(Path(original_config).read_text(encoding="utf-8"))
-    if "model" not in original_config:
+        path = Path(original_config)
+        try:
+            original_config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"{path} is not a JSON file ({error}); give the authors' config (their configs/nyu.json or kitti.json)."
+            ) from None
+    if not isinstance(original_config, Mapping) or "model" not in original_config:
+        found = sorted(map(str, original_config)) if isinstance(original_config, Mapping) else type(original_config)
         raise ValueError(
             f"`original_config` must be the authors' config (the JSON of their configs/nyu.json or kitti.json), with a "
-            f"'model' section; got the keys {sorted(original_config)}."
+            f"'model' section; got the keys {found}."
         )
-    return dict(original_config["model"])
+    if not isinstance(original_config["model"], Mapping):
+        raise ValueError(
+            f"The config's 'model' section is a {type(original_config['model']).__name__}; the authors' is a mapping "
+            "(prompt_num, layer_idx, ...). Give their configs/nyu.json or kitti.json."
+        )
+    return dict(original_config)
 
 
-def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _model_section(original_config: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """The 'model' section of the authors' config, its fields checked for type and range."""
+    model = dict(_read_original_config(original_config)["model"])
+    missing = [name for name in (*_REQUIRED_INTEGERS, "layer_idx") if name not in model]
+    if missing:
+        raise ValueError(
+            f"The config's model section lacks {missing}; give the authors' config the checkpoint was trained with."
+        )
+    for name in (*_REQUIRED_INTEGERS, *(name for name in _OPTIONAL_INTEGERS if name in model)):
+        if not _is_integer(model[name]) or model[name] < 1:
+            raise ValueError(
+                f"The config's {name} is {reprlib.repr(model[name])}; it must be a whole number of at least 1."
+            )
+    layers = model["layer_idx"]
+    if not isinstance(layers, list) or not all(_is_integer(layer) for layer in layers):
+        raise ValueError(f"The config's layer_idx is {reprlib.repr(layers)}; it must be a list of VFM layer numbers.")
+    dropout = model.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not math.isfinite(dropout):
+        raise ValueError(
+            f"The config's dropout is {reprlib.repr(dropout)}; it must be a number (0.0 in the authors' configs)."
+        )
+    return model
+
+
+def _check_layer_counts(state_dict: Mapping[str, torch.Tensor], model: Mapping[str, Any]) -> None:
+    """Refuse a config whose ext_num or inj_num is not the number of layers the checkpoint holds (before a model of
+    that size is built)."""
+    for name, (pattern, module) in _LAYER_COUNTS.items():
+        found = sorted({int(match[1]) for key in state_dict if (match := pattern.match(key))})
+        if found != list(range(1, model[name] + 1)):
+            raise ValueError(
+                f"The config's {name} is {model[name]}, but the checkpoint's {module} has the layers "
+                f"{found or 'none'}: give the config it was trained with."
+            )
+
+
+def _width(state_dict: Mapping[str, torch.Tensor], key: str, ndim: int) -> int:
+    """The output width (first dimension) of the official weight `key`, which has `ndim` dimensions."""
     if key not in state_dict:
         raise ValueError(f"The checkpoint has no key {key!r}; it does not look like an official WEDepth state dict.")
-    return tuple(state_dict[key].shape)
+    shape = tuple(state_dict[key].shape)
+    if len(shape) != ndim:
+        raise ValueError(
+            f"The checkpoint's {key} has shape {shape}; an official WEDepth checkpoint's has {ndim} dimensions."
+        )
+    return shape[0]
 
 
 def _architectures(
@@ -415,12 +501,12 @@ def _wedepth_config(
         extraction_depth=model["ext_num"],
         injection_depth=model["inj_num"],
         injection_mlp_ratio=2.0,
-        decoder_hidden_size=_shape(state_dict, "decoder.input_adapter_1.0.weight")[0],
-        decoder_ffn_dim=_shape(state_dict, "decoder.transformer.encoder.layer_1.linear1.weight")[0],
+        decoder_hidden_size=_width(state_dict, "decoder.input_adapter_1.0.weight", 4),
+        decoder_ffn_dim=_width(state_dict, "decoder.transformer.encoder.layer_1.linear1.weight", 2),
         decoder_layers=decoder_layers,
         decoder_attention_heads=4,
         decoder_sampling_points=4,
-        head_hidden_size=_shape(state_dict, "project.proj_output_1.1.weight")[0],
+        head_hidden_size=_width(state_dict, "project.proj_output_1.1.weight", 4),
     )
 
 
@@ -449,6 +535,10 @@ def convert_state_dict(
             if ours is not None and not _same_position_index(ours, tensor):
                 raise ValueError(f"{key} differs from the relative-position index of this model's Swin.")
         elif match := _PROMPT.match(key):
+            if tensor.ndim < 2 or any(size != 1 for size in tensor.shape[:-2]):
+                raise ValueError(
+                    f"The checkpoint's {key} has shape {tuple(tensor.shape)}; prompts are (1, number, width)."
+                )
             prompts[_index(match[1])] = tensor.reshape(tensor.shape[-2:])
         else:
             for pattern, rename in _RULES:
@@ -460,6 +550,9 @@ def convert_state_dict(
     if prompts:
         if sorted(prompts) != list(range(NUM_STAGES)):
             raise ValueError(f"The checkpoint has prompt embeddings for stages {sorted(p + 1 for p in prompts)} only.")
+        if len({prompt.shape for prompt in prompts.values()}) > 1:
+            shapes = [tuple(prompts[stage].shape) for stage in range(NUM_STAGES)]
+            raise ValueError(f"The checkpoint's prompt embeddings differ in shape between the stages: {shapes}.")
         converted["prompted_vfm.prompt_embeddings"] = torch.stack([prompts[stage] for stage in range(NUM_STAGES)])
     not_in_model = sorted(key for key in converted if key not in reference)
     if unknown or not_in_model:
@@ -474,8 +567,49 @@ def convert_state_dict(
     ]
     if mismatched:
         raise ValueError(
-            "Shape mismatches (is the config the one this checkpoint was trained with?): " + "; ".join(mismatched)
+            f"{len(mismatched)} shape mismatch(es) (is the config the one this checkpoint was trained with?): "
+            + _listed(mismatched, separator="; ")
         )
+    not_floating = [
+        f"{key} ({tensor.dtype})"
+        for key, tensor in converted.items()
+        if reference[key].is_floating_point() and not tensor.is_floating_point()
+    ]
+    if not_floating:
+        raise ValueError(
+            f"The checkpoint holds {len(not_floating)} weight(s) that are not floating-point "
+            f"({_listed(not_floating)}); an official checkpoint's weights are float32 (or float16/bfloat16)."
+        )
+    return converted, unused
+
+
+def _refuse_non_finite(original: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse an official state dict with NaN or infinite values in a tensor the model uses, naming a few: such a
+    model predicts no depth (a checkpoint saved after training diverged, or a damaged file)."""
+    non_finite = [
+        key
+        for key, tensor in original.items()
+        if tensor.is_floating_point() and not UNUSED_ORIGINAL_KEYS.match(key) and not torch.isfinite(tensor).all()
+    ]
+    if non_finite:
+        raise ValueError(
+            f"{source} holds NaN or infinite values in {len(non_finite)} of its {len(original)} tensors "
+            f"({_listed(non_finite)}): a model with them predicts no depth. Convert a checkpoint saved before training "
+            "diverged."
+        )
+
+
+def _check_fits(
+    original: Mapping[str, torch.Tensor], model: WEDepthForDepthEstimation, check_buffers: bool
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """`convert_state_dict` against `model`'s state dict (and, with `check_buffers`, its buffers); refuses a
+    checkpoint that lacks a weight of the model (but the Swin's final norm, which a backbone never uses)."""
+    weights = model.state_dict()
+    buffers = dict(model.named_buffers()) if check_buffers else {}
+    converted, unused = convert_state_dict(original, {**buffers, **weights})
+    missing = sorted(key for key in weights if key not in converted and not key.startswith("encoder.swin.layernorm."))
+    if missing:
+        raise ValueError(f"The checkpoint lacks weights this model needs: {missing}.")
     return converted, unused
 
 
@@ -501,16 +635,23 @@ def convert_original_checkpoint(
     The decoder and head widths come from the tensors' shapes (the authors hard-code 256). Every official key is
     mapped, or is one their forward never uses (`sf.dwconv2..4`, `partition_enhance.down_feat_1..3`); anything else,
     and any weight this model has that the checkpoint lacks (except the Swin's final norm, which a backbone never
-    uses), is an error that names the keys.
+    uses), is an error that names the keys. So are a config whose fields have the wrong type or do not fit the
+    checkpoint, shapes that do not fit (checked before the model is allocated), weights that are not floating-point
+    and NaN or infinite values.
     """
     original = load_original_state_dict(state_dict_or_path)
-    config = _wedepth_config(original, _model_section(original_config), vfm_config, encoder_config)
+    source = str(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else "The checkpoint"
+    model_section = _model_section(original_config)
+    _check_layer_counts(original, model_section)
+    config = _wedepth_config(original, model_section, vfm_config, encoder_config)
+    # Every key and shape is checked on a model without memory first, so that widths read from a damaged or hostile
+    # checkpoint are refused before a model of their size is allocated.
+    with torch.device("meta"):
+        skeleton = WEDepthForDepthEstimation(config)
+    _check_fits(original, skeleton, check_buffers=False)
+    _refuse_non_finite(original, source)
     model = WEDepthForDepthEstimation(config)
-    reference = model.state_dict()
-    converted, unused = convert_state_dict(original, {**dict(model.named_buffers()), **reference})
-    missing = sorted(key for key in reference if key not in converted and not key.startswith("encoder.swin.layernorm."))
-    if missing:
-        raise ValueError(f"The checkpoint lacks weights this model needs: {missing}.")
+    converted, unused = _check_fits(original, model, check_buffers=True)
     model.load_state_dict(converted, strict=False)
     model.freeze_vfm()
     logger.info(
@@ -806,6 +947,21 @@ def _converted_card(
     )
 
 
+def _training_shorter_side(original_config: Mapping[str, Any]) -> int:
+    """The shorter side of the authors' training images for the config's training set (their NYU 480, KITTI 352), or
+    the package's default processing size for another set or a config without one."""
+    from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE
+
+    data = original_config.get("data", {})
+    train_dataset = data.get("train_dataset", {}) if isinstance(data, Mapping) else None
+    if not isinstance(train_dataset, Mapping):
+        raise ValueError(
+            "The config's data section is not the authors' (a 'data' mapping with a 'train_dataset' mapping); give "
+            "their configs/nyu.json or kitti.json."
+        )
+    return _TRAINING_SHORTER_SIDE.get(train_dataset.get("name"), DEFAULT_PROCESSING_SIZE)
+
+
 def export_converted_folder(
     model: WEDepthForDepthEstimation,
     output_dir: str | Path,
@@ -816,36 +972,33 @@ def export_converted_folder(
     repo_id: str | None = None,
     license: str = "apache-2.0",
     overwrite: bool = False,
+    protected: Iterable[str | Path] = (),
 ) -> Path:
     """Write a converted model as a folder that `from_pretrained` and `pipeline("depth-estimation")` load.
 
     The folder holds safetensors weights, the config with remote code, the image processor (processing the shorter
     side at the authors' training resolution: 480 for NYU, 352 for KITTI) and a model card that names the authors'
-    checkpoint and configuration. It is written to a temporary sibling first and renamed at the
-    end, so an interrupted export never leaves a half-written folder under `output_dir`. An existing non-empty
-    `output_dir` is replaced only with `overwrite=True`.
+    checkpoint and configuration. It is written into a fresh temporary sibling and swapped in when complete
+    (`folders.write_folder`): an interrupted export leaves `output_dir` as it was. `output_dir` may be new or empty;
+    with `overwrite=True` it may also be a folder holding a WEDepth model and nothing else. A folder that is or
+    contains the working directory, the config file or one of the `protected` paths (the checkpoint, say) is never
+    replaced.
     """
-    from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE, WEDepthImageProcessor
+    from .image_processing_wedepth import WEDepthImageProcessor
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FileExistsError(f"{output_dir} is a file; give a folder for the converted model.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} is not empty; choose another folder or pass overwrite=True (--overwrite).")
-    if isinstance(original_config, (str, Path)):
-        original_config = json.loads(Path(original_config).read_text(encoding="utf-8"))
-    temporary = output_dir.parent / f".{output_dir.name}.converting"
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    training_set = original_config.get("data", {}).get("train_dataset", {}).get("name")
-    shorter_side = _TRAINING_SHORTER_SIDE.get(training_set, DEFAULT_PROCESSING_SIZE)
-    WEDepthImageProcessor(size={"shortest_edge": shorter_side}).save_pretrained(temporary)
+    paths = [*protected, *([original_config] if isinstance(original_config, (str, Path)) else [])]
+    original_config = _read_original_config(original_config)
+    shorter_side = _training_shorter_side(original_config)
     card = _converted_card(model, original_config, checkpoint_name, command, repo_id or str(output_dir), license)
-    card.save(temporary / "README.md")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    temporary.rename(output_dir)
-    return output_dir
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        WEDepthImageProcessor(size={"shortest_edge": shorter_side}).save_pretrained(folder)
+        card.save(folder / "README.md")
+
+    return write_folder(
+        output_dir, write, overwrite=overwrite, protected=paths, overwrite_option="overwrite=True (--overwrite)"
+    )
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from transformers.image_utils import (
     SizeDict,
     is_pil_image,
 )
+from transformers.processing_utils import ImagesKwargs
 from transformers.utils import TensorType, logging
 
 
@@ -28,6 +29,29 @@ logger = logging.get_logger(__name__)
 _CHANNEL_COUNTS = (1, 3, 4)
 DEFAULT_PROCESSING_SIZE = 480
 """Shorter side images are resized down to when no training resolution is recorded: NYU-Depth v2's 480x640."""
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Largest image (height x width) read by default, about 50 megapixels (four 12 MP phone photos): a decompression bomb,
+a small file that declares a huge size, is refused before it is decoded. `max_pixels` raises the limit."""
+
+
+def check_max_pixels(max_pixels: int) -> None:
+    """Raise unless `max_pixels` is a pixel limit: an integer >= 0 (0: no limit)."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
+        raise ValueError(f"`max_pixels` must be an integer >= 0 (0: no limit), got {max_pixels!r}.")
+
+
+def check_pixel_budget(height: int, width: int, max_pixels: int, name: str = "The image", setting: str = "") -> None:
+    """Raise a ValueError when an image of `height` x `width` has more than `max_pixels` pixels (0: no limit).
+
+    The one pixel-budget check of `wedepth predict` (on the file's header, before decoding), `WEDepthImageProcessor`
+    and the evaluation datasets; `setting` names how the caller raises the limit (default: `max_pixels`).
+    """
+    check_max_pixels(max_pixels)
+    if max_pixels and height * width > max_pixels:
+        raise ValueError(
+            f"{name} is {width}x{height} = {height * width:,} pixels, more than the limit of {max_pixels:,} (a guard "
+            f"against decompression bombs); if the image is genuine, raise the limit with {setting or '`max_pixels`'}."
+        )
 
 
 def _float_to_0_255(array: np.ndarray) -> np.ndarray:
@@ -72,8 +96,9 @@ def _rgb_array_from_pil(image: Any) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32)
 
 
-def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> np.ndarray:
-    """(H, W, 3) float32 in the 0-255 range from a (H, W), (H, W, C) or (C, H, W) array with C in {1, 3, 4}."""
+def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None, max_pixels: int) -> np.ndarray:
+    """(H, W, 3) float32 in the 0-255 range from a (H, W), (H, W, C) or (C, H, W) array with C in {1, 3, 4}, of at
+    most `max_pixels` pixels (0: any size)."""
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     ):
@@ -91,6 +116,7 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
             f"An image must have shape (height, width), (height, width, channels) or (channels, height, width); got "
             f"{array.shape}."
         )
+    check_pixel_budget(array.shape[0], array.shape[1], max_pixels)
     channels = array.shape[-1]
     image_dtype = array.dtype
     if channels not in _CHANNEL_COUNTS:
@@ -121,22 +147,24 @@ def _rgb_array_from_array(array: np.ndarray, input_data_format: str | None) -> n
     return array
 
 
-def to_rgb_array(image: Any, input_data_format: str | None = None) -> np.ndarray:
+def to_rgb_array(image: Any, input_data_format: str | None = None, max_pixels: int = 0) -> np.ndarray:
     """Any supported image (PIL in any mode, NumPy array or torch tensor) as (H, W, 3) float32 RGB in the 0-255 range.
 
     The reading rules of `WEDepthImageProcessor`: uint8 and other integer types holding 0-255 as they are, uint16 and
     PIL's 16-bit modes scaled by 1/257, floats in [0, 1] scaled by 255 and floats up to 255 kept; grayscale is
-    replicated, alpha composited over white. Values no rule covers (NaN, inf, out of range) raise a ValueError.
+    replicated, alpha composited over white. Values no rule covers (NaN, inf, out of range) raise a ValueError, and so
+    does an image of more than `max_pixels` pixels (`check_pixel_budget`; 0: any size), before it is converted.
     """
     if is_pil_image(image):
         if image.width == 0 or image.height == 0:
             raise ValueError(f"Got an empty image of size {image.width}x{image.height}.")
+        check_pixel_budget(image.height, image.width, max_pixels)
         return _rgb_array_from_pil(image)
     if isinstance(image, (np.ndarray, torch.Tensor)):
         array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
         if array.size == 0:
             raise ValueError(f"Got an empty image of shape {array.shape}.")
-        return _rgb_array_from_array(array, input_data_format)
+        return _rgb_array_from_array(array, input_data_format, max_pixels)
     raise ValueError(f"Images must be PIL images, NumPy arrays or torch tensors; got {type(image).__name__}.")
 
 
@@ -165,6 +193,12 @@ def processing_resolution(height: int, width: int, size: SizeDict) -> tuple[int,
     raise ValueError(f"`size` must give `shortest_edge`, or `height` and `width`; got {size}.")
 
 
+class WEDepthImageProcessorKwargs(ImagesKwargs, total=False):
+    """WEDepth's own processing option: `max_pixels`, the largest image (height x width) processed (0: any size)."""
+
+    max_pixels: int
+
+
 class WEDepthImageProcessor(PilBackend):
     r"""
     Prepares images for [`WEDepthForDepthEstimation`] and post-processes its depth.
@@ -182,8 +216,12 @@ class WEDepthImageProcessor(PilBackend):
             keeping the aspect ratio; `height` and `width` resize to exactly that size.
         do_rescale (`bool`, *optional*, defaults to `True`): multiply by `rescale_factor` (1/255).
         do_normalize (`bool`, *optional*, defaults to `True`): normalise with the ImageNet mean and std.
+        max_pixels (`int`, *optional*, defaults to 50,000,000): an image (PIL or array) of more pixels is refused with
+            a ValueError before it is converted (`check_pixel_budget`); 0 accepts any size. Saved in
+            `preprocessor_config.json`.
     """
 
+    valid_kwargs = WEDepthImageProcessorKwargs
     model_input_names = ["pixel_values"]
     do_resize = True
     size = {"shortest_edge": DEFAULT_PROCESSING_SIZE}
@@ -194,6 +232,7 @@ class WEDepthImageProcessor(PilBackend):
     image_mean = IMAGENET_DEFAULT_MEAN
     image_std = IMAGENET_DEFAULT_STD
     do_convert_rgb = True
+    max_pixels = DEFAULT_MAX_PIXELS
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable dict without `auto_map` and `image_processor_type`: the class is found through the model's
@@ -212,6 +251,7 @@ class WEDepthImageProcessor(PilBackend):
             raise ValueError(
                 "`do_resize=True` needs a `size`, e.g. {'shortest_edge': 480} or {'height': 480, 'width': 640}."
             )
+        check_max_pixels(kwargs.get("max_pixels", self.max_pixels))
         super()._validate_preprocess_kwargs(**kwargs)
 
     def _prepare_images_structure(self, images: Any, expected_ndims: int = 3) -> list[Any]:
@@ -233,11 +273,16 @@ class WEDepthImageProcessor(PilBackend):
         raise ValueError(f"Images must be PIL images, NumPy arrays or torch tensors; got {type(images).__name__}.")
 
     def process_image(
-        self, image: Any, do_convert_rgb: bool | None = None, input_data_format: Any = None, **kwargs: Any
+        self,
+        image: Any,
+        do_convert_rgb: bool | None = None,
+        input_data_format: Any = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        **kwargs: Any,
     ) -> np.ndarray:
-        """One image -> (3, H, W) float32 in the 0-255 range, channels first."""
+        """One image of at most `max_pixels` pixels -> (3, H, W) float32 in the 0-255 range, channels first."""
         data_format = None if input_data_format is None else str(getattr(input_data_format, "value", input_data_format))
-        return np.ascontiguousarray(np.moveaxis(to_rgb_array(image, data_format), -1, 0))
+        return np.ascontiguousarray(np.moveaxis(to_rgb_array(image, data_format, max_pixels), -1, 0))
 
     def _preprocess(
         self,
@@ -306,4 +351,12 @@ class WEDepthImageProcessor(PilBackend):
         return super().__call__(images, *args, **kwargs)
 
 
-__all__ = ["DEFAULT_PROCESSING_SIZE", "WEDepthImageProcessor", "processing_resolution", "to_rgb_array"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_PROCESSING_SIZE",
+    "WEDepthImageProcessor",
+    "check_max_pixels",
+    "check_pixel_budget",
+    "processing_resolution",
+    "to_rgb_array",
+]

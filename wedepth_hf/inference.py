@@ -9,9 +9,21 @@ from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 
 
 Item = TypeVar("Item")
+
+
+MODEL_LOADING_ERRORS = (OSError, ValueError, TypeError, RuntimeError, StrictDataclassError)
+"""What loading a model folder a user gives can raise: a missing or unreadable folder, a config with a wrong type or an
+absurd size, a tensor of the wrong shape, a missing or changed VFM."""
+
+
+def model_loading_failure(name: str, error: BaseException) -> str:
+    """The one line that says why the model `name` did not load (messages of transformers' own checks span several)."""
+    reason = " ".join(str(error).split()).removeprefix(f"{name}: ")
+    return f"Could not load a depth model from {name!r}: {reason}"
 
 
 def accepts_output_size(model: torch.nn.Module) -> bool:

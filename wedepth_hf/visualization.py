@@ -8,7 +8,7 @@ import contextlib
 import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -171,6 +171,11 @@ def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.nd
     return millimetres.astype(np.uint16)
 
 
+def _temporary_path(path: Path) -> Path:
+    """A new, unused name beside `path` for the file that will replace it."""
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file whose content replaces `path` only when the block completes.
@@ -180,7 +185,7 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     removes the temporary file; a symbolic link at `path` is replaced by the file, and its target is never written.
     """
     path = Path(path)
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temporary = _temporary_path(path)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -191,6 +196,34 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        raise
+
+
+def write_together(writers: Mapping[str | Path, Callable[[BinaryIO], object]]) -> None:
+    """Write several files so that they change together: all new, or (after an error) all as they were.
+
+    Each writer fills a new temporary file beside its path (created exclusively), which is flushed to disk; only when
+    every one is complete are they renamed over their paths. An error while writing (a full disk, an interrupt)
+    leaves every path untouched and removes the temporary files. The renames come last, one system call each, and
+    allocate no file data: only a crash between two of them could leave some paths new and others old. A symbolic link
+    at a path is replaced by the file, and its target is never written.
+    """
+    pending: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writers.items():
+            temporary = _temporary_path(Path(path))
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            pending.append((temporary, Path(path)))
+            with os.fdopen(descriptor, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for temporary, path in pending:
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
         raise
 
 
@@ -239,8 +272,8 @@ def depth_to_points(
     return points, image[rows, cols].astype(np.uint8)
 
 
-def save_point_cloud_ply(
-    path: str | Path,
+def write_point_cloud_ply(
+    handle: BinaryIO,
     depth: np.ndarray,
     image: np.ndarray,
     fx: float,
@@ -248,8 +281,8 @@ def save_point_cloud_ply(
     cx: float,
     cy: float,
 ) -> int:
-    """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY, atomically; returns the point
-    count.
+    """Write the coloured point cloud of `depth_to_points` to an open binary file as a binary little-endian PLY;
+    returns the point count.
 
     Vertex properties: float x, y, z (metres) and uchar red, green, blue.
     """
@@ -266,10 +299,24 @@ def save_point_cloud_ply(
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
-    with atomic_output(path) as handle:
-        handle.write(header.encode("ascii"))
-        handle.write(vertex.tobytes())
+    handle.write(header.encode("ascii"))
+    handle.write(vertex.tobytes())
     return len(points)
+
+
+def save_point_cloud_ply(
+    path: str | Path,
+    depth: np.ndarray,
+    image: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+) -> int:
+    """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY (`write_point_cloud_ply`),
+    atomically; returns the point count."""
+    with atomic_output(path) as handle:
+        return write_point_cloud_ply(handle, depth, image, fx, fy, cx, cy)
 
 
 def read_point_cloud_ply(path: str | Path) -> np.ndarray:
@@ -300,4 +347,6 @@ __all__ = [
     "save_depth_png",
     "save_image",
     "save_point_cloud_ply",
+    "write_point_cloud_ply",
+    "write_together",
 ]

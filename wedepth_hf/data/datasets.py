@@ -12,6 +12,7 @@ Layouts read here:
 """
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
 from ..constants import HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL
+from ..image_processing_wedepth import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixel_budget
 
 
 logger = logging.get_logger(__name__)
@@ -33,6 +35,66 @@ DEPTH_DECODINGS: tuple[str, ...] = ("auto", "png", "sunrgbd_png", "npy", "hypers
 LIST_LAYOUT = "'<rgb> <depth> <focal>' (or '<rgb> <depth>' when the dataset has a default focal)"
 
 Entry = tuple[str, str | None, float | None]
+
+
+class BadSampleError(ValueError):
+    """A sample that does not load or does not pass the checks (an unreadable or 8-bit depth file, a depth map of
+    another size, NaN depth...); the message names the file. The `wedepth` commands report it in one line."""
+
+
+class MissingSampleFileError(BadSampleError, FileNotFoundError):
+    """A bad sample whose file does not exist (a `FileNotFoundError` too)."""
+
+
+def bad_sample_message(error: BadSampleError) -> str:
+    """The one line that says what is wrong with a bad sample. A `DataLoader` worker re-raises the error with the
+    worker's traceback in its message; the line is then that traceback's last one, without the class name."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.strip().splitlines()[-1].split(": ", 1)[-1]
+
+
+class PathOutsideRootError(ValueError):
+    """A list line names a file outside the folder its paths are relative to, and the user did not allow that."""
+
+
+def locate_list_file(split_file: str | Path, data_root: str | Path | None) -> Path | None:
+    """The list file the readers open for `split_file`: the path as given when it is a file, else the one inside
+    `data_root`; None when neither exists."""
+    split_file = Path(split_file)
+    candidates = [split_file] if data_root is None else [split_file, Path(data_root) / split_file]
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+class RootContainment:
+    """Checks that paths read relative to a folder stay inside it, links followed (a list line `../../x.png`, or a link
+    that leads out, is a `PathOutsideRootError`), unless `allow_outside`. Each folder is resolved once, so checking
+    the tens of thousands of lines of a training list costs a fraction of a second."""
+
+    def __init__(self, root: str | Path, allow_outside: bool) -> None:
+        self.root = Path(root)
+        self.allow_outside = allow_outside
+        self._resolved_root = os.path.realpath(self.root)
+        self._inside_prefix = os.path.join(self._resolved_root, "")
+        self._resolved_folders: dict[str, str] = {}
+
+    def check(self, relative: str, source: str) -> None:
+        """Raise a `PathOutsideRootError` naming `source` (where the path was read) when `relative` leaves the root."""
+        if self.allow_outside:
+            return
+        folder, name = os.path.split(os.path.join(self.root, relative))
+        if folder not in self._resolved_folders:
+            self._resolved_folders[folder] = os.path.realpath(folder)
+        resolved = os.path.normpath(os.path.join(self._resolved_folders[folder], name))
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
+        if resolved != self._resolved_root and not resolved.startswith(self._inside_prefix):
+            raise PathOutsideRootError(
+                f"{source}: {relative} leads to {resolved}, outside {self.root}, which its paths are relative to. "
+                f"Move the file inside it, or allow paths outside the root (allow_paths_outside_root: true, "
+                f"--allow_paths_outside_root)."
+            )
 
 
 def kb_crop_box(height: int, width: int, crop_size: tuple[int, int] = KB_CROP_SIZE) -> tuple[int, int]:
@@ -76,22 +138,32 @@ def collate_depth_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def read_rgb(path: Path) -> torch.Tensor:
-    """uint8 (3, H, W) RGB tensor from an image file; FileNotFoundError / ValueError naming the file."""
+def read_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """uint8 (3, H, W) RGB tensor from an image file of at most `max_pixels` pixels (0: any size), checked on the
+    file's header before it is decoded (`check_pixel_budget`); FileNotFoundError / ValueError naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     try:
         with Image.open(path) as image:
+            check_pixel_budget(image.height, image.width, max_pixels)
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"Cannot read image file {path}: {error}") from error
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def _read_png_values(path: Path) -> np.ndarray:
-    """Raw values of a single-channel (8/16-bit) PNG as float64; ValueError naming the file for other images."""
+def _read_png_values(path: Path, max_pixels: int) -> np.ndarray:
+    """Raw values of a single-channel 16-bit PNG of at most `max_pixels` pixels (0: any) as float64; ValueError naming
+    the file for other images (an 8-bit PNG holds 256 levels: a picture of depth, not raw depth units)."""
     with Image.open(path) as image:
-        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+        check_pixel_budget(image.height, image.width, max_pixels, name=f"Depth file {path}")
+        if image.mode in ("L", "LA", "P", "1"):
+            raise ValueError(
+                f"Depth file {path} is an 8-bit PNG (mode {image.mode!r}), which holds only 256 levels: a picture of "
+                f"depth, not depth. Expected a single-channel 16-bit PNG (mode I;16) of raw depth units (depth_scale "
+                f"per metre, e.g. millimetres)."
+            )
+        if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
             raise ValueError(
                 f"Depth file {path} has image mode {image.mode!r}; expected a single-channel 16-bit PNG (mode I;16)."
             )
@@ -113,8 +185,16 @@ def hypersim_distance_to_depth(distance: np.ndarray, focal: float = HYPERSIM_FOC
     return distance * (focal / radius)
 
 
-def read_depth(path: Path, *, depth_scale: float, decoding: str = "auto", focal: float | None = None) -> np.ndarray:
-    """float32 (H, W) depth in metres, 0 where unmeasured, from a depth file.
+def read_depth(
+    path: Path,
+    *,
+    depth_scale: float,
+    decoding: str = "auto",
+    focal: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """float32 (H, W) depth in metres, 0 where unmeasured, from a depth file; an image file (PNG, TIFF) of more than
+    `max_pixels` pixels (0: any size) is refused before it is decoded.
 
     Decodings:
         "auto": ".png" -> "png"; ".npy" -> "npy"; ".tif"/".tiff" -> a float image (mode F) in metres / depth_scale.
@@ -142,15 +222,16 @@ def read_depth(path: Path, *, depth_scale: float, decoding: str = "auto", focal:
                     values = np.where(np.load(mask_path, allow_pickle=False) > 0, values, 0.0)
         elif suffix in (".tif", ".tiff"):
             with Image.open(path) as image:
+                check_pixel_budget(image.height, image.width, max_pixels, name=f"Depth file {path}")
                 values = np.asarray(image, dtype=np.float64)
         elif suffix == ".png":
-            values = _read_png_values(path)
+            values = _read_png_values(path, max_pixels)
             if decoding == "sunrgbd_png":
                 raw = values.astype(np.uint32)
                 values = (((raw >> 3) | (raw << 13)) & 0xFFFF).astype(np.float64)
         else:
             raise ValueError(f"Depth file {path} has an unsupported extension; expected .png, .npy or .tif.")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         if isinstance(error, ValueError) and str(path) in str(error):
             raise
         raise ValueError(f"Cannot read depth file {path}: {error}") from error
@@ -162,14 +243,17 @@ def read_depth(path: Path, *, depth_scale: float, decoding: str = "auto", focal:
     return values.astype(np.float32)
 
 
-def _check_sample(sample: dict[str, Any], source: str, max_depth: float | None) -> None:
-    """ValueError naming `source` for a depth of another size than the image, NaN/inf depth or no valid pixel."""
+def _check_sample(sample: dict[str, Any], source: str, max_depth: float | None, allow_empty_depth: bool) -> None:
+    """ValueError naming `source` for a depth of another size than the image, NaN/inf depth or, unless
+    `allow_empty_depth`, no valid pixel."""
     image_size, depth_size = tuple(sample["image"].shape[-2:]), tuple(sample["depth"].shape)
     if image_size != depth_size:
         raise ValueError(f"{source}: depth map of size {depth_size} for an image of size {image_size}.")
     depth = sample["depth"]
     if not bool(torch.isfinite(depth).all()):
         raise ValueError(f"{source}: the depth map contains NaN or infinite values.")
+    if allow_empty_depth:
+        return
     valid = depth > 0
     if max_depth is not None:
         valid &= depth < max_depth
@@ -179,7 +263,9 @@ def _check_sample(sample: dict[str, Any], source: str, max_depth: float | None) 
 
 
 class _RobustDepthDataset(Dataset):
-    """Shared bad-sample policy: raise, or replace a bad sample by the next good one and count it in `skipped`."""
+    """Shared bad-sample policy: raise (a `BadSampleError`), or replace a bad sample by the next good one and count it
+    in `skipped`. With `allow_empty_depth` (evaluation) a depth map without a valid pixel is returned as it is, for
+    the evaluator to skip and count, rather than being a bad sample."""
 
     def __init__(
         self,
@@ -189,6 +275,7 @@ class _RobustDepthDataset(Dataset):
         kb_crop: bool,
         kb_crop_size: tuple[int, int],
         max_depth: float | None,
+        allow_empty_depth: bool = False,
     ) -> None:
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip'; got {on_bad_sample!r}.")
@@ -197,6 +284,7 @@ class _RobustDepthDataset(Dataset):
         self.kb_crop = kb_crop
         self.kb_crop_size = tuple(kb_crop_size)
         self.max_depth = max_depth
+        self.allow_empty_depth = allow_empty_depth
         self.skipped = 0
         self.skipped_ids: list[str] = []
 
@@ -209,7 +297,7 @@ class _RobustDepthDataset(Dataset):
     def _load_checked(self, index: int) -> dict[str, Any]:
         """One sample, checked and KB-cropped (when enabled), before the transform."""
         sample = self._load(index)
-        _check_sample(sample, self._source(index), self.max_depth)
+        _check_sample(sample, self._source(index), self.max_depth, self.allow_empty_depth)
         if self.kb_crop:
             height, width = sample["image"].shape[-2:]
             crop_height, crop_width = self.kb_crop_size
@@ -227,7 +315,8 @@ class _RobustDepthDataset(Dataset):
                 sample = self._load_checked(candidate)
             except (FileNotFoundError, ValueError) as error:
                 if self.on_bad_sample == "raise":
-                    raise
+                    error_class = MissingSampleFileError if isinstance(error, FileNotFoundError) else BadSampleError
+                    raise error_class(str(error)) from error
                 self.skipped += 1
                 self.skipped_ids.append(self._source(candidate))
                 logger.warning("Skipping bad sample %s: %s", self._source(candidate), error)
@@ -255,6 +344,12 @@ class DepthListDataset(_RobustDepthDataset):
         kb_crop: apply the KB crop (bottom 352 rows, centred 1216 columns) to image and depth (KITTI training).
         max_depth: a depth map must have a pixel in (0, max_depth) to be valid (None: any positive pixel).
         depth_decoding: see `read_depth` ("auto", "png", "sunrgbd_png", "npy", "hypersim_distance").
+        allow_empty_depth: return a depth map without a valid pixel as it is (evaluation, which skips and counts
+            it) instead of treating it as a bad sample.
+        allow_paths_outside_root: accept entries that lead outside `image_root` / `depth_root` (by `..` or a link);
+            by default such an entry is a `PathOutsideRootError` when the dataset is made.
+        max_pixels: the largest image or depth map read (height x width; 0: any), checked before it is decoded: a
+            larger one is a bad sample.
     """
 
     def __init__(
@@ -272,6 +367,9 @@ class DepthListDataset(_RobustDepthDataset):
         kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
         max_depth: float | None = None,
         depth_decoding: str = "auto",
+        allow_empty_depth: bool = False,
+        allow_paths_outside_root: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__(
             on_bad_sample=on_bad_sample,
@@ -279,6 +377,7 @@ class DepthListDataset(_RobustDepthDataset):
             kb_crop=kb_crop,
             kb_crop_size=kb_crop_size,
             max_depth=max_depth,
+            allow_empty_depth=allow_empty_depth,
         )
         if depth_scale <= 0 or not math.isfinite(depth_scale):
             raise ValueError(f"depth_scale must be a positive number (raw units per metre); got {depth_scale}.")
@@ -289,6 +388,11 @@ class DepthListDataset(_RobustDepthDataset):
             raise FileNotFoundError(f"Data root not found or not a directory: {self.data_root}")
         self.image_root = self.data_root / image_root if image_root is not None else self.data_root
         self.depth_root = self.data_root / depth_root if depth_root is not None else self.data_root
+        for name, root in (("image_root", self.image_root), ("depth_root", self.depth_root)):
+            if not root.is_dir():
+                raise FileNotFoundError(f"{name} not found or not a directory: {root} (relative to {self.data_root}).")
+        check_max_pixels(max_pixels)
+        self.max_pixels = max_pixels
         self.depth_scale = float(depth_scale)
         self.default_focal = default_focal
         self.depth_decoding = depth_decoding
@@ -299,6 +403,16 @@ class DepthListDataset(_RobustDepthDataset):
             self.split_file = None
             entries = list(split_file)
         self.entries = self._entries_with_depth(entries)
+        self._check_entries_inside_roots(allow_paths_outside_root)
+
+    def _check_entries_inside_roots(self, allow_outside: bool) -> None:
+        """Every image path inside `image_root` and depth path inside `depth_root` (links followed), unless allowed."""
+        source = str(self.split_file or "entries")
+        images = RootContainment(self.image_root, allow_outside)
+        depths = RootContainment(self.depth_root, allow_outside)
+        for rgb, depth, _ in self.entries:
+            images.check(rgb, source)
+            depths.check(depth, source)
 
     def _entries_with_depth(self, entries: list[Entry]) -> list[tuple[str, str, float]]:
         """The entries with ground truth, each with a focal length; lines without depth are dropped and counted."""
@@ -322,9 +436,9 @@ class DepthListDataset(_RobustDepthDataset):
 
     def _find_split_file(self, split_file: Path) -> Path:
         """The list file, taken as given or inside data_root; FileNotFoundError saying both places otherwise."""
-        for candidate in (split_file, self.data_root / split_file):
-            if candidate.is_file():
-                return candidate
+        located = locate_list_file(split_file, self.data_root)
+        if located is not None:
+            return located
         raise FileNotFoundError(
             f"List file not found: {split_file} (also looked in {self.data_root}); expected a text file with lines "
             f"{LIST_LAYOUT}."
@@ -366,9 +480,13 @@ class DepthListDataset(_RobustDepthDataset):
     def _load(self, index: int) -> dict[str, Any]:
         rgb, depth_path, focal = self.entries[index]
         try:
-            image = read_rgb(self.image_root / rgb)
+            image = read_rgb(self.image_root / rgb, self.max_pixels)
             depth = read_depth(
-                self.depth_root / depth_path, depth_scale=self.depth_scale, decoding=self.depth_decoding, focal=focal
+                self.depth_root / depth_path,
+                depth_scale=self.depth_scale,
+                decoding=self.depth_decoding,
+                focal=focal,
+                max_pixels=self.max_pixels,
             )
         except FileNotFoundError as error:
             raise FileNotFoundError(
@@ -466,6 +584,7 @@ class HFDepthDataset(_RobustDepthDataset):
         kb_crop: bool = False,
         kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
         max_depth: float | None = None,
+        allow_empty_depth: bool = False,
     ) -> None:
         super().__init__(
             on_bad_sample=on_bad_sample,
@@ -473,6 +592,7 @@ class HFDepthDataset(_RobustDepthDataset):
             kb_crop=kb_crop,
             kb_crop_size=kb_crop_size,
             max_depth=max_depth,
+            allow_empty_depth=allow_empty_depth,
         )
         self.dataset = _load_hf_dataset(dataset_or_name, split)
         self.name = str(dataset_or_name) if isinstance(dataset_or_name, (str, Path)) else "dataset"
@@ -543,13 +663,19 @@ __all__ = [
     "KB_CROP_SIZE",
     "KITTI_FOCAL",
     "NYU_FOCAL",
+    "BadSampleError",
     "DepthListDataset",
     "HFDepthDataset",
     "KITTIDepthDataset",
+    "MissingSampleFileError",
     "NYUDepthDataset",
+    "PathOutsideRootError",
+    "RootContainment",
+    "bad_sample_message",
     "collate_depth_samples",
     "hypersim_distance_to_depth",
     "kb_crop_box",
+    "locate_list_file",
     "normalize_images",
     "read_depth",
     "read_rgb",

@@ -1,27 +1,27 @@
 """The exported model folder (`<output_dir>/model`): the weights (the best by validation, or the last), the image
 processor at the training resolution, the remote code and the model card.
 
-Weights are written through a temporary folder renamed at the end, with the step they are from
-(`EXPORT_STEP_FILE`), so that resuming from an older checkpoint can tell whether the export belongs to the branch it
-abandons. The card records the command and public configuration that reproduce the run, never argv.
+Weights are written into a fresh temporary sibling swapped in for `model/` when complete (`folders.write_folder`, the
+mechanism `wedepth convert-original` writes with), with the step they are from (`EXPORT_STEP_FILE`), so that resuming
+from an older checkpoint can tell whether the export belongs to the branch it abandons. The card records the command
+and public configuration that reproduce the run, never argv.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers.utils import logging
 
+from ..folders import OutputFolderError, write_folder
 from ..image_processing_wedepth import WEDepthImageProcessor
 from ..modeling_wedepth import WEDepthForDepthEstimation
 from .commands import launch_command
 from .config import TrainingConfig
-from .layout import CONFIG_FILE, EXPORT_STEP_FILE, TEMPORARY_PREFIX
+from .layout import CONFIG_FILE, EXPORT_STEP_FILE
 
 
 logger = logging.get_logger(__name__)
@@ -34,18 +34,24 @@ def exports_vfm(config: TrainingConfig, model: WEDepthForDepthEstimation) -> boo
 
 
 def save_model_weights(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool, step: int) -> None:
-    """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) into `folder` through a
-    temporary folder renamed at the end, with the step of the weights (`EXPORT_STEP_FILE`)."""
+    """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) and the step of the
+    weights (`EXPORT_STEP_FILE`) into a fresh folder swapped in for `folder` (`write_folder`). An existing `folder` is
+    replaced only when it holds an exported model and nothing else, and never when it contains the working directory:
+    otherwise an `OutputDirError` says why."""
     if accelerator.is_main_process:
-        temporary = folder.parent / f"{TEMPORARY_PREFIX}{folder.name}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(
-            temporary, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
-        )
-        (temporary / EXPORT_STEP_FILE).write_text(json.dumps({"global_step": step}), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temporary, folder)
+
+        def write(staging: Path) -> None:
+            accelerator.unwrap_model(model).save_pretrained(
+                staging, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
+            )
+            (staging / EXPORT_STEP_FILE).write_text(json.dumps({"global_step": step}), encoding="utf-8")
+
+        try:
+            write_folder(folder, write, overwrite=True, extra_files=(EXPORT_STEP_FILE,))
+        except OutputFolderError as error:
+            from .output_dir import OutputDirError  # here: output_dir imports checkpointing, which imports this module
+
+            raise OutputDirError(f"The exported model cannot be written: {error}") from error
     accelerator.wait_for_everyone()
 
 
