@@ -9,6 +9,7 @@ loop calls `evaluate_depth_model` for validation; `main` is the `wedepth evaluat
 import argparse
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,8 +39,16 @@ from .constants import (
     VKITTI2_FOCAL,
 )
 from .data.authors import AUTHORS_DATASETS, AuthorsEvaluationDataset
-from .data.datasets import DepthListDataset, HFDepthDataset, kb_crop_box, normalize_images
-from .inference import batches_by_size, predict_from_pixel_values
+from .data.datasets import (
+    BadSampleError,
+    DepthListDataset,
+    HFDepthDataset,
+    bad_sample_message,
+    kb_crop_box,
+    normalize_images,
+)
+from .image_processing_wedepth import DEFAULT_MAX_PIXELS
+from .inference import MODEL_LOADING_ERRORS, batches_by_size, model_loading_failure, predict_from_pixel_values
 from .metrics import (
     ALIGNMENTS,
     CROPS,
@@ -267,12 +276,17 @@ def build_evaluation_dataset(
     split: str = "validation",
     image_column: str = "image",
     depth_column: str = "depth_map",
+    allow_paths_outside_root: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Dataset:
     """A full-size evaluation dataset for `spec` (KB crop is left to the evaluator).
 
     For "hf", `data_root` is the Hub id or folder and `split`/`image_column`/`depth_column` apply. For list-layout
     sets, `split_file` defaults to the spec's default list file inside `data_root`; DIODE without a list file is
-    scanned in its release layout.
+    scanned in its release layout. A list path that leads outside its root is an error unless
+    `allow_paths_outside_root`. An image or depth file of more than `max_pixels` pixels (0: any) is refused before
+    it is decoded. A ground-truth map without a valid pixel is returned as it is: the evaluator skips the image and
+    counts it.
     """
     if spec.name == "hf":
         return HFDepthDataset(
@@ -282,6 +296,7 @@ def build_evaluation_dataset(
             depth_column=depth_column,
             depth_scale=spec.depth_scale,
             default_focal=spec.default_focal,
+            allow_empty_depth=True,
         )
     if spec.depth_scale is None:
         raise ValueError(
@@ -302,6 +317,9 @@ def build_evaluation_dataset(
         depth_root=depth_root,
         default_focal=spec.default_focal,
         depth_decoding=spec.depth_decoding,
+        allow_empty_depth=True,
+        allow_paths_outside_root=allow_paths_outside_root,
+        max_pixels=max_pixels,
     )
 
 
@@ -659,6 +677,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the KB-cropped maps, with the crop box computed from the KB crop's size (where the authors' "
         "KITTI class computes it), instead of the prediction pasted into the full frame (the community standard)",
     )
+    parser.add_argument(
+        "--allow_paths_outside_root",
+        action="store_true",
+        help="accept list lines that lead outside --data_root (or --image_root / --depth_root), by '..' or a link",
+    )
+    parser.add_argument(
+        "--max_pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse, before decoding, an image or depth file of more than N pixels (default {DEFAULT_MAX_PIXELS:,}, "
+        "a guard against decompression bombs; 0: no limit)",
+    )
     parser.add_argument("--split", default="validation", help="split of an 'hf' dataset")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--depth_column", default="depth_map")
@@ -688,10 +719,46 @@ def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
                 f"{', '.join(given)}: not part of the authors' protocol, which takes each dataset's crops, masks and "
                 f"depth range from their dataset class. Use --protocol community for these."
             )
-    if args.output is not None and args.output.is_dir():
-        parser.error(f"--output {args.output} is a folder; give a file name, e.g. {args.output / 'results.json'}.")
-    if args.update_model_card is not None and not args.update_model_card.is_file():
-        parser.error(f"--update_model_card {args.update_model_card}: no such model card (README.md) to update.")
+    _check_numbers(args, parser)
+    _check_output_paths(args, parser)
+
+
+def _check_numbers(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Usage errors of the numeric options: counts, sizes and depths out of their range."""
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}.")
+    if args.max_pixels < 0:
+        parser.error(f"--max_pixels must be 0 (no limit) or more, got {args.max_pixels}.")
+    if args.num_workers < 0:
+        parser.error(f"--num_workers must be 0 (load in the main process) or more, got {args.num_workers}.")
+    if min(args.kb_crop_size) < 1:
+        parser.error(f"--kb_crop_size must be two positive sizes, got {' '.join(map(str, args.kb_crop_size))}.")
+    for name in ("depth_scale", "min_depth", "max_depth", "focal"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            parser.error(f"--{name} must be a positive number, got {value}.")
+    if args.min_depth is not None and args.max_depth is not None and args.min_depth >= args.max_depth:
+        parser.error(f"--min_depth ({args.min_depth}) must be below --max_depth ({args.max_depth}).")
+
+
+def _check_output_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Usage errors of the files the results go to, found before the evaluation rather than after it."""
+    if args.output is not None:
+        if args.output.is_dir():
+            parser.error(f"--output {args.output} is a folder; give a file name, e.g. {args.output / 'results.json'}.")
+        if args.output.suffix.lower() == ".md":
+            parser.error(
+                f"--output {args.output}: the JSON report goes there and its Markdown table beside it, with the "
+                f"suffix .md, which would overwrite it; give a .json name."
+            )
+        existing = next(folder for folder in args.output.absolute().parents if folder.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            parser.error(f"--output {args.output}: cannot write there ({existing} is not a writable folder).")
+    if args.update_model_card is not None:
+        if not args.update_model_card.is_file():
+            parser.error(f"--update_model_card {args.update_model_card}: no such model card (README.md) to update.")
+        if not os.access(args.update_model_card, os.R_OK | os.W_OK):
+            parser.error(f"--update_model_card {args.update_model_card}: the file is not writable.")
 
 
 def _command_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DatasetSpec:
@@ -725,50 +792,90 @@ def evaluate_authors_dataset(
     name: str,
     data_root: str | Path,
     split_file: str | Path | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_paths_outside_root: bool = False,
     **kwargs: Any,
 ) -> EvaluationResult:
     """One of the authors' six test sets, read and scored as their code does (`AuthorsEvaluationDataset` and
     `evaluate_depth_model(protocol="authors")`); `kwargs` go to `evaluate_depth_model` (accelerator, flip_tta, ...)."""
-    dataset = AuthorsEvaluationDataset(name, data_root, split_file)
-    spec = AUTHORS_DATASETS[name]
+    dataset = AuthorsEvaluationDataset(
+        name, data_root, split_file, max_pixels=max_pixels, allow_paths_outside_root=allow_paths_outside_root
+    )
+    return _score_authors_dataset(model, dataset, split_file, **kwargs)
+
+
+def _score_authors_dataset(
+    model: torch.nn.Module, dataset: AuthorsEvaluationDataset, split_file: str | Path | None, **kwargs: Any
+) -> EvaluationResult:
+    """`evaluate_depth_model(protocol="authors")` on one of the authors' test sets, with where it was read from."""
+    spec = dataset.spec
     result = evaluate_depth_model(
         model, dataset, protocol="authors", min_depth=spec.min_depth, max_depth=spec.max_depth, **kwargs
     )
-    result.settings.update(dataset=name, data_root=str(data_root), split_file=str(split_file or spec.split_file))
+    result.settings.update(
+        dataset=spec.name, data_root=str(dataset.root), split_file=str(split_file or spec.split_file)
+    )
     return result
 
 
-def _evaluate_command(args: argparse.Namespace, model: torch.nn.Module, accelerator: Any, spec: DatasetSpec | None):
-    """{dataset: EvaluationResult} and {dataset: the folder that was not found} for the command's dataset(s)."""
+def _command_datasets(
+    args: argparse.Namespace, spec: DatasetSpec | None, parser: argparse.ArgumentParser
+) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """The command's datasets ({name: dataset}) and, for a suite, {name: the folder that was not found}. They are made
+    before the model is loaded: a missing folder or list, a malformed line, a path outside the root or a missing
+    OpenCV is a usage error."""
+    datasets: dict[str, Dataset] = {}
+    missing: dict[str, str] = {}
+    authors = dict(max_pixels=args.max_pixels, allow_paths_outside_root=args.allow_paths_outside_root)
+    try:
+        if args.suite is not None:
+            for name in SUITES[args.suite]:
+                folder = suite_folder(args.data_root, name)
+                if folder is None:
+                    missing[name] = " or ".join(str(Path(args.data_root) / option) for option in SUITE_FOLDERS[name])
+                    logger.warning("%s: no folder %s; it is left out of the table.", name, missing[name])
+                    continue
+                datasets[name] = AuthorsEvaluationDataset(name, folder, **authors)
+        elif args.protocol == "authors":
+            datasets[args.dataset] = AuthorsEvaluationDataset(args.dataset, args.data_root, args.split_file, **authors)
+        else:
+            datasets[args.dataset] = build_evaluation_dataset(
+                spec,
+                args.data_root,
+                args.split_file,
+                image_root=args.image_root,
+                depth_root=args.depth_root,
+                split=args.split,
+                image_column=args.image_column,
+                depth_column=args.depth_column,
+                **authors,
+            )
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        parser.error(" ".join(str(error).split()))
+    return datasets, missing
+
+
+def _evaluate_command(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    accelerator: Any,
+    spec: DatasetSpec | None,
+    datasets: dict[str, Dataset],
+) -> dict[str, EvaluationResult]:
+    """{dataset: EvaluationResult} for the command's datasets (`_command_datasets`)."""
     common = dict(
         batch_size=args.batch_size, flip_tta=args.flip_tta, accelerator=accelerator, num_workers=args.num_workers
     )
-    results: dict[str, EvaluationResult] = {}
-    missing: dict[str, str] = {}
-    if args.suite is not None:
-        for name in SUITES[args.suite]:
-            folder = suite_folder(args.data_root, name)
-            if folder is None:
-                missing[name] = " or ".join(str(Path(args.data_root) / option) for option in SUITE_FOLDERS[name])
-                logger.warning("%s: no folder %s; it is left out of the table.", name, missing[name])
-                continue
-            logger.info("%s: %s", name, folder)
-            results[name] = evaluate_authors_dataset(model, name, folder, **common)
-        return results, missing
     if args.protocol == "authors":
-        results[args.dataset] = evaluate_authors_dataset(model, args.dataset, args.data_root, args.split_file, **common)
-        return results, missing
-    dataset = build_evaluation_dataset(
-        spec,
-        args.data_root,
-        args.split_file,
-        image_root=args.image_root,
-        depth_root=args.depth_root,
-        split=args.split,
-        image_column=args.image_column,
-        depth_column=args.depth_column,
-    )
-    results[args.dataset] = evaluate_depth_model(
+        split_file = args.split_file if args.suite is None else None
+        results = {}
+        for name, dataset in datasets.items():
+            logger.info("%s: %s", name, dataset.root)
+            results[name] = _score_authors_dataset(model, dataset, split_file, **common)
+        return results
+    ((name, dataset),) = datasets.items()
+    result = evaluate_depth_model(
         model,
         dataset,
         min_depth=spec.min_depth,
@@ -780,7 +887,7 @@ def _evaluate_command(args: argparse.Namespace, model: torch.nn.Module, accelera
         alignment=args.alignment,
         **common,
     )
-    return results, missing
+    return {name: result}
 
 
 def results_report(
@@ -843,7 +950,8 @@ def _write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`wedepth evaluate`: load the model and dataset(s), evaluate, report; returns the exit code."""
+    """`wedepth evaluate`: load the model and dataset(s), evaluate, report; returns the exit code: 0 done, 1 a
+    sample that does not load (the message names its file), 2 a usage error (argparse)."""
     from accelerate import Accelerator
     from transformers import AutoModelForDepthEstimation
 
@@ -855,6 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_command(args, parser)
     spec = _command_spec(args, parser) if args.protocol == "community" else None
+    datasets, missing = _command_datasets(args, spec, parser)
     accelerator = Accelerator()
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
@@ -864,8 +973,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"set ACCELERATE_USE_CPU=true: `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes "
             f"{launched} -m wedepth_hf evaluate ...` (or torchrun)."
         )
-    model = AutoModelForDepthEstimation.from_pretrained(args.model).to(accelerator.device, getattr(torch, args.dtype))
-    results, missing = _evaluate_command(args, model, accelerator, spec)
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(args.model)
+    except MODEL_LOADING_ERRORS as error:
+        logger.error("%s", model_loading_failure(args.model, error))
+        return 1
+    model.to(accelerator.device, getattr(torch, args.dtype))
+    try:
+        results = _evaluate_command(args, model, accelerator, spec, datasets)
+    except BadSampleError as error:
+        logger.error("%s", bad_sample_message(error))
+        return 1
+    unscored = [name for name, result in results.items() if result.num_images == 0]
+    if unscored:
+        # Every rank has the same (gathered) counts, so every rank stops here; no report of NaN metrics is written.
+        logger.error(
+            "No image of %s had enough valid ground-truth pixels (%s skipped): there is nothing to score, and no "
+            "report was written. Check --depth_scale and the depth range (--min_depth, --max_depth).",
+            ", ".join(unscored),
+            ", ".join(str(results[name].num_skipped) for name in unscored),
+        )
+        accelerator.end_training()
+        return 1
     if accelerator.is_main_process:
         report = results_report(
             results,

@@ -31,8 +31,9 @@ from ..constants import (
     KB_CROP_SIZE,
     NYU_FOCAL,
 )
+from ..image_processing_wedepth import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixel_budget
 from ..metrics import crop_mask
-from .datasets import kb_crop_box
+from .datasets import BadSampleError, MissingSampleFileError, RootContainment, kb_crop_box
 
 
 @dataclass(frozen=True)
@@ -239,17 +240,21 @@ class AuthorsPreparedDataset(Dataset):
         return prepared_sample(self.name, self.dataset[index])
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, max_pixels: int) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of an image file of at most `max_pixels` pixels (checked on its header; 0: any size)."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     with Image.open(path) as image:
+        check_pixel_budget(image.height, image.width, max_pixels, name=f"Image file {path}")
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def _read_raw_depth(path: Path) -> np.ndarray:
+def _read_raw_depth(path: Path, max_pixels: int) -> np.ndarray:
+    """The raw values of a single-channel 16-bit depth PNG of at most `max_pixels` pixels (0: any size)."""
     if not path.is_file():
         raise FileNotFoundError(f"Depth file not found: {path}")
     with Image.open(path) as image:
+        check_pixel_budget(image.height, image.width, max_pixels, name=f"Depth file {path}")
         if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
             raise ValueError(
                 f"Depth file {path} has image mode {image.mode!r}; the authors' datasets store depth as single-channel "
@@ -271,9 +276,23 @@ class AuthorsEvaluationDataset(Dataset):
         data_root: the dataset folder; every path in the split file is relative to it.
         split_file: the test list (default: the authors' file name inside `data_root`); a relative path is looked up
             in `data_root` first, then in the working directory.
+        max_pixels: the largest image or depth map read (height x width; 0: any), checked before it is decoded.
+        allow_paths_outside_root: accept list lines that lead outside `data_root` (by `..` or a link); by default
+            such a line is a `PathOutsideRootError` when the dataset is made.
+
+    A file that cannot be read as the layout says is a `BadSampleError` (a `MissingSampleFileError` when it does not
+    exist) naming it: their loop stops on it too.
     """
 
-    def __init__(self, name: str, data_root: str | Path, split_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_root: str | Path,
+        split_file: str | Path | None = None,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_paths_outside_root: bool = False,
+    ) -> None:
         if name not in AUTHORS_DATASETS:
             raise ValueError(f"Unknown authors' dataset {name!r}; choose one of {', '.join(AUTHORS_DATASETS)}.")
         self.spec = spec = AUTHORS_DATASETS[name]
@@ -300,6 +319,13 @@ class AuthorsEvaluationDataset(Dataset):
             self.entries.append((rgb, depth, focals.get(rgb, default_focal)))
         if not self.entries:
             raise ValueError(f"{split_path} lists no image with ground truth.")
+        check_max_pixels(max_pixels)
+        self.max_pixels = max_pixels
+        self.split_path = split_path
+        containment = RootContainment(self.root, allow_paths_outside_root)
+        for rgb, depth, _ in self.entries:
+            containment.check(rgb, str(split_path))
+            containment.check(depth, str(split_path))
 
     def _split_path(self, split_file: str | Path | None) -> Path:
         path = self.root / (split_file if split_file is not None else self.spec.split_file)
@@ -337,8 +363,15 @@ class AuthorsEvaluationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rgb, depth_path, focal = self.entries[index]
-        image = _read_image(self.root / rgb)
-        depth = decode_authors_depth(_read_raw_depth(self.root / depth_path), self.spec)
+        try:
+            image = _read_image(self.root / rgb, self.max_pixels)
+            raw_depth = _read_raw_depth(self.root / depth_path, self.max_pixels)
+        except FileNotFoundError as error:
+            raise MissingSampleFileError(str(error)) from error
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            message = str(error) if str(self.root) in str(error) else f"{self.root / rgb}: {error}"
+            raise BadSampleError(message) from error
+        depth = decode_authors_depth(raw_depth, self.spec)
         image, depth, mask = authors_prepare(self.spec.name, image, depth, str(self.root / rgb))
         return {
             "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),

@@ -14,6 +14,7 @@ bit-identical output on every call.
 """
 
 import colorsys
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -539,6 +540,33 @@ def _write_split(root: Path, split: str, seeds: range, height: int, width: int) 
     list_file = root / f"{split}.txt"
     list_file.write_text("".join(lines))
     return list_file
+
+
+_SYNTHETIC_SCENE = re.compile(r"scene_\d{3,}")
+_SYNTHETIC_FILES = frozenset({"rgb_00000.png", "sync_depth_00000.png"})
+
+
+def foreign_synthetic_entries(root: str | Path) -> list[str]:
+    """The entries of `root` that `write_synthetic_nyu_layout` does not write (it writes over the files it does):
+    anything but train.txt, val.txt and train/, val/ of scene_XXX folders with its two images each."""
+    root = Path(root)
+    foreign = []
+    for entry in sorted(root.iterdir()):
+        if entry.name in ("train.txt", "val.txt") and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name not in ("train", "val") or entry.is_symlink() or not entry.is_dir():
+            foreign.append(entry.name)
+            continue
+        for scene in sorted(entry.iterdir()):
+            if scene.is_symlink() or not scene.is_dir() or not _SYNTHETIC_SCENE.fullmatch(scene.name):
+                foreign.append(f"{entry.name}/{scene.name}")
+                continue
+            foreign += [
+                f"{entry.name}/{scene.name}/{item.name}"
+                for item in sorted(scene.iterdir())
+                if item.name not in _SYNTHETIC_FILES or item.is_symlink() or not item.is_file()
+            ]
+    return foreign
 
 
 def write_synthetic_nyu_layout(

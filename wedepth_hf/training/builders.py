@@ -3,7 +3,8 @@ runs), the augmentation, the train/validation datasets, the per-epoch sampler, A
 
 - `build_model`: a WEDepth checkpoint (`init_from`), pretrained backbones, or a random init from a config dict.
 - `build_datasets`: the datasets, augmentation and dropped validation samples (`TrainingData`), for every source
-  (synthetic, NYU and KITTI lists, a `datasets` dataset), with a seeded hold-out of validation when asked.
+  (synthetic, NYU and KITTI lists, a `datasets` dataset), with a seeded hold-out of validation when asked;
+  `check_data_sources`: the lists read and checked before a run writes anything.
 - `build_optimizer`: AdamW over the trainable parameters (all decayed, as the authors' train.py, or with norms,
   biases, embeddings and gates exempt); `build_scheduler`: a linear warm-up from `warmup_start_ratio` then a cosine to
   `min_lr_ratio` (the authors' `WarmupCosineSchedule` at 0.1 and 0.1).
@@ -13,6 +14,7 @@ runs), the augmentation, the train/validation datasets, the per-epoch sampler, A
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,13 @@ NO_DECAY_NAME_PATTERNS = (
 )
 # Device types on which PyTorch's SyncBatchNorm runs in a distributed run (it raises a ValueError on CPU tensors).
 SYNC_BATCHNORM_DEVICE_TYPES = ("cuda", "xpu", "hpu")
+# The folder of `<output_dir>` the synthetic data set is written to when `synthetic_data_dir` is not set.
+SYNTHETIC_DATA_DIR = "data"
+
+
+class TrainingDataError(ValueError):
+    """The data a run is given cannot be read as asked: a missing folder or list file, a malformed line, a path that
+    leaves the data root. Found before the run writes anything; the message names the file."""
 
 
 # ---- model -----------------------------------------------------------------------------------------------------------
@@ -57,8 +66,6 @@ def build_model(config: TrainingConfig) -> WEDepthForDepthEstimation:
         logger.info("Fine-tuning the WEDepth checkpoint %s", config.init_from)
         model = WEDepthForDepthEstimation.from_pretrained(config.init_from)
     elif config.pretrained_backbones:
-        if config.preset is None:
-            raise ValueError("`pretrained_backbones: true` needs a `preset` (small, base or large).")
         model_config = WEDepthConfig.from_preset(config.preset, **config.model_config)
         logger.info("Building WEDepth (%s) from pretrained backbones", config.preset)
         model = WEDepthForDepthEstimation.from_pretrained_backbones(
@@ -187,7 +194,43 @@ class EpochShuffleSampler(Sampler[int]):
 
 def synthetic_data_root(config: TrainingConfig) -> Path:
     """Where the synthetic NYU-layout data is written: `synthetic_data_dir`, or `<output_dir>/data`."""
-    return Path(config.synthetic_data_dir) if config.synthetic_data_dir else Path(config.output_dir) / "data"
+    if config.synthetic_data_dir:
+        return Path(config.synthetic_data_dir)
+    return Path(config.output_dir) / SYNTHETIC_DATA_DIR
+
+
+def check_data_sources(config: TrainingConfig) -> None:
+    """Read the list files of a `dataset: nyu` / `kitti` run as its readers will (data root, image and depth roots,
+    every line, paths inside the root unless `allow_paths_outside_root`), before the run writes anything; a
+    `TrainingDataError` says what is wrong. The images themselves are read during training.
+
+    For a synthetic run written to files, a `synthetic_data_dir` that holds anything the synthetic layout does not
+    is refused: the run writes its lists and images there, over files of the same names."""
+    if config.dataset == "synthetic" and config.synthetic_source == "files" and config.synthetic_data_dir:
+        _check_synthetic_data_dir(Path(config.synthetic_data_dir))
+    if config.dataset not in ("nyu", "kitti"):
+        return
+    try:
+        _list_datasets(config, None, {"on_bad_sample": "raise"})
+    except (FileNotFoundError, ValueError) as error:
+        raise TrainingDataError(str(error)) from error
+
+
+def _check_synthetic_data_dir(root: Path) -> None:
+    """A `TrainingDataError` unless `root` is absent, empty or holds a synthetic layout and nothing else."""
+    from ..data.synthetic import foreign_synthetic_entries
+
+    if not os.path.lexists(root):
+        return
+    if root.is_symlink() or not root.is_dir():
+        raise TrainingDataError(f"synthetic_data_dir {root} is not a folder; give a new or empty folder.")
+    foreign = foreign_synthetic_entries(root)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise TrainingDataError(
+            f"synthetic_data_dir {root} holds files the synthetic data set does not ({shown}); the run writes "
+            "train.txt, val.txt, train/ and val/ there, over files of those names. Give a new or empty folder."
+        )
 
 
 def drop_bad_samples(dataset: Dataset, *, log: bool = True) -> CheckedSubset:
@@ -362,7 +405,7 @@ def _list_datasets(
     from .. import data
 
     dataset_class = data.NYUDepthDataset if config.dataset == "nyu" else data.KITTIDepthDataset
-    extra: dict[str, Any] = dict(reading)
+    extra: dict[str, Any] = dict(reading, allow_paths_outside_root=config.allow_paths_outside_root)
     if config.dataset == "kitti":
         extra.update(image_root=config.image_root, depth_root=config.depth_root, kb_crop=config.kb_crop)
     else:

@@ -4,7 +4,9 @@
 `load_training_config` reads a YAML file, or a config bundled with the package by name (`synthetic`, `nyu`,
 `kitti`: `wedepth_hf/configs/<name>.yaml`, read with `importlib.resources` so that an installed wheel has them), and
 applies overrides; `parse_training_args` adds a typed `--key value` option for every field. Unknown keys are errors
-that suggest the closest one; an abbreviated option is refused; secrets (`SECRET_FIELDS`) are never echoed.
+that suggest the closest one, in `model_config` and its `vfm_config` / `encoder_config` too; every value is type- and
+range-checked when the config is made, before anything is built or written; an abbreviated option is refused; secrets
+(`SECRET_FIELDS`) are never echoed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
+import importlib.util
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,15 +26,27 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+from transformers.utils import logging
 
+from ..configuration_wedepth import PRESETS, WEDepthConfig
 from ..constants import PROTOCOL_METRIC_NAMES, PROTOCOLS
+from ..data.datasets import locate_list_file
+from ..data.synthetic import SEEDS_PER_DATASET
 from ..data.transforms import DEFAULT_NUM_OPS_PROBS, DEFAULT_OP_WEIGHTS, check_num_ops_probs, resolve_op_weights
+from ..metrics import CROPS
 from .builders import build_augmentation
+
+
+logger = logging.get_logger(__name__)
 
 
 DATASETS = ("synthetic", "nyu", "kitti", "hf")
 # Settings that are secrets: left out of every file, log, tracker and model card.
 SECRET_FIELDS = ("hub_token",)
+# The largest seed: `accelerate.utils.set_seed` seeds numpy, which takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+# `log_with` names besides accelerate's trackers (`accelerate.utils.LoggerType`).
+LOG_WITH_KEYWORDS = ("auto", "none")
 # The package whose `configs/` folder holds the bundled configs, addressable by name.
 BUNDLED_CONFIGS_PACKAGE = "wedepth_hf"
 BUNDLED_CONFIGS_DIR = "configs"
@@ -68,6 +85,8 @@ class TrainingConfig:
     val_split_file: str | None = None
     val_fraction: float = 0.0
     on_bad_sample: str = "raise"
+    # true: list lines may name files outside `data_root` (or `image_root` / `depth_root`), by `..` or a link
+    allow_paths_outside_root: bool = False
     hf_dataset_name: str | None = None
     hf_train_split: str = "train"
     hf_val_split: str | None = "validation"
@@ -149,15 +168,16 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         """Check the values a user can get wrong, before any expensive work starts."""
+        self._check_types()
         self._check_choices()
         self._check_ranges()
-        if self.push_to_hub and not self.hub_model_id:
-            raise ValueError("`push_to_hub` needs `hub_model_id` (e.g. --hub_model_id your-org/wedepth-nyu).")
+        self._check_hub()
         if self.init_from is None and not self.pretrained_backbones and self.preset is None and not self.model_config:
             raise ValueError(
                 "No model to build: set `init_from` (a WEDepth checkpoint), `pretrained_backbones: true` with a "
                 "`preset`, or a `model_config` (and/or `preset`) for a randomly initialised model."
             )
+        self._check_model_config()
         if self.dataset in ("nyu", "kitti") and (self.data_root is None or self.train_split_file is None):
             raise ValueError(f"`dataset: {self.dataset}` needs `data_root` and `train_split_file`.")
         if self.dataset == "hf" and not self.hf_dataset_name:
@@ -172,10 +192,35 @@ class TrainingConfig:
             raise ValueError(f"Invalid `augment_op_weights` / `augment_num_ops_probs`: {error}") from error
         build_augmentation(self)
 
+    def _check_types(self) -> None:
+        """Refuse a value of another type than its field's (a string for a number, say) or a non-finite number."""
+        for name, annotation in _field_types().items():
+            value = getattr(self, name)
+            base, optional = _base_type(annotation)
+            if value is None and optional:
+                continue
+            origin = get_origin(base) or base
+            if origin is float:
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            elif origin is int:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                fits = isinstance(value, origin)
+            if not fits:
+                kind = "a finite number" if origin is float else f"a {origin.__name__}"
+                kind += " or null" if optional else ""
+                shown = "a value that is not shown" if name in SECRET_FIELDS else repr(value)
+                raise ValueError(f"`{name}` must be {kind}, got {shown}.")
+
     def _check_choices(self) -> None:
         """Refuse a value outside the choices of a setting that names one (dataset, precision, metric...)."""
         if self.dataset not in DATASETS:
             raise ValueError(f"`dataset` must be one of {DATASETS}, got {self.dataset!r}.")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or null, got {self.preset!r}.")
+        if self.eval_crop is not None and self.eval_crop not in CROPS:
+            raise ValueError(f"`eval_crop` must be one of {CROPS} or null, got {self.eval_crop!r}.")
+        _check_log_with(self.log_with)
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
         if self.eval_protocol not in PROTOCOLS:
@@ -205,9 +250,15 @@ class TrainingConfig:
             raise ValueError(f"`on_bad_sample` must be 'raise' or 'skip', got {self.on_bad_sample!r}.")
 
     def _check_ranges(self) -> None:
-        """Refuse a ratio, count or interval outside the range it is meaningful in."""
+        """Refuse a ratio, count, rate or interval outside the range it is meaningful in."""
+        if not self.output_dir.strip():
+            raise ValueError("`output_dir` is empty; name the folder the run writes to (e.g. runs/wedepth-nyu).")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"`seed` must lie in [0, {MAX_SEED}], got {self.seed}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must lie in [0, 1), got {self.val_fraction}.")
+        self._check_optimisation_ranges()
+        self._check_data_ranges()
         for name in ("min_lr_ratio", "warmup_start_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must lie in [0, 1], got {getattr(self, name)}.")
@@ -225,16 +276,103 @@ class TrainingConfig:
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be at least 1 or null, got {value}.")
 
+    def _check_optimisation_ranges(self) -> None:
+        """Refuse a learning rate, decay, Adam setting, warm-up or clipping norm outside its meaningful range."""
+        if self.learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be a positive number, got {self.learning_rate}.")
+        for name in ("weight_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be 0 or more, got {getattr(self, name)}.")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(self, name)}.")
+        if self.adam_epsilon <= 0:
+            raise ValueError(f"`adam_epsilon` must be a positive number, got {self.adam_epsilon}.")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"`warmup_steps` must be 0 or more, or null, got {self.warmup_steps}.")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(
+                f"`max_grad_norm` must be a positive number, or null (no clipping), got {self.max_grad_norm}."
+            )
+        if self.dataloader_num_workers < 0:
+            raise ValueError(
+                f"`dataloader_num_workers` must be 0 (load in the main process) or more, got "
+                f"{self.dataloader_num_workers}."
+            )
+
+    def _check_data_ranges(self) -> None:
+        """Refuse a synthetic set size, depth scale or evaluation depth range that cannot work."""
+        for name in ("synthetic_num_train", "synthetic_num_val", "synthetic_height", "synthetic_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        if self.synthetic_num_train + self.synthetic_num_val > SEEDS_PER_DATASET:
+            raise ValueError(
+                f"`synthetic_num_train` + `synthetic_num_val` must be at most {SEEDS_PER_DATASET} (the scenes of one "
+                f"seed), got {self.synthetic_num_train + self.synthetic_num_val}."
+            )
+        if self.hf_depth_scale is not None and self.hf_depth_scale <= 0:
+            raise ValueError(
+                f"`hf_depth_scale` must be a positive number (raw units per metre), got {self.hf_depth_scale}."
+            )
+        if self.eval_min_depth is not None and self.eval_min_depth < 0:
+            raise ValueError(f"`eval_min_depth` must be 0 or more, got {self.eval_min_depth}.")
+        if self.eval_max_depth is not None and self.eval_max_depth <= (self.eval_min_depth or 0.0):
+            raise ValueError(
+                f"`eval_max_depth` ({self.eval_max_depth}) must be above `eval_min_depth` ({self.eval_min_depth or 0})."
+            )
+
+    def _check_hub(self) -> None:
+        """Refuse an upload without a repo, or a repo id the Hub would refuse at the end of the run."""
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("`push_to_hub` needs `hub_model_id` (e.g. --hub_model_id your-org/wedepth-nyu).")
+        if self.hub_model_id is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.hub_model_id)
+            except HFValidationError as error:
+                raise ValueError(
+                    f"`hub_model_id` {self.hub_model_id!r} is not a Hub repo id (org/name): {error}"
+                ) from error
+
+    def _check_model_config(self) -> None:
+        """Refuse unknown keys in `model_config` (and its `vfm_config` / `encoder_config`), and a model config that
+        `WEDepthConfig` refuses, before anything is built."""
+        check_model_config_keys(self.model_config)
+        if self.init_from is not None:
+            return
+        if self.pretrained_backbones and self.preset is None:
+            raise ValueError("`pretrained_backbones: true` needs a `preset` (small, base or large).")
+        try:
+            if self.preset is not None:
+                WEDepthConfig.from_preset(self.preset, **self.model_config)
+            else:
+                WEDepthConfig(**self.model_config)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Invalid `model_config`: {error}") from error
+
     def _check_validation_split(self) -> None:
-        """Refuse a validation list that is the training list or a test list: the best model is chosen on it."""
+        """Refuse a validation split that is the training split (the same list file however it is spelt, a copy of
+        it, or the same `datasets` split) or a test list: the best model is chosen on it."""
+        if self.dataset == "hf" and self.hf_val_split is not None and self.val_fraction == 0.0:
+            if self.hf_val_split == self.hf_train_split:
+                raise ValueError(
+                    f"`hf_val_split` is the training split ({self.hf_train_split}); hold out part of it with "
+                    f"`val_fraction` instead."
+                )
         if self.val_split_file is None:
             return
-        if self.train_split_file is not None and Path(self.val_split_file) == Path(self.train_split_file):
-            raise ValueError(
-                f"`val_split_file` is the training list ({self.val_split_file}); hold out part of it with "
-                f"`val_fraction` instead."
-            )
-        if "test" in Path(self.val_split_file).name.lower():
+        validation = _list_location(self.val_split_file, self.data_root)
+        if self.train_split_file is not None:
+            training = _list_location(self.train_split_file, self.data_root)
+            if validation == training or _same_list_lines(validation, training):
+                how = "the same file" if validation == training else "a copy, with the same lines"
+                raise ValueError(
+                    f"`val_split_file` {self.val_split_file} is the training list ({self.train_split_file}: {how}); "
+                    f"hold out part of it with `val_fraction` instead."
+                )
+            _warn_about_shared_lines(validation, training)
+        if any("test" in name.lower() for name in (Path(self.val_split_file).name, validation.name)):
             raise ValueError(
                 f"`val_split_file` {self.val_split_file} looks like a test list: the best checkpoint is chosen on the "
                 f"validation split, so a test list there reports tuned-on-test numbers. Hold out part of the training "
@@ -252,11 +390,115 @@ class TrainingConfig:
         return values
 
 
+def _check_log_with(log_with: str) -> None:
+    """Refuse a `log_with` that names no tracker accelerate knows, or tensorboard when it is not installed."""
+    from accelerate.utils import LoggerType
+
+    names = [name.strip() for name in log_with.split(",") if name.strip()]
+    known = [*LOG_WITH_KEYWORDS, *(tracker.value for tracker in LoggerType)]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(f"`log_with` must be a comma-separated list of {known}, got {log_with!r}.")
+    if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("`log_with: tensorboard` needs tensorboard: `pip install tensorboard` (or `log_with: none`).")
+
+
+def _list_location(split_file: str, data_root: str | None) -> Path:
+    """The absolute path of the list file the readers open for `split_file` (the path as given when it is a file,
+    else inside `data_root`; `NYUDepthDataset` and `KITTIDepthDataset` look it up so), links followed."""
+    located = locate_list_file(split_file, data_root)
+    if located is None:
+        located = Path(data_root or ".") / split_file
+    return located.resolve()
+
+
+def _list_lines(path: Path) -> list[tuple[str, ...]]:
+    """The non-empty lines of a list file as their fields (a leading "/" of a path dropped, as the readers drop
+    it), sorted; empty when the file cannot be read (the readers report that)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return []
+    return sorted(tuple(field.lstrip("/") for field in line.split()) for line in text.splitlines() if line.split())
+
+
+def _same_list_lines(first: Path, second: Path) -> bool:
+    """Whether two list files list the same samples (the same non-empty lines, in any order)."""
+    lines = _list_lines(first)
+    return bool(lines) and lines == _list_lines(second)
+
+
+def _warn_about_shared_lines(validation: Path, training: Path) -> None:
+    """Log a warning when some validation samples are training samples too: they score as seen."""
+    validation_lines = set(_list_lines(validation))
+    shared = validation_lines & set(_list_lines(training))
+    if shared:
+        logger.warning(
+            "%d of the %d samples of the validation list %s are in the training list %s too: the validation metrics "
+            "of those samples are measured on training data.",
+            len(shared),
+            len(validation_lines),
+            validation,
+            training,
+        )
+
+
+@functools.cache
+def _known_config_keys(config_class: type) -> frozenset[str]:
+    """The keys a transformers config class takes: its fields and the keys of its default instance's dict."""
+    fields = {field_info.name.lstrip("_") for field_info in dataclasses.fields(config_class)}
+    return frozenset(fields | set(config_class().to_dict()) | {"model_type"})
+
+
+def _check_known_keys(values: Mapping[str, Any], config_class: type, where: str) -> None:
+    """Raise on a key of `values` that `config_class` does not take, suggesting the closest one."""
+    known = _known_config_keys(config_class)
+    for key in values:
+        if not isinstance(key, str) or key not in known:
+            suggestion = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" Did you mean `{suggestion[0]}`?" if suggestion else ""
+            raise ValueError(
+                f"Unknown key `{key}` in `{where}` (a {config_class.__name__}).{hint} A misspelt key would be ignored "
+                f"by the model."
+            )
+
+
+def check_model_config_keys(model_config: Mapping[str, Any]) -> None:
+    """Refuse a key of `model_config` that `WEDepthConfig` does not take, and a key of its `vfm_config` /
+    `encoder_config` that the config class of their `model_type` (DINOv2 and Swin by default) does not take."""
+    from transformers import CONFIG_MAPPING
+
+    _check_known_keys(model_config, WEDepthConfig, "model_config")
+    for name, default_type in (("vfm_config", "dinov2"), ("encoder_config", "swin")):
+        values = model_config.get(name)
+        if values is None:
+            continue
+        if not isinstance(values, Mapping):
+            raise ValueError(f"`model_config.{name}` must be a mapping of settings, got {values!r}.")
+        model_type = values.get("model_type", default_type)
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f"`model_config.{name}.model_type` {model_type!r} is not a transformers model type.")
+        _check_known_keys(values, CONFIG_MAPPING[model_type], f"model_config.{name}")
+
+
 # ---- YAML values and their types -------------------------------------------------------------------------------------
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """YAML loader that also reads exponent floats without a dot (`2e-4`, `1e-06`) as floats, as YAML 1.2 does."""
+    """YAML loader that also reads exponent floats without a dot (`2e-4`, `1e-06`) as floats, as YAML 1.2 does, and
+    refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping of `node`, or a `ConstructorError` at the second occurrence of a key."""
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key_node.value!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
 
 
 _ConfigLoader.add_implicit_resolver(
@@ -269,6 +511,16 @@ _ConfigLoader.add_implicit_resolver(
 def _load_yaml(text: str) -> Any:
     """Parse YAML text with `_ConfigLoader` (safe: plain data only)."""
     return yaml.load(text, Loader=_ConfigLoader)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line that says what is wrong in a YAML text, and where: PyYAML's own messages span several lines."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    if "python/" in problem:
+        problem += ": tags that make Python objects are not read; give plain values"
+    return f"{problem}{where}"
 
 
 def _field_types() -> dict[str, Any]:
@@ -310,6 +562,8 @@ def _convert(name: str, value: Any) -> Any:
             if not isinstance(parsed, origin):
                 raise ValueError(f"expected a {origin.__name__} (YAML), got {value!r}")
             return parsed
+        if isinstance(value, (bool, dict, list)):
+            raise ValueError(f"expected {'text' if origin is str else 'a number'}, got a {type(value).__name__}")
         if origin is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"expected an integer, got {value!r}")
@@ -317,16 +571,18 @@ def _convert(name: str, value: Any) -> Any:
         if origin is float:
             return float(value)
         return str(value)
-    except (TypeError, ValueError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
+        raise ValueError(f"Invalid value for `{name}`: {_yaml_problem(error)}") from error
+    except (TypeError, ValueError) as error:
         raise ValueError(f"Invalid value for `{name}`: {error}") from error
 
 
-def _check_keys(keys: Sequence[str], source: str) -> None:
+def _check_keys(keys: Sequence[Any], source: str) -> None:
     """Raise on a key that is not a `TrainingConfig` field, suggesting the closest one."""
     valid = set(_field_types())
     for key in keys:
-        if key not in valid:
-            suggestion = difflib.get_close_matches(key, sorted(valid), n=1)
+        if not isinstance(key, str) or key not in valid:
+            suggestion = difflib.get_close_matches(str(key), sorted(valid), n=1)
             hint = f" Did you mean `{suggestion[0]}`?" if suggestion else ""
             raise ValueError(f"Unknown training setting `{key}` in {source}.{hint} Valid keys: {sorted(valid)}.")
 
@@ -351,7 +607,11 @@ def _read_config(config: str | Path) -> tuple[str, str]:
     the bundled config of that name; anything else is a `FileNotFoundError` listing the bundled names."""
     path = Path(config)
     if path.is_file():
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ValueError(f"Cannot read the training config {path}: {reason}.") from error
     names = bundled_config_names()
     if str(config) in names:
         text = _bundled_configs().joinpath(f"{config}.yaml").read_text(encoding="utf-8")
@@ -366,11 +626,19 @@ def load_training_config(
     config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> TrainingConfig:
     """A `TrainingConfig` from a YAML file or bundled config name (optional) with `overrides` applied on top; unknown
-    keys are errors."""
+    keys, YAML that is not plain data (a `!!python/object` tag, say) and an empty file are errors."""
     values: dict[str, Any] = {}
     if config is not None:
         text, source = _read_config(config)
-        loaded = _load_yaml(text) or {}
+        try:
+            loaded = _load_yaml(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{source} is not a YAML file of training settings: {_yaml_problem(error)}.") from error
+        if loaded is None:
+            raise ValueError(
+                f"{source} is empty: it holds no training settings. Write the settings there (see the bundled "
+                f"configs: {', '.join(bundled_config_names())}), or leave --config out to train with the defaults."
+            )
         if not isinstance(loaded, dict):
             raise ValueError(f"{source} must hold a mapping of training settings, got {type(loaded).__name__}.")
         _check_keys(list(loaded), source)
@@ -404,6 +672,7 @@ def _unknown_arguments_message(unknown: Sequence[str], known: Sequence[str]) -> 
 def _training_parser() -> argparse.ArgumentParser:
     """The parser of `--config` and of one typed `--<field> VALUE` option per `TrainingConfig` field."""
     parser = argparse.ArgumentParser(
+        prog="wedepth train",
         description="Train WEDepth with accelerate. Any setting of the YAML config can be overridden as --key value.",
         allow_abbrev=False,
     )

@@ -31,6 +31,7 @@ from .builders import (
     build_model,
     build_optimizer,
     build_scheduler,
+    check_data_sources,
     maybe_sync_batchnorm,
 )
 from .checkpointing import load_checkpoint, save_checkpoint
@@ -38,7 +39,7 @@ from .config import TrainingConfig
 from .export import export_model_folder, exports_vfm, save_model_weights
 from .interrupts import InterruptRequest, StopRequested, TrainingInterrupted, interruption
 from .layout import CHECKPOINTS_DIR, MODEL_DIR
-from .output_dir import OutputDirClaim, claim_output_dir
+from .output_dir import LOGS_DIR, OutputDirClaim, claim_output_dir
 from .state import TrainingResult, TrainingState
 
 
@@ -102,12 +103,15 @@ class LoopMarks:
 def train(config: TrainingConfig) -> TrainingResult:
     """Run a full training as `config` says; return where the model went and the loss/evaluation history.
 
-    One training at a time per `output_dir` (an OS lock; `OutputDirError` otherwise), and never over an earlier run's
-    checkpoints or exported model without `overwrite_output_dir`. Resuming from a checkpoint older than others moves
-    the later ones aside (`abandon_later_work`). Ctrl-C saves a checkpoint at the next step boundary and raises
-    `TrainingInterrupted` (a `KeyboardInterrupt`) with the command that resumes; a damaged checkpoint raises a
-    `CheckpointError`. Raises `wedepth_hf.hub.HubUploadError` when the final upload fails (the folder is kept).
+    The list files are read and checked first (`TrainingDataError`), before anything is written. One training at a
+    time per `output_dir` (an OS lock; `OutputDirError` otherwise), and never over an earlier run's checkpoints or
+    exported model, or into a folder of files no training wrote, without `overwrite_output_dir`. Resuming from a
+    checkpoint older than others moves the later ones aside (`abandon_later_work`). Ctrl-C saves a checkpoint at the
+    next step boundary and raises `TrainingInterrupted` (a `KeyboardInterrupt`) with the command that resumes; a
+    damaged checkpoint raises a `CheckpointError`. Raises `wedepth_hf.hub.HubUploadError` when the final upload fails
+    (the folder is kept).
     """
+    check_data_sources(config)
     accelerator = _make_accelerator(config)
     claim = claim_output_dir(config, accelerator)
     try:
@@ -134,19 +138,18 @@ def _make_accelerator(config: TrainingConfig) -> Any:
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=_resolve_trackers(config.log_with),
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / LOGS_DIR)),
     )
 
 
 def _resolve_trackers(log_with: str) -> list[str] | None:
-    """accelerate `log_with` from the config: "auto" means tensorboard when installed, else python logging only."""
+    """accelerate `log_with` from the config (checked there): "auto" means tensorboard when installed, else python
+    logging only."""
     names = [name.strip() for name in log_with.split(",") if name.strip()]
-    if names in ([], ["none"]):
+    if names == ["none"]:
         return None
     if names == ["auto"]:
         return ["tensorboard"] if importlib.util.find_spec("tensorboard") else None
-    if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
-        raise ValueError("`log_with: tensorboard` needs tensorboard: `pip install tensorboard` (or `log_with: none`).")
     return names
 
 

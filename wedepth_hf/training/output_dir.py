@@ -1,5 +1,6 @@
 """Claiming the output folder for a run: one training per folder (`OutputDirLock`, an OS lock), never over an
-earlier run without `overwrite_output_dir`, the checkpoint to resume from, and the public configuration written.
+earlier run or into a folder of other files without `overwrite_output_dir`, the checkpoint to resume from, and the
+public configuration written.
 
 The main process does the work under the lock; every process gets the outcome (`claim_output_dir`), so that when
 the main process cannot use the folder the others stop too instead of waiting for it.
@@ -8,6 +9,7 @@ the main process cannot use the folder the others stop too instead of waiting fo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -17,12 +19,29 @@ from typing import Any
 import yaml
 from transformers.utils import logging
 
+from ..folders import OutputFolderError, check_output_folder
+from .builders import SYNTHETIC_DATA_DIR
 from .checkpointing import abandon_later_work, list_checkpoints, read_checkpoint_state, resolve_checkpoint
 from .config import TrainingConfig
-from .layout import CHECKPOINTS_DIR, CONFIG_FILE, LOCK_FILE, MODEL_DIR, TEMPORARY_PREFIX
+from .export import read_export_step
+from .layout import (
+    ABANDONED_PREFIX,
+    CHECKPOINT_PREFIX,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    EXPORT_STEP_FILE,
+    LOCK_FILE,
+    MODEL_DIR,
+    TEMPORARY_PREFIX,
+)
 
 
 logger = logging.get_logger(__name__)
+
+# The folder of accelerate's tracker logs in the output folder.
+LOGS_DIR = "logs"
+# What a run writes in its output folder: the layout's files, the tracker logs and, by default, the synthetic data.
+RUN_ENTRIES = (CONFIG_FILE, CHECKPOINTS_DIR, MODEL_DIR, LOCK_FILE, LOGS_DIR, SYNTHETIC_DATA_DIR)
 
 
 class OutputDirError(ValueError):
@@ -102,6 +121,7 @@ def claim_output_dir(config: TrainingConfig, accelerator: Any) -> OutputDirClaim
     if accelerator.is_main_process:
         lock = OutputDirLock(config.output_dir)
         try:
+            check_output_dir(config)
             lock.acquire()
             outcome = [("ok", *_prepare_output_dir(config, accelerator.num_processes))]
         except Exception as error:
@@ -116,6 +136,50 @@ def claim_output_dir(config: TrainingConfig, accelerator: Any) -> OutputDirClaim
     return OutputDirClaim(lock=lock, resume_path=resume_path, restart_selection=restart_selection)
 
 
+def check_output_dir(config: TrainingConfig) -> None:
+    """Before the lock file is made: refuse (`OutputDirError`) a `resume_from_checkpoint` path that is not a complete
+    checkpoint, an output folder that is a file, or an existing folder of files no WEDepth training wrote (see
+    `_holds_a_run`) unless `overwrite_output_dir`: the run would write its configuration, data, logs, checkpoints and
+    model over the user's files of those names. A folder of an earlier run is for `_clear_or_refuse_earlier_run` and
+    resuming to judge."""
+    output_dir = Path(config.output_dir)
+    if config.resume_from_checkpoint not in (None, "latest"):
+        _resolve_resume_path(config)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputDirError(f"--output_dir {output_dir} is a file; give a folder (new, or of an earlier run).")
+    if not output_dir.is_dir() or _holds_a_run(output_dir):
+        return
+    entries = sorted(entry.name for entry in output_dir.iterdir())
+    if not entries:
+        return
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    replaced = ", ".join(sorted(set(entries) & set(RUN_ENTRIES))) or "none of them"
+    if config.overwrite_output_dir:
+        logger.warning(
+            "%s holds files no WEDepth training wrote (%s); --overwrite_output_dir: training there anyway, replacing "
+            "those the run writes (%s).",
+            output_dir,
+            shown,
+            replaced,
+        )
+        return
+    raise OutputDirError(
+        f"{output_dir} holds files that no WEDepth training wrote ({shown}): a run writes "
+        f"{', '.join(RUN_ENTRIES)} there, replacing files of those names ({replaced}). Give a new or empty "
+        f"--output_dir, or pass `--overwrite_output_dir true` to train there anyway."
+    )
+
+
+def _holds_a_run(output_dir: Path) -> bool:
+    """Whether a WEDepth training wrote into `output_dir`: it holds the lock file every run leaves, a complete
+    checkpoint, or an export that records its step (a run's checkpoints copied to another machine count)."""
+    return (
+        (output_dir / LOCK_FILE).exists()
+        or bool(list_checkpoints(output_dir / CHECKPOINTS_DIR))
+        or read_export_step(output_dir / MODEL_DIR) is not None
+    )
+
+
 def _prepare_output_dir(config: TrainingConfig, num_processes: int) -> tuple[Path | None, bool]:
     """On the main process, under the lock: (the checkpoint to resume from or None, whether the best-model selection
     starts again). Refuses to replace an earlier run without `overwrite_output_dir`, moves an abandoned branch aside,
@@ -124,7 +188,7 @@ def _prepare_output_dir(config: TrainingConfig, num_processes: int) -> tuple[Pat
     checkpoints_dir = output_dir / CHECKPOINTS_DIR
     resume_path = None
     if config.resume_from_checkpoint is not None:
-        resume_path = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+        resume_path = _resolve_resume_path(config)
         if resume_path is None:
             logger.info("No checkpoint in %s yet: starting from scratch", checkpoints_dir)
     restart_selection = False
@@ -140,14 +204,22 @@ def _prepare_output_dir(config: TrainingConfig, num_processes: int) -> tuple[Pat
     return resume_path, restart_selection
 
 
+def _resolve_resume_path(config: TrainingConfig) -> Path | None:
+    """The checkpoint `resume_from_checkpoint` names (None: `latest` and none yet), or an `OutputDirError`."""
+    try:
+        return resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    except ValueError as error:
+        raise OutputDirError(str(error)) from error
+
+
 def _clear_or_refuse_earlier_run(config: TrainingConfig) -> None:
     """For a run that starts from scratch: delete an earlier run's checkpoints and export with
     `overwrite_output_dir`, else refuse (`OutputDirError`) to replace them."""
     output_dir = Path(config.output_dir)
     checkpoints_dir, model_dir = output_dir / CHECKPOINTS_DIR, output_dir / MODEL_DIR
     if config.overwrite_output_dir:
-        shutil.rmtree(checkpoints_dir, ignore_errors=True)
-        shutil.rmtree(model_dir, ignore_errors=True)
+        _delete_earlier_checkpoints(checkpoints_dir, _run_inputs(config))
+        _delete_earlier_export(model_dir, _run_inputs(config))
     elif list_checkpoints(checkpoints_dir):
         raise OutputDirError(
             f"{output_dir} already holds training checkpoints. Continue that run with "
@@ -160,3 +232,58 @@ def _clear_or_refuse_earlier_run(config: TrainingConfig) -> None:
             f"would replace it. Start over with `--overwrite_output_dir true` (deletes it), or give this run another "
             f"--output_dir."
         )
+
+
+def _run_inputs(config: TrainingConfig) -> list[Path]:
+    """The paths a run reads from (data folders and lists, the checkpoint to resume or start from): never deleted."""
+    values = (
+        config.data_root,
+        config.image_root,
+        config.depth_root,
+        config.train_split_file,
+        config.val_split_file,
+        config.init_from,
+        config.vfm_name_or_path,
+        config.encoder_name_or_path,
+    )
+    return [Path(value) for value in values if value and os.path.lexists(value)]
+
+
+def _delete_earlier_checkpoints(checkpoints_dir: Path, inputs: list[Path]) -> None:
+    """With `overwrite_output_dir`: delete an earlier run's `checkpoints/`, but only when it holds nothing but
+    checkpoints (complete, temporary or abandoned) and contains neither the working directory nor an input;
+    otherwise an `OutputDirError` says why and nothing is deleted."""
+    if not os.path.lexists(checkpoints_dir):
+        return
+    if checkpoints_dir.is_symlink() or not checkpoints_dir.is_dir():
+        raise OutputDirError(
+            f"{checkpoints_dir} is not a folder of checkpoints (a file or a link); move it away to start over there."
+        )
+    resolved = checkpoints_dir.resolve()
+    for label, path in [("the working directory", Path.cwd()), *[(f"the input {path}", path) for path in inputs]]:
+        if path.resolve() == resolved or resolved in path.resolve().parents:
+            raise OutputDirError(f"{checkpoints_dir} contains {label}, which is never deleted; move it elsewhere.")
+    pattern = re.compile(rf"({re.escape(TEMPORARY_PREFIX)})?{CHECKPOINT_PREFIX}\d+|{ABANDONED_PREFIX}.+")
+    foreign = sorted(
+        entry.name for entry in checkpoints_dir.iterdir() if entry.is_symlink() or not pattern.fullmatch(entry.name)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputDirError(
+            f"{checkpoints_dir} holds files that are not checkpoints of a WEDepth training ({shown}); "
+            "--overwrite_output_dir deletes only checkpoints. Move them away, or give another --output_dir."
+        )
+    shutil.rmtree(checkpoints_dir)
+
+
+def _delete_earlier_export(model_dir: Path, inputs: list[Path]) -> None:
+    """With `overwrite_output_dir`: delete an earlier run's exported `model/`, but only a folder holding a WEDepth
+    model and nothing else, containing neither the working directory nor an input (`check_output_folder`)."""
+    if not os.path.lexists(model_dir):
+        return
+    try:
+        check_output_folder(model_dir, overwrite=True, protected=inputs, extra_files=(EXPORT_STEP_FILE,))
+    except OutputFolderError as error:
+        raise OutputDirError(f"--overwrite_output_dir cannot start over: {error}") from error
+    if model_dir.is_dir():
+        shutil.rmtree(model_dir)
