@@ -1,8 +1,10 @@
 """The package as users install it: a built wheel, installed without `-e`, used from a folder outside the checkout."""
 
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -40,10 +42,28 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=root,
     )
     (wheel,) = (root / "dist").glob("wedepth_hf-*.whl")
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "env")
+    venv.EnvBuilder(with_pip=False).create(root / "env")
     python = root / "env" / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], cwd=root)
+    _see_running_packages(python)
+    install = [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)]
+    _run(install, cwd=root)
     return root
+
+
+def _see_running_packages(python: Path) -> None:
+    """Let the environment of `python` import the packages of the interpreter running the tests (torch,
+    transformers, pip...), whether that is a system interpreter or a virtual environment: `system_site_packages`
+    would give the base interpreter's packages, which a virtual environment does not have. A `.pth` file in its
+    site-packages lists the running interpreter's site-packages folders; their own `.pth` files (the checkout's
+    editable install among them) are not read, so `wedepth_hf` comes from the wheel alone."""
+    purelib = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=python.parent
+    ).stdout.strip()
+    folders = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    listed = [folder for folder in dict.fromkeys(folders) if Path(folder).is_dir()]
+    (Path(purelib) / "running_interpreter_packages.pth").write_text("".join(f"{folder}\n" for folder in listed))
 
 
 def test_the_wheel_trains_evaluates_and_predicts_outside_the_checkout(installed: Path) -> None:
