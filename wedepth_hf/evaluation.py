@@ -871,7 +871,8 @@ def _evaluate_command(
         split_file = args.split_file if args.suite is None else None
         results = {}
         for name, dataset in datasets.items():
-            logger.info("%s: %s", name, dataset.root)
+            if args.suite is not None:
+                logger.info("%s: %s", name, dataset.root)
             results[name] = _score_authors_dataset(model, dataset, split_file, **common)
         return results
     ((name, dataset),) = datasets.items()

@@ -1309,9 +1309,10 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         elif config.vfm_fingerprint is not None:
             actual = vfm_fingerprint(model.vfm)
             if actual != config.vfm_fingerprint:
+                source = f" ({_describe_source(config)})" if config.vfm_pretrained_name_or_path else ""
                 raise ValueError(
-                    f"{pretrained_model_name_or_path}: its frozen VFM is not the one its config records "
-                    f"({_describe_source(config)}): the weights' fingerprint is {actual}, the recorded one "
+                    f"{pretrained_model_name_or_path}: its frozen VFM is not the one its config records{source}: the "
+                    f"weights' fingerprint is {actual}, the recorded one "
                     f"{config.vfm_fingerprint}. Its VFM tensors were changed, or saved after the VFM was modified or "
                     "cast; use the folder as it was saved."
                 )
