@@ -827,7 +827,7 @@ def _command_datasets(
     OpenCV is a usage error."""
     datasets: dict[str, Dataset] = {}
     missing: dict[str, str] = {}
-    authors = dict(max_pixels=args.max_pixels, allow_paths_outside_root=args.allow_paths_outside_root)
+    reading = dict(max_pixels=args.max_pixels, allow_paths_outside_root=args.allow_paths_outside_root)
     try:
         if args.suite is not None:
             for name in SUITES[args.suite]:
@@ -836,9 +836,9 @@ def _command_datasets(
                     missing[name] = " or ".join(str(Path(args.data_root) / option) for option in SUITE_FOLDERS[name])
                     logger.warning("%s: no folder %s; it is left out of the table.", name, missing[name])
                     continue
-                datasets[name] = AuthorsEvaluationDataset(name, folder, **authors)
+                datasets[name] = AuthorsEvaluationDataset(name, folder, **reading)
         elif args.protocol == "authors":
-            datasets[args.dataset] = AuthorsEvaluationDataset(args.dataset, args.data_root, args.split_file, **authors)
+            datasets[args.dataset] = AuthorsEvaluationDataset(args.dataset, args.data_root, args.split_file, **reading)
         else:
             datasets[args.dataset] = build_evaluation_dataset(
                 spec,
@@ -849,7 +849,7 @@ def _command_datasets(
                 split=args.split,
                 image_column=args.image_column,
                 depth_column=args.depth_column,
-                **authors,
+                **reading,
             )
     except (FileNotFoundError, ValueError, ImportError) as error:
         parser.error(" ".join(str(error).split()))
