@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, conversion
 from wedepth_hf.training.export import save_model_weights
-from wedepth_hf.training.output_dir import OutputDirError
+from wedepth_hf.training.run_folder import OutputDirError
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_nyu_s0_56x90"

@@ -484,8 +484,8 @@ def test_the_tiny_file_has_the_repository_keys() -> None:
 
 def test_the_training_option_takes_a_file(tmp_path, vfm_folder) -> None:
     """`encoder_name_or_path` of a training config goes to `from_pretrained_backbones` as it is: a file path works."""
-    from wedepth_hf.training.builders import build_model
     from wedepth_hf.training.config import TrainingConfig
+    from wedepth_hf.training.optimization import build_model
 
     state = swin_repository_state_dict(seed=6)
     path = _save(state, tmp_path / "swin_base_patch4_window7_224.pth")

@@ -15,12 +15,10 @@ from transformers.utils import logging
 
 from ..command_logging import configure_command_logging
 from ..data.datasets import BadSampleError, bad_sample_message
-from .builders import TrainingDataError
-from .checkpointing import CheckpointError
 from .config import parse_training_args
-from .interrupts import TrainingInterrupted, interrupted_outside_the_loop
-from .loop import train
-from .output_dir import OutputDirError
+from .data import TrainingDataError
+from .loop import TrainingInterrupted, interrupted_outside_the_loop, train
+from .run_folder import CheckpointError, OutputDirError
 
 
 logger = logging.get_logger(__name__)

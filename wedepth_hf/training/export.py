@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from transformers.utils import logging
 
 from ..folders import OutputFolderError, write_folder
+from ..hub import render_model_card, vfm_storage_text
 from ..image_processing_wedepth import WEDepthImageProcessor
 from ..modeling_wedepth import WEDepthForDepthEstimation
-from .commands import launch_command
 from .config import TrainingConfig
-from .layout import CONFIG_FILE, EXPORT_STEP_FILE
+from .run_folder import CONFIG_FILE, EXPORT_STEP_FILE, OutputDirError, launch_command
 
 
 logger = logging.get_logger(__name__)
@@ -33,7 +34,9 @@ def exports_vfm(config: TrainingConfig, model: WEDepthForDepthEstimation) -> boo
     return config.export_full_model or model.config.vfm_fingerprint is None
 
 
-def save_model_weights(model: torch.nn.Module, accelerator: Any, folder: Path, include_vfm: bool, step: int) -> None:
+def save_model_weights(
+    model: torch.nn.Module, accelerator: Accelerator, folder: Path, include_vfm: bool, step: int
+) -> None:
     """`save_pretrained` (safetensors, remote code; the frozen VFM only with `include_vfm`) and the step of the
     weights (`EXPORT_STEP_FILE`) into a fresh folder swapped in for `folder` (`write_folder`). An existing `folder` is
     replaced only when it holds an exported model and nothing else, and never when it contains the working directory:
@@ -41,6 +44,7 @@ def save_model_weights(model: torch.nn.Module, accelerator: Any, folder: Path, i
     if accelerator.is_main_process:
 
         def write(staging: Path) -> None:
+            """Write the weights and their step into the staging folder."""
             accelerator.unwrap_model(model).save_pretrained(
                 staging, state_dict=accelerator.get_state_dict(model), include_vfm=include_vfm
             )
@@ -49,23 +53,13 @@ def save_model_weights(model: torch.nn.Module, accelerator: Any, folder: Path, i
         try:
             write_folder(folder, write, overwrite=True, extra_files=(EXPORT_STEP_FILE,))
         except OutputFolderError as error:
-            from .output_dir import OutputDirError  # here: output_dir imports checkpointing, which imports this module
-
             raise OutputDirError(f"The exported model cannot be written: {error}") from error
     accelerator.wait_for_everyone()
 
 
-def read_export_step(model_dir: Path) -> int | None:
-    """The step whose weights the exported folder holds (`EXPORT_STEP_FILE`), or None when not recorded."""
-    try:
-        return int(json.loads((model_dir / EXPORT_STEP_FILE).read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def export_model_folder(
     model: torch.nn.Module,
-    accelerator: Any,
+    accelerator: Accelerator,
     config: TrainingConfig,
     model_dir: Path,
     *,
@@ -154,8 +148,6 @@ def _card_metadata(config: TrainingConfig, model: WEDepthForDepthEstimation) -> 
 
 def _model_description(model: WEDepthForDepthEstimation, include_vfm: bool) -> str:
     """The card's description of the model: parameter counts, the depth range trained on, how the VFM is stored."""
-    from ..hub import vfm_storage_text
-
     counts = model.parameter_counts()
     return (
         f"Parameters: {counts['total'] / 1e6:.2f}M in all, {counts['trainable'] / 1e6:.2f}M trained, the frozen VFM "
@@ -177,8 +169,6 @@ def _write_model_card(
     num_processes: int,
 ) -> None:
     """The folder's README.md: results, base models and datasets, the command and public configuration of the run."""
-    from ..hub import render_model_card
-
     metadata = _card_metadata(config, model)
     card = render_model_card(
         model_name=config.model_name or (config.hub_model_id or Path(config.output_dir).name).split("/")[-1],

@@ -1,11 +1,15 @@
 """The training loop: `train` runs a whole training as its `TrainingConfig` says, as a short sequence of named steps
-over a `TrainingState`.
+over one `TrainingState`, and Ctrl-C handling (`TrainingInterrupted`).
 
 Claim the output folder; build and prepare the pieces (`TrainingRun`); restore the state of the checkpoint resumed
 from; train epoch by epoch (mixed precision, gradient accumulation, clipping, multi-GPU through accelerate), with
 validation by `wedepth_hf.evaluation.evaluate_depth_model`, the best model exported as it is found, and atomic
 checkpoints; then the last evaluation and checkpoint, the exported folder and the optional Hub upload. Every random
 draw of a step depends only on its position in training, so a resumed run repeats the steps it had not saved.
+
+Ctrl-C: the first one stops the run at the next step boundary, where a checkpoint is saved (`InterruptRequest`,
+agreed by every process), and the run ends with a `TrainingInterrupted` that says where it can resume and the command
+that does it; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -13,62 +17,82 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
+from accelerate import Accelerator, skip_first_batches
+from accelerate.scheduler import AcceleratedScheduler
+from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..constants import LOWER_IS_BETTER
+from ..data import collate_depth_samples
 from ..data.authors import AUTHORS_DATASETS
-from .builders import (
-    EpochShuffleSampler,
-    TrainingData,
-    build_datasets,
-    build_model,
-    build_optimizer,
-    build_scheduler,
-    check_data_sources,
-    maybe_sync_batchnorm,
-)
-from .checkpointing import load_checkpoint, save_checkpoint
+from ..evaluation import evaluate_depth_model
+from ..hub import push_folder_to_hub
 from .config import TrainingConfig
+from .data import EpochShuffleSampler, TrainingData, build_datasets, check_data_sources
 from .export import export_model_folder, exports_vfm, save_model_weights
-from .interrupts import InterruptRequest, StopRequested, TrainingInterrupted, interruption
-from .layout import CHECKPOINTS_DIR, MODEL_DIR
-from .output_dir import LOGS_DIR, OutputDirClaim, claim_output_dir
-from .state import TrainingResult, TrainingState
+from .optimization import build_model, build_optimizer, build_scheduler, maybe_sync_batchnorm
+from .run_folder import (
+    CHECKPOINTS_DIR,
+    LOGS_DIR,
+    MODEL_DIR,
+    OutputDirClaim,
+    TrainingState,
+    claim_output_dir,
+    find_latest_checkpoint,
+    load_checkpoint,
+    restart_command,
+    resume_command,
+    save_checkpoint,
+    token_note,
+)
 
 
 logger = logging.get_logger(__name__)
 
 
 @dataclass
-class StepPlan:
-    """How a run's optimizer steps fall into epochs, and how many of them warm the learning rate up."""
+class TrainingResult:
+    """What a training run produced: the exported model folder, the step reached, the loss and evaluation history."""
 
-    steps_per_epoch: int
-    max_train_steps: int
-    num_epochs: int
-    warmup_steps: int
+    output_dir: Path
+    model_dir: Path
+    global_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+    hub_url: str | None = None
+    # errors of the validation samples left out as bad (`on_bad_sample: skip`; see `drop_bad_samples`)
+    dropped_validation_samples: list[str] = field(default_factory=list)
 
 
 @dataclass
 class TrainingRun:
-    """The pieces of a run once built and prepared by accelerate: what the loop's steps work with."""
+    """The objects of a run once built and prepared by accelerate, and its `TrainingState`: what the loop's steps
+    work with. Not state itself: where the run stands is `state`, and only there."""
 
     config: TrainingConfig
-    accelerator: Any
+    accelerator: Accelerator
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Any  # accelerate's scheduler around the `build_scheduler` LambdaLR
-    dataloader: Any  # accelerate's prepared DataLoader (sharded, with `set_epoch`)
+    scheduler: AcceleratedScheduler  # around the `build_scheduler` LambdaLR
+    dataloader: DataLoader  # accelerate's prepared DataLoader (sharded, with `set_epoch`)
     data: TrainingData
-    plan: StepPlan
     trainable: list[torch.nn.Parameter]
+    state: TrainingState
 
     @property
     def output_dir(self) -> Path:
@@ -80,24 +104,13 @@ class TrainingRun:
         """The exported model folder."""
         return self.output_dir / MODEL_DIR
 
-    def save_checkpoint(self, state: TrainingState) -> Path:
-        """Save a checkpoint of `state` (and of the model, optimiser, schedule and random states); return its folder."""
-        return save_checkpoint(
-            self.accelerator, self.output_dir / CHECKPOINTS_DIR, state, self.config.checkpoints_total_limit
+    def save_checkpoint(self) -> None:
+        """Save a checkpoint of the state (and of the model, optimiser, schedule and random states) and mark it as the
+        last one."""
+        self.state.last_checkpoint = save_checkpoint(
+            self.accelerator, self.output_dir / CHECKPOINTS_DIR, self.state, self.config.checkpoints_total_limit
         )
-
-
-@dataclass
-class LoopMarks:
-    """What the loop remembers of its own steps and does not save: the last step evaluated, the last checkpoint
-    saved (or resumed from) and its step, and whether the model, optimiser and schedule are exactly the state."""
-
-    last_checkpoint_step: int
-    last_checkpoint: Path | None
-    last_evaluated_step: int | None = None
-    # True while no step is half done, no gradient accumulated and no evaluation running: only then can an
-    # interrupt be saved as a checkpoint of the state.
-    clean: bool = True
+        self.state.last_checkpoint_step = self.state.global_step
 
 
 def train(config: TrainingConfig) -> TrainingResult:
@@ -116,11 +129,11 @@ def train(config: TrainingConfig) -> TrainingResult:
     claim = claim_output_dir(config, accelerator)
     try:
         run = _set_up_run(config, accelerator)
-        state = _restore_state(run, claim)
+        _restore_state(run, claim)
         _start_tracking(run)
-        marks = _train_steps(run, state, claim.resume_path)
-        _finish_training(run, state, marks)
-        return _export_and_push(run, state)
+        _train_steps(run)
+        _finish_training(run)
+        return _export_and_push(run)
     finally:
         claim.release()
 
@@ -128,11 +141,8 @@ def train(config: TrainingConfig) -> TrainingResult:
 # ---- set-up ----------------------------------------------------------------------------------------------------------
 
 
-def _make_accelerator(config: TrainingConfig) -> Any:
+def _make_accelerator(config: TrainingConfig) -> Accelerator:
     """The `Accelerator` of the run: precision, gradient accumulation, trackers logging to `<output_dir>/logs`."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     output_dir = Path(config.output_dir)
     return Accelerator(
         mixed_precision=config.mixed_precision,
@@ -153,12 +163,8 @@ def _resolve_trackers(log_with: str) -> list[str] | None:
     return names
 
 
-def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
-    """Build the model, data, optimiser and schedule (seeded), and prepare them with accelerate."""
-    from accelerate.utils import set_seed
-
-    from ..data import collate_depth_samples
-
+def _set_up_run(config: TrainingConfig, accelerator: Accelerator) -> TrainingRun:
+    """Build the model, data, optimiser and schedule (seeded), plan the steps, and prepare them with accelerate."""
     set_seed(config.seed)
     model = maybe_sync_batchnorm(
         build_model(config),
@@ -178,11 +184,11 @@ def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
         drop_last=config.dataloader_drop_last,
     )
     optimizer = build_optimizer(model, config)
-    plan = plan_steps(config, len(dataloader), accelerator.num_processes, len(data.train))
+    state = plan_steps(config, len(dataloader), accelerator.num_processes, len(data.train))
     scheduler = build_scheduler(
         optimizer,
-        plan.warmup_steps,
-        plan.max_train_steps,
+        state.warmup_steps,
+        state.max_train_steps,
         config.min_lr_ratio,
         accelerator.num_processes,
         warmup_start_ratio=config.warmup_start_ratio,
@@ -196,8 +202,8 @@ def _set_up_run(config: TrainingConfig, accelerator: Any) -> TrainingRun:
         scheduler=scheduler,
         dataloader=dataloader,
         data=data,
-        plan=plan,
         trainable=[parameter for parameter in model.parameters() if parameter.requires_grad],
+        state=state,
     )
 
 
@@ -214,9 +220,9 @@ def _check_data(config: TrainingConfig, model: torch.nn.Module, data: TrainingDa
         )
 
 
-def plan_steps(config: TrainingConfig, num_batches: int, num_processes: int, num_samples: int) -> StepPlan:
-    """The step plan for a dataloader of `num_batches` batches in all (each process gets its share) over
-    `num_samples` training samples: `max_train_steps`, or `num_train_epochs` epochs."""
+def plan_steps(config: TrainingConfig, num_batches: int, num_processes: int, num_samples: int) -> TrainingState:
+    """The fresh state of a run, with its plan, for a dataloader of `num_batches` batches in all (each process gets
+    its share) over `num_samples` training samples: `max_train_steps`, or `num_train_epochs` epochs."""
     batches_per_epoch = math.ceil(num_batches / num_processes)
     if batches_per_epoch == 0:
         raise ValueError(
@@ -225,31 +231,35 @@ def plan_steps(config: TrainingConfig, num_batches: int, num_processes: int, num
         )
     steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
     max_train_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     warmup_steps = config.warmup_steps
     if warmup_steps is None:
         warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    return StepPlan(steps_per_epoch, max_train_steps, num_epochs, min(warmup_steps, max_train_steps))
+    return TrainingState(
+        steps_per_epoch=steps_per_epoch,
+        max_train_steps=max_train_steps,
+        num_epochs=math.ceil(max_train_steps / steps_per_epoch),
+        warmup_steps=min(warmup_steps, max_train_steps),
+    )
 
 
-def _restore_state(run: TrainingRun, claim: OutputDirClaim) -> TrainingState:
-    """A fresh state, or that of the checkpoint resumed from (its model, optimiser, schedule and random states are
-    restored too); an epoch whose batches were all seen continues with the next one."""
+def _restore_state(run: TrainingRun, claim: OutputDirClaim) -> None:
+    """Continue from the checkpoint resumed from, when there is one (its model, optimiser, schedule and random states
+    are restored too); an epoch whose batches were all seen continues with the next one."""
     if claim.resume_path is None:
-        return TrainingState()
-    state = load_checkpoint(run.accelerator, run.config, claim.resume_path)
+        return
+    state = run.state
+    state.resume(load_checkpoint(run.accelerator, run.config, claim.resume_path), claim.resume_path)
     logger.info("Resumed from %s at step %d (epoch %d)", claim.resume_path, state.global_step, state.epoch)
     if claim.restart_selection:
         state.forget_best()
     if state.batches_in_epoch >= len(run.dataloader):
         state.epoch += 1
         state.batches_in_epoch = 0
-    return state
 
 
 def _start_tracking(run: TrainingRun) -> None:
     """Start the trackers with the public configuration, and log what the run will do."""
-    config, accelerator = run.config, run.accelerator
+    config, accelerator, state = run.config, run.accelerator, run.state
     if accelerator.trackers:
         accelerator.init_trackers("wedepth", config=_flat_hparams(config.to_public_dict()))
     counts = accelerator.unwrap_model(run.model).parameter_counts()
@@ -257,10 +267,10 @@ def _start_tracking(run: TrainingRun) -> None:
         "Training %s samples, %d steps (%d epochs of %d steps), warm-up %d steps, %.2fM trainable of %.2fM parameters, "
         "%d process(es), batch %d per device x %d accumulation",
         len(run.data.train),
-        run.plan.max_train_steps,
-        run.plan.num_epochs,
-        run.plan.steps_per_epoch,
-        run.plan.warmup_steps,
+        state.max_train_steps,
+        state.num_epochs,
+        state.steps_per_epoch,
+        state.warmup_steps,
         counts["trainable"] / 1e6,
         counts["total"] / 1e6,
         accelerator.num_processes,
@@ -284,14 +294,12 @@ def batch_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> i
     return (seed * 1_000_003 + epoch * 10_007 + batch_index) * 64 + process_index
 
 
-def _train_steps(run: TrainingRun, state: TrainingState, resume_path: Path | None) -> LoopMarks:
+def _train_steps(run: TrainingRun) -> None:
     """Train up to `max_train_steps`, epoch by epoch. On Ctrl-C, save a checkpoint when the state is whole and
     raise `TrainingInterrupted` saying how to resume."""
-    from tqdm.auto import tqdm
-
-    marks = LoopMarks(last_checkpoint_step=state.global_step, last_checkpoint=resume_path)
+    state = run.state
     progress = tqdm(
-        total=run.plan.max_train_steps,
+        total=state.max_train_steps,
         initial=state.global_step,
         desc="training",
         disable=not run.accelerator.is_local_main_process,
@@ -299,34 +307,31 @@ def _train_steps(run: TrainingRun, state: TrainingState, resume_path: Path | Non
     run.model.train()
     with InterruptRequest() as interrupt:
         try:
-            for epoch in range(state.epoch, run.plan.num_epochs):
-                if state.global_step >= run.plan.max_train_steps:
+            for epoch in range(state.epoch, state.num_epochs):
+                if state.global_step >= state.max_train_steps:
                     break
-                _train_epoch(run, state, marks, interrupt, progress, epoch)
+                _train_epoch(run, interrupt, progress, epoch)
         except (StopRequested, KeyboardInterrupt) as stop:
             progress.close()
-            raise _interrupted(run, state, marks, stop) from None
+            raise _interrupted(run, stop) from None
     progress.close()
-    return marks
 
 
-def _interrupted(run: TrainingRun, state: TrainingState, marks: LoopMarks, stop: BaseException) -> TrainingInterrupted:
+def _interrupted(run: TrainingRun, stop: BaseException) -> TrainingInterrupted:
     """The `TrainingInterrupted` of a stop, after saving a checkpoint of the state when it is whole, not saved yet,
     and every process stopped at this boundary (`StopRequested`; a single process always can)."""
-    num_processes = run.accelerator.num_processes
+    state, num_processes = run.state, run.accelerator.num_processes
     together = isinstance(stop, StopRequested) or num_processes == 1
-    saved = marks.clean and together and marks.last_checkpoint_step != state.global_step
+    saved = state.clean and together and state.last_checkpoint_step != state.global_step
     if saved:
-        marks.last_checkpoint = run.save_checkpoint(state)
-    return interruption(run.config, num_processes, state.global_step, marks.last_checkpoint, saved)
+        run.save_checkpoint()
+    return interruption(run.config, num_processes, state.global_step, state.last_checkpoint, saved)
 
 
-def _train_epoch(
-    run: TrainingRun, state: TrainingState, marks: LoopMarks, interrupt: InterruptRequest, progress: Any, epoch: int
-) -> None:
+def _train_epoch(run: TrainingRun, interrupt: InterruptRequest, progress: tqdm, epoch: int) -> None:
     """One epoch (from the batch a resumed state stopped at): a step per `gradient_accumulation_steps` batches,
     stopping at `max_train_steps` or at a step boundary after Ctrl-C; then the epoch's evaluation if by epoch."""
-    accelerator = run.accelerator
+    accelerator, state = run.accelerator, run.state
     state.epoch = epoch
     run.dataloader.set_epoch(epoch)
     augmentation = run.data.augmentation
@@ -334,14 +339,12 @@ def _train_epoch(
         augmentation.set_epoch(epoch)
     epoch_loader = run.dataloader
     if state.batches_in_epoch > 0:
-        from accelerate import skip_first_batches
-
         epoch_loader = skip_first_batches(run.dataloader, state.batches_in_epoch)
     accumulated_loss = torch.zeros((), device=accelerator.device)
     accumulated_batches = 0
     for batch in epoch_loader:
-        marks.clean = False
-        loss = _forward_backward(run, state, batch, epoch)
+        state.clean = False
+        loss = _forward_backward(run, batch, epoch)
         state.batches_in_epoch += 1
         accumulated_loss += loss.detach()
         accumulated_batches += 1
@@ -351,22 +354,22 @@ def _train_epoch(
         step_loss = accelerator.reduce(accumulated_loss / accumulated_batches, reduction="mean").item()
         accumulated_loss.zero_()
         accumulated_batches = 0
-        _after_step(run, state, marks, progress, step_loss, epoch)
-        marks.clean = True
-        if state.global_step >= run.plan.max_train_steps:
+        _after_step(run, progress, step_loss, epoch)
+        state.clean = True
+        if state.global_step >= state.max_train_steps:
             break
         if interrupt.agreed(accelerator):
             raise StopRequested
     if run.data.validation is not None and run.config.eval_steps is None:
-        _evaluate_once(run, state, marks)
+        _evaluate_once(run)
     state.epoch = epoch + 1
     state.batches_in_epoch = 0
 
 
-def _forward_backward(run: TrainingRun, state: TrainingState, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+def _forward_backward(run: TrainingRun, batch: dict[str, Any], epoch: int) -> torch.Tensor:
     """One micro-batch: forward with a seed of its position, backward, and (at the end of an accumulation) the
     clipped optimizer and schedule step; returns the loss. A non-finite loss stops the run naming the samples."""
-    config, accelerator, model = run.config, run.accelerator, run.model
+    config, accelerator, model, state = run.config, run.accelerator, run.model, run.state
     if state.train_shortest_edge is None:
         state.train_shortest_edge = int(min(batch["pixel_values"].shape[-2:]))
     # Forward randomness (drop-path) depends only on the position in training: a resume repeats it.
@@ -389,12 +392,11 @@ def _forward_backward(run: TrainingRun, state: TrainingState, batch: dict[str, A
     return loss
 
 
-def _after_step(
-    run: TrainingRun, state: TrainingState, marks: LoopMarks, progress: Any, step_loss: float, epoch: int
-) -> None:
+def _after_step(run: TrainingRun, progress: tqdm, step_loss: float, epoch: int) -> None:
     """After optimizer step `state.global_step`: record and log its loss and learning rate, then evaluate and save a
     checkpoint when the config's intervals say so."""
-    config, step = run.config, state.global_step
+    config, state = run.config, run.state
+    step = state.global_step
     learning_rate = run.scheduler.get_last_lr()[0]
     state.history.append({"step": step, "loss": step_loss, "lr": learning_rate})
     run.accelerator.log({"train/loss": step_loss, "train/lr": learning_rate, "train/epoch": epoch}, step=step)
@@ -402,32 +404,33 @@ def _after_step(
     progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{learning_rate:.2e}")
     if step % config.logging_steps == 0 or step == 1:
         logger.info(
-            "step %d/%d epoch %d loss %.4f lr %.3e", step, run.plan.max_train_steps, epoch, step_loss, learning_rate
+            "step %d/%d epoch %d loss %.4f lr %.3e", step, state.max_train_steps, epoch, step_loss, learning_rate
         )
     if run.data.validation is not None and config.eval_steps is not None and step % config.eval_steps == 0:
-        _evaluate_and_track(run, state)
-        marks.last_evaluated_step = step
+        _evaluate_and_track(run)
+        state.last_evaluated_step = step
     if config.checkpointing_steps is not None and step % config.checkpointing_steps == 0:
-        marks.last_checkpoint = run.save_checkpoint(state)
-        marks.last_checkpoint_step = step
+        run.save_checkpoint()
 
 
 # ---- validation ------------------------------------------------------------------------------------------------------
 
 
-def _evaluate_once(run: TrainingRun, state: TrainingState, marks: LoopMarks) -> None:
+def _evaluate_once(run: TrainingRun) -> None:
     """Evaluate the current step unless it already was; an interrupt meanwhile saves nothing (the state is not
     whole)."""
-    if marks.last_evaluated_step == state.global_step:
+    state = run.state
+    if state.last_evaluated_step == state.global_step:
         return
-    marks.clean = False
-    _evaluate_and_track(run, state)
-    marks.last_evaluated_step = state.global_step
-    marks.clean = True
+    state.clean = False
+    _evaluate_and_track(run)
+    state.last_evaluated_step = state.global_step
+    state.clean = True
 
 
-def _evaluate_and_track(run: TrainingRun, state: TrainingState) -> None:
+def _evaluate_and_track(run: TrainingRun) -> None:
     """Validate the current step, record and log the metrics, and export the weights when they are the best yet."""
+    state = run.state
     metrics = _validation_metrics(run)
     run.model.train()
     step = state.global_step
@@ -447,8 +450,6 @@ def _evaluate_and_track(run: TrainingRun, state: TrainingState) -> None:
 def _validation_metrics(run: TrainingRun) -> dict[str, float]:
     """Validation metrics with `evaluate_depth_model`, the function `wedepth evaluate` scores with: the configured
     protocol, its crop and depth range, in the model's own precision (float32, whatever `mixed_precision` trains in)."""
-    from ..evaluation import evaluate_depth_model
-
     config, accelerator = run.config, run.accelerator
     model = accelerator.unwrap_model(run.model)
     common = dict(
@@ -491,17 +492,18 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
 # ---- the end ---------------------------------------------------------------------------------------------------------
 
 
-def _finish_training(run: TrainingRun, state: TrainingState, marks: LoopMarks) -> None:
+def _finish_training(run: TrainingRun) -> None:
     """Evaluate and save a checkpoint of the last step, when the intervals did not end on it."""
-    if run.data.validation is not None and marks.last_evaluated_step != state.global_step:
-        _evaluate_and_track(run, state)
-    if run.config.checkpointing_steps is not None and marks.last_checkpoint_step != state.global_step:
-        run.save_checkpoint(state)
+    state = run.state
+    if run.data.validation is not None and state.last_evaluated_step != state.global_step:
+        _evaluate_and_track(run)
+    if run.config.checkpointing_steps is not None and state.last_checkpoint_step != state.global_step:
+        run.save_checkpoint()
 
 
-def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
+def _export_and_push(run: TrainingRun) -> TrainingResult:
     """Complete the exported folder, end the trackers, upload the folder when asked; the run's result."""
-    config, accelerator = run.config, run.accelerator
+    config, accelerator, state = run.config, run.accelerator, run.state
     export_model_folder(
         run.model,
         accelerator,
@@ -526,8 +528,6 @@ def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
     accelerator.end_training()
     logger.info("Exported %s (%s)", run.model_dir, "best validation" if state.best_metrics else "final weights")
     if config.push_to_hub and accelerator.is_main_process:
-        from ..hub import push_folder_to_hub
-
         result.hub_url = push_folder_to_hub(
             run.model_dir,
             config.hub_model_id,
@@ -537,3 +537,103 @@ def _export_and_push(run: TrainingRun, state: TrainingState) -> TrainingResult:
             commit_message=f"WEDepth trained for {state.global_step} steps",
         )
     return result
+
+
+# ---- Ctrl-C ----------------------------------------------------------------------------------------------------------
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C. `checkpoint` is where it can resume from (None: nothing to resume) and
+    `resume_command` the command that does it; the message says both."""
+
+    def __init__(self, message: str, checkpoint: Path | None, resume_command: str) -> None:
+        """The interruption, with the checkpoint to resume from and the command that does it."""
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.resume_command = resume_command
+
+
+class StopRequested(Exception):
+    """Every process agreed to stop at this step boundary (a Ctrl-C reached at least one of them)."""
+
+
+class InterruptRequest:
+    """While active, the first Ctrl-C (SIGINT) asks training to stop at the next step boundary, where a checkpoint is
+    saved; a second Ctrl-C interrupts at once. Only the main thread can install it; elsewhere Ctrl-C is unchanged.
+
+    Data-loader worker processes forked meanwhile inherit the handler and ignore Ctrl-C: the terminal sends it to
+    them too, and a worker that quit would break the batches still to come before the step boundary. A second SIGINT
+    within `REPEAT_AFTER_S` of the first is the same Ctrl-C (torchrun and accelerate forward the terminal's to the
+    processes that already got it) and is ignored.
+    """
+
+    REPEAT_AFTER_S = 1.0
+
+    def __init__(self) -> None:
+        """No request yet; the previous SIGINT handler is kept when entered."""
+        self.requested = False
+        self._requested_at = 0.0
+        self._previous: Callable[[int, FrameType | None], Any] | int | None = None
+        self._pid = os.getpid()
+
+    def __enter__(self) -> InterruptRequest:
+        """Install the handler (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Put the previous SIGINT handler back."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGINT handler: note the request (first Ctrl-C), or interrupt at once (a later, separate one)."""
+        if os.getpid() != self._pid:
+            return
+        if self.requested:
+            if time.monotonic() - self._requested_at < self.REPEAT_AFTER_S:
+                return
+            raise KeyboardInterrupt
+        self.requested, self._requested_at = True, time.monotonic()
+        logger.warning("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once).")
+
+    def agreed(self, accelerator: Accelerator) -> bool:
+        """Whether any process was asked to stop; every process gets the same answer (one all-reduce per step)."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def interruption(
+    config: TrainingConfig, num_processes: int, step: int, checkpoint: Path | None, saved: bool
+) -> TrainingInterrupted:
+    """The `TrainingInterrupted` of a run stopped at `step`, saying where and how to resume."""
+    if checkpoint is None:
+        command = restart_command(config, num_processes)
+        message = (
+            f"Training interrupted (Ctrl-C) after step {step}, with no checkpoint to resume from. Start again with:\n"
+            f"  {command}"
+        )
+    else:
+        command = resume_command(config, num_processes, checkpoint)
+        where = f"saved the checkpoint {checkpoint}" if saved else f"the latest complete checkpoint is {checkpoint}"
+        message = f"Training interrupted (Ctrl-C) after step {step}; {where}. Resume with:\n  {command}"
+    return TrainingInterrupted(message + token_note(config), checkpoint, command)
+
+
+def interrupted_outside_the_loop(config: TrainingConfig, num_processes: int) -> str:
+    """What to do after a Ctrl-C outside the training steps (set-up, final evaluation, export, upload)."""
+    latest = find_latest_checkpoint(Path(config.output_dir) / CHECKPOINTS_DIR)
+    if latest is None:
+        return (
+            "Interrupted (Ctrl-C) outside the training steps, with no checkpoint to resume from. Start again with:\n  "
+            + restart_command(config, num_processes)
+            + token_note(config)
+        )
+    return (
+        f"Interrupted (Ctrl-C) outside the training steps (set-up, or the final evaluation, export or upload). The "
+        f"latest complete checkpoint is {latest}; resume (and finish) with:\n  "
+        f"{resume_command(config, num_processes, latest)}" + token_note(config)
+    )
