@@ -7,7 +7,8 @@ wedepth_hf/configs/) or a path to a YAML file, and every setting can be overridd
 
 Options are spelled in full (no abbreviations). Exit status: 0 done; 1 the upload failed, or the output folder or
 checkpoint cannot be used (the message says what to do); 2 a bad command line; 130 stopped by Ctrl-C, after saving a
-checkpoint (the message gives the command that resumes).
+checkpoint (the message gives the command that resumes). `--debug` shows the traceback of an error instead of its
+one line.
 """
 
 from wedepth_hf.training import main

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config
+from conftest import assert_refused, make_tiny_config, run_wedepth
 from PIL import Image
 
-from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli
+from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, evaluation, predict
 from wedepth_hf.visualization import default_intrinsics, load_depth_png, read_point_cloud_ply
 
 
@@ -45,7 +45,7 @@ def test_predict_folder_glob_and_corrupt_file(model_dir: Path, tmp_path: Path) -
     _write_image(first / "cut.jpg", 30, 40, 4)
     encoded = (first / "cut.jpg").read_bytes()
     (first / "cut.jpg").write_bytes(encoded[: len(encoded) * 2 // 3])
-    assert cli.read_image_size(first / "cut.jpg") == (30, 40)
+    assert predict.read_image_size(first / "cut.jpg") == (30, 40)
     _write_image(second / "a.png", 30, 40, 3)
     (second / "notes.txt").write_text("ignored by the glob")
     output = tmp_path / "out"
@@ -113,19 +113,54 @@ def test_predict_flip_tta_and_bfloat16(model_dir: Path, tmp_path: Path) -> None:
     assert np.abs(written - expected[0].numpy()).max() < 0.05 * float(expected.max())
 
 
-def test_missing_inputs_and_partial_intrinsics_are_errors(model_dir: Path, tmp_path: Path) -> None:
+def _usage_error(arguments: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one-line message of the usage error that `wedepth` stops with (exit status 2, from the parser)."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(arguments)
+    assert stopped.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_missing_inputs_and_partial_intrinsics_are_usage_errors(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     output = tmp_path / "out"
-    assert (
-        cli.main(["predict", str(tmp_path / "nothing*.png"), "--model", str(model_dir), "--output-dir", str(output)])
-        == 1
+    arguments = ["predict", str(tmp_path / "nothing*.png"), "--model", str(model_dir), "--output_dir", str(output)]
+    assert "nothing*.png: pattern matches no file." in _usage_error(arguments, capsys)
+    arguments = ["predict", str(tmp_path), "--model", str(model_dir), "--output_dir", str(output), "--fx", "500"]
+    assert "give all four of --fx --fy --cx --cy" in _usage_error(arguments, capsys)
+    assert "--batch_size/--batch-size: expected an integer >= 1" in _usage_error(
+        [*arguments, "--batch_size", "0"], capsys
     )
-    with pytest.raises(SystemExit, match="all four"):
-        cli.main(["predict", str(tmp_path), "--model", str(model_dir), "--output-dir", str(output), "--fx", "500"])
+    assert not output.exists()
+
+
+def test_underscore_options_and_their_hyphen_aliases_are_the_same_option(capsys: pytest.CaptureFixture) -> None:
+    parser = cli.build_parser()
+    spellings = {
+        "underscore": ["--output_dir", "o", "--batch_size", "4", "--processing_size", "240", "--max_pixels", "9"],
+        "hyphen": ["--output-dir", "o", "--batch-size", "4", "--processing-size", "240", "--max-pixels", "9"],
+    }
+    flags = {"underscore": ["--flip_tta", "--save_ply", "--no_progress"], "hyphen": ["--flip-tta", "--save-ply"]}
+    flags["hyphen"].append("--no-progress")
+    parsed = {
+        name: vars(parser.parse_args(["predict", "x.png", "--model", "m", *options, *flags[name]]))
+        for name, options in spellings.items()
+    }
+    assert parsed["underscore"] == parsed["hyphen"]
+    assert parsed["hyphen"]["output_dir"] == "o" and parsed["hyphen"]["batch_size"] == 4
+    assert parsed["hyphen"]["flip_tta"] and parsed["hyphen"]["save_ply"] and parsed["hyphen"]["no_progress"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "--help"])
+    usage = capsys.readouterr().out
+    assert "--output_dir OUTPUT_DIR, --output-dir OUTPUT_DIR" in usage  # the underscore spelling first
 
 
 def test_unique_output_stems() -> None:
     files = [Path("/d1/x/a.png"), Path("/d2/x/a.png"), Path("/d1/b.png"), Path("/d1/b.jpg")]
-    stems = cli.unique_output_stems(files)
+    stems = predict.unique_output_stems(files)
     assert stems[2:] == ["b_png", "b_jpg"]
     assert stems[:2] == ["d1__x__a", "d2__x__a"]
 
@@ -158,22 +193,7 @@ def test_evaluate_help_lists_its_options(capsys: pytest.CaptureFixture) -> None:
 
 
 def _predict(model_dir: Path, inputs: list[Path], output: Path, *extra: str) -> int:
-    return cli.main(
-        [
-            "predict",
-            *map(str, inputs),
-            "--model",
-            str(model_dir),
-            "--output-dir",
-            str(output),
-            "--no-progress",
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-            *extra,
-        ]
-    )
+    return cli.main(_predict_arguments(model_dir, inputs, output, *extra))
 
 
 def _model_depth(model_dir: Path, image: object) -> np.ndarray:
@@ -280,16 +300,22 @@ def test_outputs_are_written_atomically_and_never_through_a_symlink(
     assert sorted(path.name for path in output.iterdir()) == ["x_depth.png", "x_depth_color.png"]
 
 
+def _predict_arguments(model_dir: Path, inputs: list[Path], output: Path, *extra: str) -> list[str]:
+    """The arguments of `_predict`."""
+    options = ["--no-progress", "--device", "cpu", "--dtype", "float32"]
+    return ["predict", *map(str, inputs), "--model", str(model_dir), "--output-dir", str(output), *options, *extra]
+
+
 def test_output_dir_problems_stop_the_run_before_any_model_is_loaded(
-    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     _write_image(tmp_path / "x.png", 30, 40, 4)
-    monkeypatch.setattr(cli, "load_models", lambda *args: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(predict, "load_models", lambda *args: pytest.fail("a model was loaded"))
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(SystemExit, match=f"--output-dir {tmp_path / 'a_file'}: cannot write there"):
-        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "a_file")
-    with pytest.raises(SystemExit, match="cannot write there"):
-        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "a_file" / "below")
+    arguments = _predict_arguments(model_dir, [tmp_path / "x.png"], tmp_path / "a_file")
+    assert f"--output_dir {tmp_path / 'a_file'}: cannot write there" in _usage_error(arguments, capsys)
+    arguments = _predict_arguments(model_dir, [tmp_path / "x.png"], tmp_path / "a_file" / "below")
+    assert "cannot write there" in _usage_error(arguments, capsys)
     # A read-only folder (simulated: the tests may run as root, whom permissions do not stop).
     import wedepth_hf.visualization as visualization
 
@@ -297,5 +323,63 @@ def test_output_dir_problems_stop_the_run_before_any_model_is_loaded(
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(visualization.os, "open", read_only)
-    with pytest.raises(SystemExit, match="cannot write there \\(Permission denied\\)"):
-        _predict(model_dir, [tmp_path / "x.png"], tmp_path / "read_only")
+    arguments = _predict_arguments(model_dir, [tmp_path / "x.png"], tmp_path / "read_only")
+    assert "cannot write there (Permission denied)" in _usage_error(arguments, capsys)
+
+
+# ---- one convention: usage errors from the parser (2), runtime errors in one line (1), --debug for the traceback ----
+
+AUTHORS_NYU = Path(__file__).parent / "fixtures" / "authors_eval_s0" / "nyu"
+
+
+def test_a_runtime_error_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """A model folder that does not load ends `wedepth predict` with one line (exit 1); `--debug`, after the
+    sub-command or before it, shows the traceback instead."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    _write_image(tmp_path / "x.png", 30, 40, 0)
+    arguments = ["predict", "x.png", "--model", "broken", "--output_dir", "out", "--no_progress", "--dtype", "float32"]
+    assert_refused(run_wedepth(arguments, tmp_path), 1, "Could not load a depth model from 'broken'")
+    for debug in ([*arguments, "--debug"], ["--debug", *arguments]):
+        completed = run_wedepth(debug, tmp_path)
+        assert completed.returncode == 1 and "Traceback (most recent call last)" in completed.stderr, debug
+
+
+def test_evaluate_runtime_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    """`wedepth evaluate` maps its runtime errors as `wedepth train` does: a model that does not load is one line
+    (exit 1, no traceback), and `--debug` shows the traceback."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    arguments = ["evaluate", "--model", "broken", "--protocol", "authors", "--dataset", "nyu"]
+    arguments += ["--data_root", str(AUTHORS_NYU)]
+    assert_refused(run_wedepth(arguments, tmp_path), 1, "Could not load a depth model from 'broken'")
+    completed = run_wedepth(["--debug", *arguments], tmp_path)
+    assert completed.returncode == 1 and "Traceback (most recent call last)" in completed.stderr
+
+
+def test_evaluate_errors_after_loading_are_one_line_and_ctrl_c_exits_130(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report that cannot be written is one logged line (exit 1), an unexpected error one line that points to
+    --debug, Ctrl-C exit 130; with --debug the error itself is raised."""
+    arguments = ["evaluate", "--model", "m", "--dataset", "nyu", "--data_root", "."]
+    failures = iter([OSError(28, "No space left on device"), TypeError("a bug"), KeyboardInterrupt()])
+
+    def failing(*args: object) -> int:
+        raise next(failures)
+
+    monkeypatch.setattr(evaluation, "_run_evaluation", failing)
+    assert [cli.main(arguments) for _ in range(3)] == [1, 1, 130]
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == [
+        "[Errno 28] No space left on device",
+        "TypeError: a bug (run again with --debug to see the traceback)",
+        "Stopped by Ctrl-C.",
+    ]
+
+    def disk_full(*args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluation, "_run_evaluation", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        cli.main(["--debug", *arguments])

@@ -77,6 +77,16 @@ def _refused_in_process(arguments: list[str], caplog: pytest.LogCaptureFixture, 
     assert errors and first_line in errors[0] and "\n" not in errors[0], errors
 
 
+def _usage_error_in_process(arguments: list[str], capsys: pytest.CaptureFixture, message: str) -> None:
+    """`wedepth` run in this process stops with the usage error `message` from its parser (exit status 2): an output
+    folder that is refused is a mistake on the command line, found before anything is read."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(arguments)
+    assert stopped.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], errors
+
+
 # ---- item 1: --output . / .. never deletes the working directory, the inputs or anything outside the folder ---------
 
 
@@ -91,13 +101,13 @@ def test_output_dot_and_dot_dot_with_overwrite_delete_nothing(tmp_path: Path, in
     relative = Path(".")
     for output in (".", ".."):
         completed = run_wedepth(_arguments(relative, output, "--overwrite"), cwd=child)
-        assert_refused(completed, 1, "is or contains the working directory, which is never replaced")
+        assert_refused(completed, 2, "is or contains the working directory, which is never replaced")
         assert tree_digest(parent) == before
         assert sorted(os.listdir(parent)) == ["child", "sibling"]  # no staging folder left beside them
 
 
 def test_overwrite_replaces_only_a_model_folder_and_never_holding_an_input(
-    tmp_path: Path, inputs: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture
 ) -> None:
     output = tmp_path / "wedepth-nyu"
     # The old code's fixed temporary name: a user's folder of that name is not touched (it was deleted before).
@@ -114,8 +124,8 @@ def test_overwrite_replaces_only_a_model_folder_and_never_holding_an_input(
     # A model folder with one more file of the user's is not a model folder: refused, left as it was.
     (output / "notes.txt").write_text("mine")
     before = tree_digest(tmp_path)
-    _refused_in_process(
-        _arguments(inputs, str(output), "--overwrite"), caplog, "holds files other than a WEDepth model's (notes.txt)"
+    _usage_error_in_process(
+        _arguments(inputs, str(output), "--overwrite"), capsys, "holds files other than a WEDepth model's (notes.txt)"
     )
     assert tree_digest(tmp_path) == before
     # A model folder that holds the checkpoint being converted is never replaced.
@@ -124,7 +134,7 @@ def test_overwrite_replaces_only_a_model_folder_and_never_holding_an_input(
     before = tree_digest(tmp_path)
     checkpoint = output / "model-00001-of-00001.safetensors"
     arguments = _arguments(inputs, str(output), "--overwrite", checkpoint=checkpoint)
-    _refused_in_process(arguments, caplog, "is or contains the input")
+    _usage_error_in_process(arguments, capsys, "is or contains the input")
     assert tree_digest(tmp_path) == before
 
 
@@ -148,7 +158,7 @@ def test_a_failed_swap_keeps_the_old_folder(tmp_path: Path, inputs: Path, monkey
 
 
 def test_an_interrupted_write_leaves_the_old_folder_and_no_partial_one(
-    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     output = tmp_path / "wedepth-nyu"
     assert cli.main(_arguments(inputs, str(output))) == 0
@@ -159,12 +169,11 @@ def test_an_interrupted_write_leaves_the_old_folder_and_no_partial_one(
 
     with monkeypatch.context() as patch:
         patch.setattr(WEDepthImageProcessor, "save_pretrained", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            cli.main(_arguments(inputs, str(output), "--overwrite"))
+        assert cli.main(_arguments(inputs, str(output), "--overwrite")) == 130  # Ctrl-C: one line, exit 130
     assert tree_digest(tmp_path) == before and os.listdir(tmp_path) == ["wedepth-nyu"]
     # A symbolic link is refused before anything is written (it was deleted through before, or left a partial copy).
     (tmp_path / "link").symlink_to(output)
-    _refused_in_process(_arguments(inputs, str(tmp_path / "link"), "--overwrite"), caplog, "is a symbolic link")
+    _usage_error_in_process(_arguments(inputs, str(tmp_path / "link"), "--overwrite"), capsys, "is a symbolic link")
     assert tree_digest(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["link", "wedepth-nyu"]
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification
 
-from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor, cli
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor, cli, predict
 from wedepth_hf.data.datasets import read_rgb
 
 
@@ -247,16 +247,16 @@ def test_non_finite_depth_under_autocast_is_predicted_again_in_float32(
 
     model.depth_heads[0].register_forward_hook(nan_under_autocast)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
-    item = cli.InputImage(tmp_path / "x.png", "x", (30, 40))
-    loaded = [cli.LoadedModel("tiny", model, WEDepthImageProcessor())]
+    item = predict.InputImage(tmp_path / "x.png", "x", (30, 40))
+    loaded = [predict.LoadedModel("tiny", model, WEDepthImageProcessor())]
     arguments = cli.build_parser().parse_args(["predict", "x.png", "--model", "tiny", "--output-dir", str(tmp_path)])
     cpu = torch.device("cpu")
-    failures = cli._predict_and_write(loaded, [tmp_path], [(item, image)], arguments, cpu, torch.bfloat16)
+    failures = predict._predict_and_write(loaded, [tmp_path], [(item, image)], arguments, cpu, torch.bfloat16)
     assert failures == 0
     assert "non-finite values; predicting it again in float32" in caplog.text
     written = np.asarray(Image.open(tmp_path / "x_depth.png"))
-    expected = cli.predict_images(model, WEDepthImageProcessor(), [image], cpu, torch.float32, False)
-    assert np.array_equal(written, cli.depth_to_uint16_millimetres(expected[0].numpy()))
+    expected = predict.predict_images(model, WEDepthImageProcessor(), [image], cpu, torch.float32, False)
+    assert np.array_equal(written, predict.depth_to_uint16_millimetres(expected[0].numpy()))
 
 
 # ---- item 7: the pixel budget ----------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(models: dict[str, 
         completed,
         1,
         f"{bomb} is 8000x7000 = 56,000,000 pixels, more than the limit of 50,000,000 (a guard against decompression "
-        "bombs); if the image is genuine, raise the limit with --max-pixels. Skipped.",
+        "bombs); if the image is genuine, raise the limit with --max_pixels. Skipped.",
     )
     assert "1 input(s) failed; 1 image(s) were written" in completed.stderr
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good_depth.png", "good_depth_color.png"]

@@ -219,8 +219,8 @@ def test_deformable_attention_compiles_forward_and_backward() -> None:
 def test_predict_defaults_to_bfloat16_on_cpus_with_native_bfloat16(
     monkeypatch: pytest.MonkeyPatch, name: str | None, device: str, native: bool, expected: torch.dtype
 ) -> None:
-    from wedepth_hf import cli
+    from wedepth_hf import cli, predict
 
-    monkeypatch.setattr(cli, "cpu_has_native_bfloat16", lambda: native)
-    assert cli.resolve_dtype(name, torch.device(device)) == expected
+    monkeypatch.setattr(predict, "cpu_has_native_bfloat16", lambda: native)
+    assert predict.resolve_dtype(name, torch.device(device)) == expected
     assert cli.build_parser().parse_args(["predict", "x.png", "--model", "m", "--output-dir", "o"]).dtype is None

@@ -1,504 +1,48 @@
-"""The `wedepth` command line (also `python -m wedepth_hf`): `predict` writes depth PNGs, colour maps and point clouds;
-`convert-original` turns a checkpoint of the authors' code into a WEDepth folder; `train` and `evaluate` run
-`wedepth_hf.training.main` and `wedepth_hf.evaluation.main`.
+"""The `wedepth` command line (also `python -m wedepth_hf`): it parses the arguments and dispatches. `predict` writes
+depth PNGs, colour maps and point clouds (`wedepth_hf.predict`); `convert-original` turns a checkpoint of the authors'
+code into a WEDepth folder; `train` and `evaluate` run `wedepth_hf.training.main` and `wedepth_hf.evaluation.main`.
 
-`wedepth predict` loads any WEDepth checkpoint (local folder or Hub id) through `AutoModelForDepthEstimation` and
-`AutoImageProcessor`, groups the images by size so that same-size images share a batch, and reports (and skips)
-unreadable inputs, exiting non-zero if any failed.
+Every command follows one convention (`wedepth_hf.command_logging`): options are spelled with underscores (the
+hyphen spellings `predict` had are kept as aliases); a usage error is reported by the command's parser (exit 2); a
+runtime error is one logged line (exit 1); Ctrl-C exits 130; `--debug`, before or after the sub-command, shows the
+traceback instead.
 """
 
 import argparse
-import contextlib
-import glob
 import json
-import platform
 import sys
-import warnings
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from PIL import Image
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.utils import logging
 
-from .command_logging import configure_command_logging
-from .image_processing_wedepth import DEFAULT_MAX_PIXELS, check_pixel_budget, to_rgb_array
-from .inference import MODEL_LOADING_ERRORS, batches_by_size, model_loading_failure, predict_from_pixel_values
-from .visualization import (
-    DEFAULT_HORIZONTAL_FOV_DEGREES,
-    atomic_output,
-    default_intrinsics,
-    depth_color_image,
-    depth_to_uint16_millimetres,
-    write_point_cloud_ply,
-    write_together,
+from .command_logging import (
+    DEBUG_HELP,
+    FAILURE_EXIT_STATUS,
+    Explanation,
+    UsageError,
+    configure_command_logging,
+    explain_command_error,
+    one_line,
+    run_command,
 )
+from .image_processing_wedepth import DEFAULT_MAX_PIXELS
+from .inference import MODEL_LOADING_ERRORS
+from .predict import (  # noqa: F401 - cpu_has_native_bfloat16 and predict_images: benchmarks/bf16_cpu.py imports them here
+    DTYPES,
+    cpu_has_native_bfloat16,
+    predict_images,
+    run_predict,
+)
+from .visualization import DEFAULT_HORIZONTAL_FOV_DEGREES
 
 
 logger = logging.get_logger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# EXIF orientations that swap width and height (transposed / rotated by 90 degrees).
-_EXIF_ORIENTATION_TAG = 0x0112
-_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-
-
-@dataclass
-class InputImage:
-    """One input file, the output name stem it gets, and its (height, width) after EXIF orientation."""
-
-    path: Path
-    output_stem: str
-    size: tuple[int, int]
-
-
-def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Image files from files, folders (their image files, sorted, not recursive) and glob patterns.
-
-    Returns the files (each once, in the order given) and an error message for every input that matched nothing.
-    """
-    files: list[Path] = []
-    errors: list[str] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        """Append a file once, whichever input names it first."""
-        resolved = path.resolve()
-        if resolved not in seen:
-            seen.add(resolved)
-            files.append(path)
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                errors.append(f"{item}: folder has no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-            for candidate in found:
-                add(candidate)
-        elif path.is_file():
-            add(path)
-        elif glob.has_magic(item):
-            found = sorted(Path(match) for match in glob.glob(item, recursive=True) if Path(match).is_file())
-            if not found:
-                errors.append(f"{item}: pattern matches no file.")
-            for candidate in found:
-                add(candidate)
-        else:
-            errors.append(f"{item}: no such file or folder.")
-    return files, errors
-
-
-def unique_output_stems(files: Sequence[Path]) -> list[str]:
-    """Output name stems, unique among `files`: the file's stem, suffixed with its extension where two files differ
-    only by extension, then, where names still collide, prefixed with as many parent folder names as make them
-    unique (joined with "__")."""
-    keys = [path.resolve().with_suffix("") for path in files]
-    key_counts: dict[Path, int] = defaultdict(int)
-    for key in keys:
-        key_counts[key] += 1
-    bases = [
-        f"{path.stem}_{path.suffix.lstrip('.').lower()}" if key_counts[key] > 1 else path.stem
-        for path, key in zip(files, keys)
-    ]
-    folders = [[part for part in key.parent.parts if part not in (key.anchor, "")] for key in keys]
-    stems = list(bases)
-    depth = 0
-    while True:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, stem in enumerate(stems):
-            groups[stem].append(index)
-        colliding = [index for indices in groups.values() if len(indices) > 1 for index in indices]
-        if not colliding:
-            return stems
-        depth += 1
-        if depth > max(len(folders[index]) for index in colliding):
-            names = sorted({str(files[index]) for index in colliding})
-            raise ValueError(f"Cannot give these inputs distinct output names: {names}. Rename or move one of them.")
-        for index in colliding:
-            stems[index] = "__".join([*folders[index][-depth:], bases[index]])
-
-
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image after its EXIF orientation, from the header only (nothing is decoded)."""
-    with warnings.catch_warnings():
-        # `--max-pixels` is checked on this size next; Pillow's decompression-bomb warning would only say it first
-        # (its hard limit, twice `Image.MAX_IMAGE_PIXELS`, still applies).
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(path)
-    with image:
-        width, height = image.size
-        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG)
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return height, width
-
-
-def load_image(path: Path) -> Image.Image:
-    """The fully decoded image, EXIF orientation applied, in its own mode (16-bit and float images stay so: the image
-    processor reads them by its rules); raises on a truncated or corrupt file."""
-    with Image.open(path) as image:
-        image.load()
-        return ImageOps.exif_transpose(image)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA if available, else MPS if available, else CPU; anything else is checked to exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available here; use --device cpu or auto.")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SystemExit(f"--device {name}: MPS is not available here; use --device cpu or auto.")
-    return device
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU does bfloat16 arithmetic in hardware (x86 AVX512-BF16 or AMX, Arm's BF16 extension), where
-    bfloat16 autocast is faster than float32; elsewhere bfloat16 is emulated, and slower."""
-    try:
-        if platform.machine().lower() in ("aarch64", "arm64"):
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # a torch build without these probes: assume no
-        return False
-
-
-def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """`--dtype`: the named dtype; by default bfloat16 on a CPU with native bfloat16, float32 elsewhere."""
-    if name is not None:
-        return _DTYPES[name]
-    if device.type == "cpu" and cpu_has_native_bfloat16():
-        logger.info("This CPU has native bfloat16: predicting under bfloat16 autocast (--dtype float32 to opt out).")
-        return torch.bfloat16
-    return torch.float32
-
-
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Autocast to `dtype` on the device's type, or nothing for float32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def predict_images(
-    model: torch.nn.Module,
-    processor: object,
-    images: Sequence[Image.Image],
-    device: torch.device,
-    dtype: torch.dtype,
-    flip_tta: bool,
-    processing_size: int | None = None,
-    max_pixels: int | None = None,
-) -> torch.Tensor:
-    """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
-    prediction with the un-flipped prediction of the horizontally flipped input. `processing_size` overrides the
-    processor's (the shorter side the model sees; 0: the image's own size), and so does `max_pixels` (the largest
-    image a WEDepth processor takes; 0: any)."""
-    settings: dict[str, int | None] = {} if processing_size is None else {"processing_size": processing_size or None}
-    if max_pixels is not None and hasattr(processor, "max_pixels"):
-        settings["max_pixels"] = max_pixels
-    inputs = processor(images=list(images), return_tensors="pt", **settings)
-    pixel_values = inputs["pixel_values"].to(device)
-    with torch.inference_mode(), _autocast(device, dtype):
-        depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
-    target_sizes = [(image.height, image.width) for image in images]
-    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes)
-    return torch.stack([result["predicted_depth"].float().cpu() for result in results])
-
-
-@dataclass
-class LoadedModel:
-    """One `--model` of `wedepth predict`: its name, the model and its image processor."""
-
-    name: str
-    model: torch.nn.Module
-    processor: object
-
-
-def _model_labels(names: Sequence[str]) -> list[str]:
-    """Output sub-folder names for several models: the last part of each name, made unique with a suffix."""
-    labels: list[str] = []
-    for name in names:
-        base = Path(name.rstrip("/")).name or "model"
-        label, count = base, 1
-        while label in labels:
-            count += 1
-            label = f"{base}_{count}"
-        labels.append(label)
-    return labels
-
-
-def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
-    """The models (eval mode, on `device`) and their image processors. WEDepth models whose frozen VFMs are the same
-    weights share one VFM in memory; a checkpoint without a processor config gets `WEDepthImageProcessor()`."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
-
-    from . import WEDepthConfig, WEDepthImageProcessor
-    from .modeling_wedepth import WEDepthForDepthEstimation, vfm_fingerprint
-
-    shared_vfms: dict[str, torch.nn.Module] = {}
-    loaded: list[LoadedModel] = []
-    for name in names:
-        try:
-            config = AutoConfig.from_pretrained(name)
-            fingerprint = config.vfm_fingerprint if isinstance(config, WEDepthConfig) else None
-            if fingerprint in shared_vfms:
-                model = AutoModelForDepthEstimation.from_pretrained(name, vfm=shared_vfms[fingerprint])
-            else:
-                model = AutoModelForDepthEstimation.from_pretrained(name)
-        except MODEL_LOADING_ERRORS as error:
-            raise SystemExit(model_loading_failure(name, error)) from None
-        if isinstance(model, WEDepthForDepthEstimation) and len(names) > 1:
-            fingerprint = fingerprint or vfm_fingerprint(model.vfm)
-            if fingerprint in shared_vfms and model.vfm is not shared_vfms[fingerprint]:
-                model.attach_vfm(shared_vfms[fingerprint], verified=True)
-            shared_vfms.setdefault(fingerprint, model.vfm)
-        try:
-            processor = AutoImageProcessor.from_pretrained(name)
-        except (OSError, ValueError) as error:
-            logger.warning("No image processor found with %r (%s); using WEDepthImageProcessor().", name, error)
-            processor = WEDepthImageProcessor()
-        loaded.append(LoadedModel(name, model, processor))
-    # Moving a model moves its (possibly shared) VFM in place, so shared VFMs stay shared on the device.
-    for item in loaded:
-        item.model.to(device).eval()
-    return loaded
-
-
-def _write_outputs(
-    item: InputImage,
-    image: Image.Image,
-    depth: torch.Tensor,
-    output_dir: Path,
-    args: argparse.Namespace,
-    dtype: torch.dtype,
-) -> bool:
-    """The depth PNG, the colour map and, with --save-ply, the point cloud of one image, written together
-    (`write_together`: all new, or after an error all as they were); returns whether they were written.
-
-    A depth map with a non-finite value is not depth: nothing is written for it, and neither when writing fails (a
-    full disk); both are logged with the file.
-    """
-    depth_array = depth.numpy()
-    non_finite = int(np.count_nonzero(~np.isfinite(depth_array)))
-    if non_finite:
-        autocast = str(dtype).removeprefix("torch.")
-        hint = (
-            f" (predicted under {autocast} autocast; --dtype float32 predicts in float32)"
-            if autocast != "float32"
-            else ""
-        )
-        logger.error(
-            "%s: the predicted depth has %d non-finite values (NaN or infinite) of %d; nothing written for it%s.",
-            item.path,
-            non_finite,
-            depth_array.size,
-            hint,
-        )
-        return False
-    depth_path = output_dir / f"{item.output_stem}_depth.png"
-    depth_png = Image.fromarray(depth_to_uint16_millimetres(depth_array, name=str(depth_path)))
-    color = depth_color_image(depth_array)
-    writers = {
-        depth_path: lambda handle: depth_png.save(handle, format="PNG"),
-        output_dir / f"{item.output_stem}_depth_color.png": lambda handle: color.save(handle, format="PNG"),
-    }
-    if args.save_ply:
-        height, width = depth_array.shape
-        intrinsics = (args.fx, args.fy, args.cx, args.cy)
-        fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
-        colours = np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
-        writers[output_dir / f"{item.output_stem}.ply"] = lambda handle: write_point_cloud_ply(
-            handle, depth_array, colours, fx, fy, cx, cy
-        )
-    try:
-        write_together(writers)
-    except OSError as error:
-        logger.error(
-            "%s: cannot write its outputs to %s (%s); none of them was changed.",
-            item.path,
-            output_dir,
-            error.strerror or error,
-        )
-        return False
-    return True
-
-
-def prepare_output_dirs(folders: Sequence[Path]) -> None:
-    """Create the output folders and check that files can be written there, before any model is loaded; a problem
-    (a file in the way, a read-only folder, a parent that cannot be created) ends the run with one line."""
-    for folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with atomic_output(folder / ".wedepth-write-check"):
-                pass
-            (folder / ".wedepth-write-check").unlink()
-        except OSError as error:
-            raise SystemExit(f"--output-dir {folder}: cannot write there ({error.strerror or error}).") from error
-
-
-def _repredict_non_finite_in_float32(
-    model_item: LoadedModel,
-    loaded: Sequence[tuple[InputImage, Image.Image]],
-    depths: torch.Tensor,
-    args: argparse.Namespace,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> None:
-    """Predict again, in float32, each image whose depth under `dtype` autocast has a non-finite value, in place.
-
-    A hostile-input probe saw NaN depth for images 1-12 px wide under CPU bfloat16 autocast, intermittently, first
-    at the Swin patch embedding's convolution; it did not recur here (about 700 runs of those widths, torch 2.13.0,
-    AVX512-BF16 CPU; `--dtype float32` was always clean). A map that is still not finite in float32 is the model's
-    and is refused by `_write_outputs`.
-    """
-    for index, (item, image) in enumerate(loaded):
-        if bool(torch.isfinite(depths[index]).all()):
-            continue
-        logger.warning(
-            "%s: the depth predicted under %s autocast has non-finite values; predicting it again in float32.",
-            item.path,
-            str(dtype).removeprefix("torch."),
-        )
-        depths[index] = predict_images(
-            model_item.model,
-            model_item.processor,
-            [image],
-            device,
-            torch.float32,
-            args.flip_tta,
-            args.processing_size,
-            args.max_pixels,
-        )[0]
-
-
-def _predict_and_write(
-    models: Sequence[LoadedModel],
-    model_dirs: Sequence[Path],
-    loaded: Sequence[tuple[InputImage, Image.Image]],
-    args: argparse.Namespace,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> int:
-    """Predict and write one batch; returns the number of its inputs whose outputs were not all written.
-
-    Every model predicts the batch first. When that fails (an image the processor refuses, too little memory, ...),
-    its images are tried one by one, so that every failure is reported with its file and the other images are still
-    written.
-    """
-    try:
-        depths = [
-            predict_images(
-                model_item.model,
-                model_item.processor,
-                [image for _, image in loaded],
-                device,
-                dtype,
-                args.flip_tta,
-                args.processing_size,
-                args.max_pixels,
-            )
-            for model_item in models
-        ]
-    except (ValueError, RuntimeError, MemoryError, OSError) as error:
-        if len(loaded) == 1:
-            item = loaded[0][0]
-            logger.error("%s: prediction failed (%s: %s); skipped.", item.path, type(error).__name__, error)
-            return 1
-        return sum(_predict_and_write(models, model_dirs, [pair], args, device, dtype) for pair in loaded)
-    if dtype != torch.float32:
-        for model_item, model_depths in zip(models, depths):
-            _repredict_non_finite_in_float32(model_item, loaded, model_depths, args, device, dtype)
-    failures = 0
-    for index, (item, image) in enumerate(loaded):
-        written = [
-            _write_outputs(item, image, model_depths[index], model_dir, args, dtype)
-            for model_depths, model_dir in zip(depths, model_dirs)
-        ]
-        failures += not all(written)
-    return failures
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    """`wedepth predict`: returns the exit code (0 if every image was written, 1 otherwise)."""
-    intrinsics = (args.fx, args.fy, args.cx, args.cy)
-    if any(value is not None for value in intrinsics) and any(value is None for value in intrinsics):
-        raise SystemExit("Give all four of --fx --fy --cx --cy, or none (the default intrinsics are then used).")
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}.")
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-
-    files, errors = expand_inputs(args.inputs)
-    failures = len(errors)
-    for message in errors:
-        logger.error(message)
-    if not files:
-        logger.error("No input images found.")
-        return 1
-
-    try:
-        stems = unique_output_stems(files)
-    except ValueError as error:
-        raise SystemExit(str(error)) from error
-    images: list[InputImage] = []
-    for path, stem in zip(files, stems):
-        if stem != path.stem:
-            logger.warning("%s: another input has the same name; its outputs are named %s_*.", path, stem)
-        try:
-            size = read_image_size(path)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is reported and skipped
-            logger.error("%s: cannot read the image (%s: %s); skipped.", path, type(error).__name__, error)
-            failures += 1
-            continue
-        try:
-            check_pixel_budget(*size, args.max_pixels, name=str(path), setting="--max-pixels")
-        except ValueError as error:  # a decompression bomb, or a genuine image over the limit: refused undecoded
-            logger.error("%s Skipped.", error)
-            failures += 1
-            continue
-        images.append(InputImage(path, stem, size))
-    if not images:
-        logger.error("%d input(s) failed; none is left to predict.", failures)
-        return 1
-
-    output_dir = Path(args.output_dir)
-    labels = _model_labels(args.model)
-    model_dirs = [output_dir / label if len(labels) > 1 else output_dir for label in labels]
-    prepare_output_dirs(model_dirs)
-    models = load_models(args.model, device)
-    written = 0
-    progress = tqdm(total=len(images), desc="wedepth predict", unit="image", disable=args.no_progress)
-    for batch in batches_by_size(images, lambda item: item.size, args.batch_size):
-        loaded: list[tuple[InputImage, Image.Image]] = []
-        for item in batch:
-            try:
-                loaded.append((item, load_image(item.path)))
-            except Exception as error:  # noqa: BLE001 - any undecodable file is reported and skipped
-                logger.error("%s: cannot decode the image (%s: %s); skipped.", item.path, type(error).__name__, error)
-                failures += 1
-        if loaded:
-            batch_failures = _predict_and_write(models, model_dirs, loaded, args, device, dtype)
-            failures += batch_failures
-            written += len(loaded) - batch_failures
-        progress.update(len(batch))
-    progress.close()
-    if failures:
-        logger.error("%d input(s) failed; %d image(s) were written to %s.", failures, written, output_dir)
-        return 1
-    return 0
+FORWARDED_COMMANDS = ("evaluate", "train")
+"""The sub-commands whose own parsers own every option after the sub-command (`wedepth train --help` shows them)."""
 
 
 def _load_config(name_or_path: str, model_type: str) -> PreTrainedConfig:
@@ -541,61 +85,87 @@ def _convert_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def run_convert_original(args: argparse.Namespace) -> int:
-    """`wedepth convert-original`: the authors' checkpoint -> a WEDepth folder (and, if asked, a Hub repo)."""
-    from .conversion import convert_original_checkpoint, export_converted_folder
-    from .folders import check_output_folder
-    from .hub import HubUploadError, push_folder_to_hub
+def _check_convert_arguments(args: argparse.Namespace) -> list[str]:
+    """The usage errors of `convert-original`, found before anything is read; returns the input paths that a replaced
+    --output folder must not contain (with the working directory)."""
+    from .folders import OutputFolderError, check_output_folder
 
     if args.push_to_hub and not args.hub_model_id:
-        logger.error("--push_to_hub needs --hub_model_id (the Hub repo to create or update, e.g. org/wedepth-nyu).")
-        return 2
-    # The inputs a replaced --output folder must not contain (with the working directory).
+        raise UsageError("--push_to_hub needs --hub_model_id (the Hub repo to create or update, e.g. org/wedepth-nyu).")
+    for option in ("checkpoint", "config"):
+        if not Path(getattr(args, option)).is_file():
+            raise UsageError(f"--{option} {getattr(args, option)}: no such file; give the authors' {option} file.")
     inputs = [args.checkpoint, args.config, *(path for path in (args.vfm_config, args.encoder_config) if path)]
     try:
         check_output_folder(args.output, overwrite=args.overwrite, protected=inputs, overwrite_option="--overwrite")
-        architectures = {
-            name: _load_config(getattr(args, name), expected) if getattr(args, name) else None
-            for name, expected in (("vfm_config", "dinov2"), ("encoder_config", "swin"))
-        }
-        model = convert_original_checkpoint(args.checkpoint, args.config, **architectures)
-        folder = export_converted_folder(
-            model,
-            args.output,
-            original_config=args.config,
-            checkpoint_name=Path(args.checkpoint).name,
-            command=_convert_command(args),
-            repo_id=args.hub_model_id,
-            overwrite=args.overwrite,
-            protected=inputs,
-        )
-    except (OSError, ValueError) as error:
-        logger.error("%s", " ".join(str(error).split()))
-        return 1
+    except OutputFolderError as error:
+        raise UsageError(str(error)) from error
+    return inputs
+
+
+def run_convert_original(args: argparse.Namespace) -> int:
+    """`wedepth convert-original`: the authors' checkpoint -> a WEDepth folder (and, if asked, a Hub repo); returns 0.
+
+    Raises `UsageError` for a mistake on the command line; a checkpoint or config that does not convert raises
+    `OSError` or `ValueError`, and a failed upload `HubUploadError` (`_conversion_failure` puts each in one line).
+    """
+    from .conversion import convert_original_checkpoint, export_converted_folder
+    from .hub import push_folder_to_hub
+
+    inputs = _check_convert_arguments(args)
+    architectures = {
+        name: _load_config(getattr(args, name), expected) if getattr(args, name) else None
+        for name, expected in (("vfm_config", "dinov2"), ("encoder_config", "swin"))
+    }
+    model = convert_original_checkpoint(args.checkpoint, args.config, **architectures)
+    folder = export_converted_folder(
+        model,
+        args.output,
+        original_config=args.config,
+        checkpoint_name=Path(args.checkpoint).name,
+        command=_convert_command(args),
+        repo_id=args.hub_model_id,
+        overwrite=args.overwrite,
+        protected=inputs,
+    )
     logger.info("Wrote the converted model to %s.", folder)
     if args.push_to_hub:
-        try:
-            push_folder_to_hub(
-                folder,
-                args.hub_model_id,
-                private=args.private,
-                commit_message="Convert the authors' WEDepth checkpoint",
-            )
-        except HubUploadError as error:
-            logger.error(str(error))
-            return 1
+        push_folder_to_hub(
+            folder, args.hub_model_id, private=args.private, commit_message="Convert the authors' WEDepth checkpoint"
+        )
     return 0
+
+
+def _conversion_failure(error: Exception) -> Explanation | None:
+    """The one line of a runtime error of `convert-original`: a file that does not read or convert, a folder that
+    cannot be written, a failed upload (whose message keeps its line breaks: the retry command is on a line of its
+    own)."""
+    from .hub import HubUploadError
+
+    if isinstance(error, HubUploadError):
+        return FAILURE_EXIT_STATUS, str(error)
+    if isinstance(error, (OSError, ValueError)):
+        return FAILURE_EXIT_STATUS, one_line(error)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `wedepth` and its sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="wedepth", description="WEDepth metric monocular depth estimation.", allow_abbrev=False
+        prog="wedepth",
+        description=(
+            "WEDepth metric monocular depth estimation. Exit status: 0 done; 1 a runtime error (one line); 2 a usage "
+            "error; 130 stopped by Ctrl-C."
+        ),
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help=f"{DEBUG_HELP} (also accepted after the sub-command, for all four)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_predict_command(commands)
     _add_convert_command(commands)
-    for name in ("evaluate", "train"):
+    for name in FORWARDED_COMMANDS:
         commands.add_parser(
             name,
             add_help=False,
@@ -605,14 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """`--debug` after the sub-command; left unset unless given, so that `wedepth --debug COMMAND` is not undone."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+
+
 def _non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    """`text` as an integer of at least `minimum`, or the argparse error that says so."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
     return value
 
 
@@ -626,16 +211,19 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
         description=(
             "For each image write <stem>_depth.png (uint16 millimetres, lossless, the image's size; depths beyond "
             "65.535 m are clipped with a warning), <stem>_depth_color.png (colour map with a legend in metres) and, "
-            "with --save-ply, <stem>.ply (binary little-endian, x y z in metres and red green blue, one point per "
+            "with --save_ply, <stem>.ply (binary little-endian, x y z in metres and red green blue, one point per "
             "pixel with a finite depth > 0). Default intrinsics when --fx/--fy/--cx/--cy are not given: a "
             f"{fov:g}-degree horizontal field of view, fx = fy = width / (2 tan({fov / 2:g} deg)) = 0.866 * width, "
             "cx = (width - 1) / 2, cy = (height - 1) / 2. Images of the same size are batched together. Inputs with "
             "the same file name from different folders get their parent folder names prefixed (joined with '__'). "
             "An image's outputs are written together: all new, or after an error all as they were. Unreadable or "
             "oversized inputs, and predictions with non-finite depth, are reported and skipped (nothing is written "
-            "for them); the exit code is 1 if any input failed."
+            "for them); the exit status is 1 if any input failed, 2 for a usage error (an input that names nothing, "
+            "an output folder that cannot be written), checked before any model is loaded. Options are spelled with "
+            "underscores; the hyphen spellings (--output-dir, ...) are accepted too."
         ),
     )
+    predict.set_defaults(command_parser=predict)
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or glob patterns")
     predict.add_argument(
         "--model",
@@ -646,12 +234,26 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
             "images (outputs in a sub-folder per model; models with the same frozen VFM share it in memory)"
         ),
     )
-    predict.add_argument("--output-dir", required=True, help="folder for the outputs (created if missing)")
-    predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images only)")
+    predict.add_argument(
+        "--output_dir", "--output-dir", required=True, help="folder for the outputs (created if missing)"
+    )
+    _add_predict_compute_options(predict)
+    _add_predict_output_options(predict)
+
+
+def _add_predict_compute_options(predict: argparse.ArgumentParser) -> None:
+    """The options of `wedepth predict` that say how the model runs: batch, device, dtype, resolution, pixel budget."""
+    predict.add_argument(
+        "--batch_size",
+        "--batch-size",
+        type=_positive_int,
+        default=1,
+        help="images per forward pass (same-size images only)",
+    )
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     predict.add_argument(
         "--dtype",
-        choices=sorted(_DTYPES),
+        choices=sorted(DTYPES),
         default=None,
         help=(
             "compute dtype (default: bfloat16 on a CPU with native bfloat16, i.e. AVX512-BF16, AMX or Arm BF16; "
@@ -659,8 +261,9 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
         ),
     )
     predict.add_argument(
+        "--processing_size",
         "--processing-size",
-        type=int,
+        type=_non_negative_int,
         default=None,
         metavar="N",
         help=(
@@ -670,9 +273,8 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
         ),
     )
     predict.add_argument(
-        "--max-pixels",
         "--max_pixels",
-        dest="max_pixels",
+        "--max-pixels",
         type=_non_negative_int,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
@@ -682,11 +284,20 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
             f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels whatever N is"
         ),
     )
-    predict.add_argument("--flip-tta", action="store_true", help="average with the prediction of the flipped image")
-    predict.add_argument("--save-ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+
+
+def _add_predict_output_options(predict: argparse.ArgumentParser) -> None:
+    """The options of `wedepth predict` that say what is computed and shown: flip TTA, point clouds, intrinsics."""
+    predict.add_argument(
+        "--flip_tta", "--flip-tta", action="store_true", help="average with the prediction of the flipped image"
+    )
+    predict.add_argument(
+        "--save_ply", "--save-ply", action="store_true", help="also write a coloured point cloud <stem>.ply"
+    )
     for name in ("fx", "fy", "cx", "cy"):
         predict.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels (all four or none)")
-    predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict.add_argument("--no_progress", "--no-progress", action="store_true", help="hide the progress bar")
+    _add_debug_option(predict)
 
 
 def _add_convert_command(commands: argparse._SubParsersAction) -> None:
@@ -700,9 +311,12 @@ def _add_convert_command(commands: argparse._SubParsersAction) -> None:
             "(configs/nyu.json or kitti.json), checks that every tensor has its place, and writes a folder with "
             "safetensors weights, the remote code, the image processor and a model card, which "
             "`pipeline('depth-estimation', model=FOLDER)` loads. The VFM defaults to DINOv2-L/14 and the encoder to "
-            "the Swin the config names; use the Python API (wedepth_hf.conversion) for other architectures."
+            "the Swin the config names; use the Python API (wedepth_hf.conversion) for other architectures. Exit "
+            "status: 1 a file that does not convert or a failed upload; 2 a usage error (a missing --checkpoint or "
+            "--config, an --output folder that is refused), checked before anything is read."
         ),
     )
+    convert.set_defaults(command_parser=convert)
     convert.add_argument("--checkpoint", required=True, help="the authors' checkpoint (.pth or .safetensors)")
     convert.add_argument("--config", required=True, help="the authors' config JSON it was trained with")
     convert.add_argument(
@@ -727,23 +341,33 @@ def _add_convert_command(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--push_to_hub", action="store_true", help="also upload the folder in one Hub commit")
     convert.add_argument("--hub_model_id", default=None, help="the Hub repo for --push_to_hub, e.g. org/wedepth-nyu")
     convert.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    _add_debug_option(convert)
+
+
+def _run_forwarded_command(name: str, argv: list[str], debug: bool) -> int:
+    """`wedepth train` / `wedepth evaluate`: the package's own command with every argument after the sub-command
+    (and `--debug` when it was given before it)."""
+    if name == "train":
+        from .training import main as command
+    else:
+        from .evaluation import main as command
+    return command([*argv, "--debug"] if debug else argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `wedepth` command; returns the exit code."""
+    """Entry point of the `wedepth` command; returns the exit status (see the module's docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("evaluate", "train"):
-        # Their own parsers own every option after the sub-command (`wedepth train --help` shows them).
-        if argv[0] == "train":
-            from .training import main as command
-        else:
-            from .evaluation import main as command
-        return command(argv[1:])
+    debug = argv[:1] == ["--debug"]
+    after_debug = argv[1:] if debug else argv
+    if after_debug and after_debug[0] in FORWARDED_COMMANDS:
+        return _run_forwarded_command(after_debug[0], after_debug[1:], debug)
     args = build_parser().parse_args(argv)
     configure_command_logging()
     if args.command == "convert-original":
-        return run_convert_original(args)
-    return run_predict(args)
+        work, explain = run_convert_original, _conversion_failure
+    else:
+        work, explain = run_predict, explain_command_error
+    return run_command(lambda: work(args), debug=args.debug, parser=args.command_parser, explain=explain)
 
 
 if __name__ == "__main__":

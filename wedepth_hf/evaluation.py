@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .command_logging import DEBUG_HELP, Explanation
 from .constants import (
     AUTHORS_METRIC_NAMES,
     AUTHORS_MIN_VALID_PIXELS,
@@ -638,7 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--min_depth, --max_depth, --crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, "
             "with --split, --image_column, --depth_column. --protocol authors: one of the authors' six test sets, "
             "read, cropped, masked and scored as their code does. --suite paper: the paper's evaluation, every "
-            "dataset found under --data_root, in one table. Runs on several GPUs under `accelerate launch`."
+            "dataset found under --data_root, in one table. Runs on several GPUs under `accelerate launch`. Exit "
+            "status: 0 done; 1 a runtime error (a model or sample that does not load, no image to score; one line); 2 "
+            "a usage error, checked before the model is loaded; 130 stopped by Ctrl-C."
         ),
         allow_abbrev=False,
     )
@@ -664,19 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", type=Path, help="write the results as JSON here (and the table beside it, .md)")
     parser.add_argument("--update_model_card", type=Path, help="write the results into this model card (README.md)")
-    parser.add_argument("--depth_scale", type=float, help="raw depth units per metre (overrides the dataset's)")
-    parser.add_argument("--min_depth", type=float, help="override the dataset's minimum valid depth")
-    parser.add_argument("--max_depth", type=float, help="override the dataset's maximum valid depth")
-    parser.add_argument("--crop", choices=("none", *CROPS), help="override the dataset's evaluation crop")
-    parser.add_argument("--focal", type=float, help="focal length (px) for list lines without one")
-    parser.add_argument("--kb_crop_size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=KB_CROP_SIZE)
-    parser.add_argument("--no_kb_crop", action="store_true", help="run the model on full images for KB-crop datasets")
-    parser.add_argument(
-        "--crop_on_kb_crop",
-        action="store_true",
-        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (where the authors' "
-        "KITTI class computes it), instead of the prediction pasted into the full frame (the community standard)",
-    )
+    _add_community_options(parser)
     parser.add_argument(
         "--allow_paths_outside_root",
         action="store_true",
@@ -690,10 +681,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse, before decoding, an image or depth file of more than N pixels (default {DEFAULT_MAX_PIXELS:,}, "
         "a guard against decompression bombs; 0: no limit)",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return parser
+
+
+def _add_community_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `wedepth evaluate` that only the community protocol takes: depth decoding and range, crops, the
+    KB crop, and the columns of an 'hf' dataset."""
+    parser.add_argument("--depth_scale", type=float, help="raw depth units per metre (overrides the dataset's)")
+    parser.add_argument("--min_depth", type=float, help="override the dataset's minimum valid depth")
+    parser.add_argument("--max_depth", type=float, help="override the dataset's maximum valid depth")
+    parser.add_argument("--crop", choices=("none", *CROPS), help="override the dataset's evaluation crop")
+    parser.add_argument("--focal", type=float, help="focal length (px) for list lines without one")
+    parser.add_argument("--kb_crop_size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=KB_CROP_SIZE)
+    parser.add_argument("--no_kb_crop", action="store_true", help="run the model on full images for KB-crop datasets")
+    parser.add_argument(
+        "--crop_on_kb_crop",
+        action="store_true",
+        help="score the KB-cropped maps, with the crop box computed from the KB crop's size (where the authors' "
+        "KITTI class computes it), instead of the prediction pasted into the full frame (the community standard)",
+    )
     parser.add_argument("--split", default="validation", help="split of an 'hf' dataset")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--depth_column", default="depth_map")
-    return parser
 
 
 def _check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -929,6 +939,7 @@ def report_table(report: dict[str, Any]) -> str:
 
 
 def _empty_table(rows: dict[str, dict[str, float]], names: tuple[str, ...]) -> str:
+    """The Markdown table of a report in which no dataset was scored: a row of dashes per dataset."""
     lines = ["| dataset | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {name} | " + " | ".join("-" for _ in names) + " |" for name in rows]
     return "\n".join(lines)
@@ -951,40 +962,39 @@ def _write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`wedepth evaluate`: load the model and dataset(s), evaluate, report; returns the exit code: 0 done, 1 a
-    sample that does not load (the message names its file), 2 a usage error (argparse)."""
-    from accelerate import Accelerator
-    from transformers import AutoModelForDepthEstimation
-
-    from . import WEDepthForDepthEstimation  # noqa: F401  (registers WEDepth with the Auto classes)
-    from .command_logging import configure_command_logging
+    """`wedepth evaluate`: load the model and dataset(s), evaluate, report; returns the exit status: 0 done, 1 a
+    runtime error (a model or a sample that does not load, a report that cannot be written; one line), 2 a usage
+    error (argparse), 130 stopped by Ctrl-C. `--debug` shows the traceback of a runtime error instead."""
+    from .command_logging import configure_command_logging, run_command
 
     configure_command_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
+    return run_command(lambda: _run_evaluation(args, parser), debug=args.debug, parser=parser, explain=_failure)
+
+
+def _failure(error: Exception) -> Explanation | None:
+    """The exit status and one line of a runtime error of `wedepth evaluate` (None: an unexpected error)."""
+    from .command_logging import CommandError, one_line
+
+    if isinstance(error, BadSampleError):
+        return 1, bad_sample_message(error)
+    if isinstance(error, (CommandError, OSError)):
+        return 1, one_line(error)
+    return None
+
+
+def _run_evaluation(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The work of `wedepth evaluate` after parsing: check, read the datasets, load the model, score, report."""
+    from accelerate import Accelerator
+
     _check_command(args, parser)
     spec = _command_spec(args, parser) if args.protocol == "community" else None
     datasets, missing = _command_datasets(args, spec, parser)
     accelerator = Accelerator()
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > accelerator.num_processes:
-        # Without a process group every process would score every image and write the same report.
-        parser.error(
-            f"launched as {launched} processes, but they formed no process group (accelerate found no GPU). On CPUs "
-            f"set ACCELERATE_USE_CPU=true: `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes "
-            f"{launched} -m wedepth_hf evaluate ...` (or torchrun)."
-        )
-    try:
-        model = AutoModelForDepthEstimation.from_pretrained(args.model)
-    except MODEL_LOADING_ERRORS as error:
-        logger.error("%s", model_loading_failure(args.model, error))
-        return 1
-    model.to(accelerator.device, getattr(torch, args.dtype))
-    try:
-        results = _evaluate_command(args, model, accelerator, spec, datasets)
-    except BadSampleError as error:
-        logger.error("%s", bad_sample_message(error))
-        return 1
+    _check_process_group(accelerator.num_processes, parser)
+    model = _command_model(args.model).to(accelerator.device, getattr(torch, args.dtype))
+    results = _evaluate_command(args, model, accelerator, spec, datasets)
     unscored = [name for name, result in results.items() if result.num_images == 0]
     if unscored:
         # Every rank has the same (gathered) counts, so every rank stops here; no report of NaN metrics is written.
@@ -997,24 +1007,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator.end_training()
         return 1
     if accelerator.is_main_process:
-        report = results_report(
-            results,
-            missing,
-            args.protocol,
-            model=args.model,
-            suite=args.suite,
-            dataset=args.dataset,
-            data_root=str(args.data_root),
-            split_file=args.split_file,
-            dtype=args.dtype,
-            depth_scale=spec.depth_scale if spec is not None else None,
-        )
-        _write_report(args, report)
+        _write_report(args, _command_report(args, results, missing, spec))
     # Every rank waits for the report, then leaves the process group together: a rank that exits while another
     # still holds the group aborts in the collective backend's destructor.
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def _check_process_group(num_processes: int, parser: argparse.ArgumentParser) -> None:
+    """Refuse processes that a launcher started but that formed no process group: each would score every image and
+    write the same report."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > num_processes:
+        parser.error(
+            f"launched as {launched} processes, but they formed no process group (accelerate found no GPU). On CPUs "
+            f"set ACCELERATE_USE_CPU=true: `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes "
+            f"{launched} -m wedepth_hf evaluate ...` (or torchrun)."
+        )
+
+
+def _command_model(name: str) -> torch.nn.Module:
+    """The --model of `wedepth evaluate`, through `AutoModelForDepthEstimation`; one line (`CommandError`) when it
+    does not load."""
+    from transformers import AutoModelForDepthEstimation
+
+    from . import WEDepthForDepthEstimation  # noqa: F401  (registers WEDepth with the Auto classes)
+    from .command_logging import CommandError
+
+    try:
+        return AutoModelForDepthEstimation.from_pretrained(name)
+    except MODEL_LOADING_ERRORS as error:
+        raise CommandError(model_loading_failure(name, error)) from error
+
+
+def _command_report(
+    args: argparse.Namespace, results: dict[str, EvaluationResult], missing: dict[str, str], spec: DatasetSpec | None
+) -> dict[str, Any]:
+    """The JSON report of the command (`results_report`) with the command's settings."""
+    return results_report(
+        results,
+        missing,
+        args.protocol,
+        model=args.model,
+        suite=args.suite,
+        dataset=args.dataset,
+        data_root=str(args.data_root),
+        split_file=args.split_file,
+        dtype=args.dtype,
+        depth_scale=spec.depth_scale if spec is not None else None,
+    )
 
 
 __all__ = [

@@ -779,6 +779,11 @@ def _training_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"YAML file of training settings, or a bundled config by name ({', '.join(bundled_config_names())})",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error instead of its one-line message (read by the command, not a setting)",
+    )
     for field_info in dataclasses.fields(TrainingConfig):
         base, _ = _base_type(_field_types()[field_info.name])
         options: dict[str, Any] = {
@@ -818,6 +823,7 @@ def parse_training_args(argv: Sequence[str] | None = None) -> TrainingConfig:
         parser.error(_unknown_arguments_message(unknown, options))
     arguments = vars(namespace)
     config = arguments.pop("config")
+    arguments.pop("debug")
     try:
         return load_training_config(config, arguments)
     except (ValueError, FileNotFoundError) as error:
