@@ -30,12 +30,7 @@ from .command_logging import (
 )
 from .image_processing_wedepth import DEFAULT_MAX_PIXELS
 from .inference import MODEL_LOADING_ERRORS
-from .predict import (  # noqa: F401 - cpu_has_native_bfloat16 and predict_images: benchmarks/bf16_cpu.py imports them here
-    DTYPES,
-    cpu_has_native_bfloat16,
-    predict_images,
-    run_predict,
-)
+from .predict import DTYPES, run_predict
 from .visualization import DEFAULT_HORIZONTAL_FOV_DEGREES
 
 
