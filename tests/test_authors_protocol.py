@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_refused, run_python, run_two_processes, run_wedepth
 from fixtures.authors_eval_data import content_sha256, generate
 from fixtures.golden import load_fixture_model
+from helpers import assert_refused, run_python, run_two_processes, run_wedepth
 from PIL import Image
 
 from wedepth_hf.constants import AUTHORS_METRIC_NAMES
@@ -116,6 +116,7 @@ def test_their_loops_skips_and_files_are_reproduced(s1_root: Path) -> None:
                 assert int(dataset[index]["mask"].sum()) == row["num_valid"], (name, row["image"])
 
 
+@pytest.mark.slow
 def test_paper_suite_on_two_processes_writes_the_table_and_their_numbers(tmp_path: Path, model) -> None:
     model.save_pretrained(tmp_path / "model")
     output = tmp_path / "paper.json"
@@ -274,7 +275,7 @@ def test_in_training_validation_computes_what_wedepth_evaluate_computes(tmp_path
     (data / "val.txt").write_text("\n".join(lines[1:]) + "\n")
     code = f"""
         import json
-        from conftest import make_tiny_config
+        from helpers import make_tiny_config
         from wedepth_hf.training import TrainingConfig, train
 
         skip = ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path")

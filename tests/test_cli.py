@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_refused, make_tiny_config, run_wedepth
+from helpers import assert_refused, make_tiny_config, run_wedepth
 from PIL import Image
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, evaluation, predict

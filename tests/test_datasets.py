@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_hf_dataset, write_list, write_pair
 from PIL import Image
 
 from wedepth_hf import WEDepthImageProcessor
@@ -19,36 +20,6 @@ from wedepth_hf.data import (
     normalize_images,
     read_depth,
 )
-
-
-def write_pair(
-    root: Path,
-    name: str,
-    height: int = 30,
-    width: int = 40,
-    *,
-    seed: int = 0,
-    depth_scale: float = 1000.0,
-    depth_suffix: str = ".png",
-    raw_depth: np.ndarray | None = None,
-) -> tuple[str, str, np.ndarray]:
-    """Write an RGB PNG and a depth file under root; returns (rgb_rel, depth_rel, depth in metres as stored)."""
-    rng = np.random.default_rng(seed)
-    rgb_rel, depth_rel = f"scene/rgb_{name}.png", f"scene/depth_{name}{depth_suffix}"
-    (root / "scene").mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(root / rgb_rel)
-    if raw_depth is None:
-        raw_depth = rng.integers(500, 5000, (height, width)).astype(np.uint16)
-    if depth_suffix == ".png":
-        Image.fromarray(raw_depth.astype(np.uint16)).save(root / depth_rel)
-    else:
-        np.save(root / depth_rel, raw_depth)
-    return rgb_rel, depth_rel, raw_depth.astype(np.float64) / depth_scale
-
-
-def write_list(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_nyu_list_layout_sample(tmp_path: Path) -> None:
@@ -193,22 +164,6 @@ def test_collate_and_normalisation_match_the_image_processor(tmp_path: Path) -> 
     samples[1]["image"] = torch.zeros((3, 6, 7), dtype=torch.uint8)
     with pytest.raises(ValueError, match="different sizes"):
         collate_depth_samples(samples)
-
-
-def make_hf_dataset(num: int = 3, *, integer_depth: bool = False, height: int = 30, width: int = 40):
-    """An in-memory `datasets.Dataset` with image/depth_map columns (float TIFF or 16-bit PNG depth)."""
-    import datasets
-
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for _ in range(num)]
-    if integer_depth:
-        depths = [Image.fromarray(rng.integers(500, 5000, (height, width)).astype(np.uint16)) for _ in range(num)]
-    else:
-        depths = [
-            Image.fromarray(rng.uniform(0.5, 5.0, (height, width)).astype(np.float32), mode="F") for _ in range(num)
-        ]
-    features = datasets.Features({"image": datasets.Image(), "depth_map": datasets.Image()})
-    return datasets.Dataset.from_dict({"image": images, "depth_map": depths}, features=features), depths
 
 
 def test_hf_dataset_float_and_integer_depth(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config, run_two_processes
+from helpers import REPO, make_hf_dataset, make_tiny_config, run_two_processes, write_list, write_pair
 from PIL import Image
-from test_datasets import make_hf_dataset, write_list, write_pair
 
 from wedepth_hf import WEDepthForDepthEstimation
 from wedepth_hf.data import NYUDepthDataset, kb_crop_box, normalize_images
@@ -23,9 +22,6 @@ from wedepth_hf.evaluation import (
 )
 from wedepth_hf.hub import render_model_card
 from wedepth_hf.metrics import DepthMetricsAccumulator, crop_mask
-
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +316,7 @@ def test_evaluate_script_writes_json(tmp_path: Path, model) -> None:
     assert f"| nyu | {expected.metrics['abs_rel']:.4f} |" in card.read_text()
 
 
+@pytest.mark.slow
 def test_two_processes_score_every_image_exactly_once(tmp_path: Path, model) -> None:
     """Sharded over 2 processes, 3 images (the last batch padded with a duplicate) give the single-process result:
     `gather_for_metrics` drops the padding of the loader that `prepare_data_loader` shards."""

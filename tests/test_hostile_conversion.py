@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import assert_refused, make_tiny_config, run_wedepth, tree_digest
 from fixtures.golden import fixture_configs
+from helpers import assert_refused, make_tiny_config, run_wedepth, tree_digest
 from safetensors.torch import load_file, save_file
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, conversion

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import assert_refused, make_tiny_config, run_python, run_wedepth, tree_digest
+from helpers import assert_refused, make_tiny_config, run_python, run_wedepth, tree_digest
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_refused, make_tiny_config, run_wedepth, tree_digest
+from helpers import assert_refused, make_tiny_config, run_wedepth, tree_digest
 from PIL import Image
 from torch.utils.data import DataLoader
 

@@ -1,11 +1,11 @@
 """Model card rendering, `update_model_card_results`, and the Hub upload (create_commit mocked)."""
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import markdown_structure
 from huggingface_hub import HfApi, ModelCard
 
 from wedepth_hf.hub import HubUploadError, push_folder_to_hub, render_model_card, update_model_card_results
@@ -28,39 +28,6 @@ def _front_matter(path: Path) -> dict:
     text = path.read_text()
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
-
-
-_OPENING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_CLOSING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*$")
-_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
-_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
-
-
-def markdown_structure(body: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """(headings outside code blocks, [(info string, content)] of the fenced code blocks) of a markdown body, by
-    CommonMark's rules for fences: a block closes only on a fence of the same character at least as long."""
-    headings: list[str] = []
-    blocks: list[tuple[str, str]] = []
-    fence, info, content, previous = None, "", [], ""
-    for line in body.splitlines():
-        if fence is not None:
-            closing = _CLOSING_FENCE.match(line)
-            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence):
-                blocks.append((info, "\n".join(content)))
-                fence, previous = None, ""
-            else:
-                content.append(line)
-            continue
-        opening = _OPENING_FENCE.match(line)
-        if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
-            fence, info, content = opening.group(1), opening.group(2).strip(), []
-        elif _ATX_HEADING.match(line):
-            headings.append(line.strip())
-        elif _SETEXT_UNDERLINE.match(line) and previous.strip() and not _ATX_HEADING.match(previous):
-            headings.append(previous.strip())
-        previous = line
-    assert fence is None, "a code block is left open"
-    return headings, blocks
 
 
 def _index_results(metadata: dict) -> dict[str, dict[str, float]]:

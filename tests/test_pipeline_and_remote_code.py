@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_python
+from helpers import run_python
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation, pipeline
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_config
+from helpers import make_tiny_config
 from transformers import Dinov2Config, Dinov2Model
 
 from wedepth_hf import WEDepthForDepthEstimation

@@ -15,10 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_config, run_python, run_two_processes
+from helpers import (
+    REPO,
+    make_tiny_config,
+    markdown_structure,
+    run_python,
+    run_two_processes,
+    tiny_model_config,
+    tiny_training,
+)
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
-from test_hub import markdown_structure
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.data.transforms import OPERATIONS
@@ -50,45 +57,8 @@ from wedepth_hf.training.run_folder import (
 )
 
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "wedepth_hf" / "configs"
 METRIC_KEYS = {"abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"}
-
-
-def tiny_model_config() -> dict:
-    """The conftest tiny WEDepth config as a `model_config` dict."""
-    values = make_tiny_config().to_dict()
-    for key in ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path"):
-        values.pop(key, None)
-    return values
-
-
-def tiny_training(output_dir: Path, **overrides: object) -> TrainingConfig:
-    """A few CPU steps of a tiny random model on 32x48 synthetic NYU-layout data."""
-    values = {
-        "output_dir": str(output_dir),
-        "preset": None,
-        "pretrained_backbones": False,
-        "model_config": tiny_model_config(),
-        "dataset": "synthetic",
-        "synthetic_num_train": 4,
-        "synthetic_num_val": 2,
-        "synthetic_height": 32,
-        "synthetic_width": 48,
-        "per_device_train_batch_size": 2,
-        "max_train_steps": 4,
-        "warmup_steps": 1,
-        "learning_rate": 1e-3,
-        "eval_steps": 2,
-        "eval_max_depth": 10.0,
-        "checkpointing_steps": 2,
-        "checkpoints_total_limit": None,
-        "logging_steps": 1,
-        "log_with": "none",
-        "seed": 0,
-    }
-    values.update(overrides)
-    return TrainingConfig(**values)
 
 
 # ---- configuration -----------------------------------------------------------------------------------------------
@@ -619,6 +589,7 @@ def test_failed_push_keeps_the_folder_and_exits_non_zero(
     assert "Hub unreachable" in caplog.text
 
 
+@pytest.mark.slow
 def test_train_script_end_to_end(tmp_path: Path) -> None:
     """`python examples/train.py --config ... --key value` as a user runs it; the folder loads in a pipeline."""
     output_dir = tmp_path / "cli-run"
@@ -690,6 +661,7 @@ def test_hf_training_data_follows_on_bad_sample(tmp_path: Path) -> None:
     assert lenient.skipped == 1
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model(tmp_path: Path) -> None:
     """A distributed run (2 CPU processes over gloo, as `torchrun` / `accelerate launch` start them) shards the data,
     and only the main process writes checkpoints and the exported folder."""
@@ -824,6 +796,7 @@ def test_a_locked_output_dir_is_refused_and_a_killed_holder_leaves_no_stale_lock
     assert train(tiny_training(output_dir, max_train_steps=1)).global_step == 1
 
 
+@pytest.mark.slow
 def test_a_locked_output_dir_stops_every_process_of_a_distributed_run(tmp_path: Path) -> None:
     """The main process holds the lock; when it cannot, the other ranks stop too instead of waiting for it."""
     output_dir = tmp_path / "ddp-run"
@@ -969,6 +942,7 @@ def test_keyboard_interrupt_saves_a_checkpoint_when_the_state_is_whole(
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_a_step_boundary_saves_and_exits_130(tmp_path: Path) -> None:
     """A real Ctrl-C, sent to the whole process group as a terminal does (data-loader workers included): the step
     under way finishes, a checkpoint of it is saved, the exit status is 130, and the printed command resumes."""

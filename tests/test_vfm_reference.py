@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_config, run_python
+from helpers import make_tiny_config, run_python
 from safetensors import safe_open
 from transformers import Dinov2Config, Dinov2Model, SwinConfig, SwinForImageClassification
 
@@ -160,7 +160,7 @@ def test_a_hub_source_is_recorded_with_its_commit_and_read_from_the_cache(
         sys.path.insert(0, {package_parent!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import torch
-        from conftest import make_tiny_config
+        from helpers import make_tiny_config
         from wedepth_hf import WEDepthForDepthEstimation
         model = WEDepthForDepthEstimation.from_pretrained_backbones(
             make_tiny_config(), vfm_name_or_path="org/dinov2-tiny", encoder_name_or_path={str(sources / "encoder")!r})
@@ -208,7 +208,7 @@ def test_remote_code_and_the_pipeline_load_a_vfm_free_folder(tmp_path: Path, sou
 def test_training_exports_a_vfm_free_folder_unless_asked_for_a_full_one(
     tmp_path: Path, sources: Path, full: bool
 ) -> None:
-    from test_training import tiny_model_config, tiny_training
+    from helpers import tiny_model_config, tiny_training
 
     from wedepth_hf.training import train
 

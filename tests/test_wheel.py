@@ -9,9 +9,7 @@ import venv
 from pathlib import Path
 
 import pytest
-
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
 
 
 def _run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -66,6 +64,7 @@ def _see_running_packages(python: Path) -> None:
     (Path(purelib) / "running_interpreter_packages.pth").write_text("".join(f"{folder}\n" for folder in listed))
 
 
+@pytest.mark.slow
 def test_the_wheel_trains_evaluates_and_predicts_outside_the_checkout(installed: Path) -> None:
     bin_dir = installed / "env" / "bin"
     work = installed / "work"
