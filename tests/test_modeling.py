@@ -7,7 +7,7 @@ from transformers import AutoModelForDepthEstimation, Dinov2Config, Dinov2Model,
 from transformers.modeling_outputs import DepthEstimatorOutput
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
-from wedepth_hf.modeling_wedepth import multi_scale_deformable_attention
+from wedepth_hf.modeling_wedepth import grid_sample_deformable_attention, multi_scale_deformable_attention
 
 
 def _labels(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
@@ -456,3 +456,112 @@ def test_train_mode_needs_more_than_one_value_per_channel_at_stride_32(tiny_mode
     assert torch.isfinite(tiny_model(torch.randn(2, 3, 32, 30), labels=_labels(2, 32, 30)).loss)
     with torch.no_grad():
         assert tiny_model.eval()(torch.randn(1, 3, 32, 30)).predicted_depth.shape == (1, 32, 30)
+
+
+# ---- deformable attention implementations ----------------------------------------------------------------------------
+
+
+def _deformable_inputs(dtype: torch.dtype) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Values, locations (some outside the maps) and softmax weights over four levels."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (5, 7), (1, 9), (2, 1)]
+    batch, queries, heads, head_dim, points = 2, 11, 3, 5, 4
+    value = torch.randn(batch, sum(h * w for h, w in shapes), heads, head_dim, generator=generator, dtype=dtype)
+    locations = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=generator, dtype=dtype) * 1.4 - 0.2
+    weights = torch.randn(batch, queries, heads, len(shapes) * points, generator=generator, dtype=dtype).softmax(-1)
+    return shapes, value, locations, weights.view(batch, queries, heads, len(shapes), points)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_gather_and_grid_sample_deformable_attention_agree_with_their_gradients(dtype: torch.dtype) -> None:
+    shapes, *inputs = _deformable_inputs(dtype)
+    results = []
+    for attention in (grid_sample_deformable_attention, multi_scale_deformable_attention):
+        leaves = [tensor.clone().requires_grad_() for tensor in inputs]
+        output = attention(leaves[0], shapes, leaves[1], leaves[2])
+        output.backward(torch.cos(torch.arange(output.numel(), dtype=dtype)).view_as(output))
+        results.append([output.detach()] + [leaf.grad for leaf in leaves])
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    for name, actual, expected in zip(("output", "value", "locations", "weights"), results[1], results[0]):
+        torch.testing.assert_close(
+            actual, expected, rtol=tolerance, atol=tolerance * expected.abs().max().item(), msg=lambda m, n=name: n + m
+        )
+
+
+def test_models_with_either_deformable_attention_agree_with_their_gradients(tiny_config) -> None:
+    """The same weights under both implementations: the same depth, loss and parameter gradients (float64).
+
+    The sampling offsets are moved off whole pixels: at a whole-pixel position bilinear sampling has a kink, where
+    the two implementations may take different one-sided derivatives."""
+    torch.manual_seed(0)
+    gather = WEDepthForDepthEstimation(tiny_config(deformable_attention_implementation="gather"))
+    for layer in gather.pixel_decoder.layers:
+        torch.nn.init.normal_(layer.self_attn.sampling_offsets.weight, std=0.1)
+        torch.nn.init.normal_(layer.self_attn.sampling_offsets.bias, std=2.0)
+    grid_sample = WEDepthForDepthEstimation(tiny_config(deformable_attention_implementation="grid_sample"))
+    grid_sample.load_state_dict(gather.state_dict())
+    models = {"gather": gather.double().train(), "grid_sample": grid_sample.double().train()}
+    assert {layer.self_attn.implementation for layer in grid_sample.pixel_decoder.layers} == {"grid_sample"}
+    pixel_values = torch.randn(2, 3, 40, 56, dtype=torch.float64)
+    labels = _labels(2, 40, 56).double()
+    outputs = {name: model(pixel_values, labels=labels) for name, model in models.items()}
+    for output in outputs.values():
+        output.loss.backward()
+    torch.testing.assert_close(outputs["grid_sample"].predicted_depth, outputs["gather"].predicted_depth)
+    torch.testing.assert_close(outputs["grid_sample"].loss, outputs["gather"].loss)
+    gather_parameters = dict(models["gather"].named_parameters())
+    for name, parameter in models["grid_sample"].named_parameters():
+        if parameter.grad is not None:
+            torch.testing.assert_close(parameter.grad, gather_parameters[name].grad, msg=lambda m, n=name: n + m)
+
+
+def test_unknown_deformable_attention_implementation(tiny_config) -> None:
+    with pytest.raises(ValueError, match="`deformable_attention_implementation` must be one of"):
+        tiny_config(deformable_attention_implementation="cuda")
+
+
+# ---- transformers conventions ----------------------------------------------------------------------------------------
+
+
+def test_forward_refuses_unknown_arguments(tiny_model) -> None:
+    with pytest.raises(TypeError, match="label"):
+        tiny_model(torch.randn(1, 3, 28, 42), label=torch.ones(1, 28, 42))
+
+
+def test_hidden_states_are_the_encoders_then_the_vfms_without_prompts(tiny_model) -> None:
+    tiny_model.eval()
+    pixel_values = torch.randn(1, 3, 28, 42)
+    with torch.no_grad():
+        output = tiny_model(pixel_values, output_hidden_states=True)
+        encoder_states = tiny_model.encoder(pixel_values, output_hidden_states=True).hidden_states
+        vfm_states = tiny_model.vfm(pixel_values, output_hidden_states=True).hidden_states
+        plain = tiny_model(pixel_values)
+    assert output.attentions is None
+    assert len(output.hidden_states) == len(encoder_states) + len(vfm_states)
+    for ours, expected in zip(output.hidden_states, encoder_states):
+        torch.testing.assert_close(ours, expected)
+    vfm_part = output.hidden_states[len(encoder_states) :]
+    assert [state.shape for state in vfm_part] == [state.shape for state in vfm_states]
+    torch.testing.assert_close(vfm_part[0], vfm_states[0])  # the embeddings; the layers see the prompts too
+    assert torch.equal(output.predicted_depth, plain.predicted_depth)
+    assert tiny_model(pixel_values, return_dict=False, output_hidden_states=True)[1] is not None
+
+
+def test_attentions_with_eager_attention(tiny_config) -> None:
+    config = tiny_config()
+    model = WEDepthForDepthEstimation._from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        output = model(torch.randn(1, 3, 28, 42), output_attentions=True)
+    vfm = config.vfm_config
+    tokens = config.prompt_num + 1 + 2 * 3
+    vfm_attentions = output.attentions[-vfm.num_hidden_layers :]
+    assert len(output.attentions) == len(config.encoder_config.depths) + vfm.num_hidden_layers
+    for attention in vfm_attentions:
+        assert attention.shape == (1, vfm.num_attention_heads, tokens, tokens)
+        prompts = config.prompt_num
+        assert torch.equal(attention[:, :, :prompts, :prompts], torch.zeros_like(attention[:, :, :prompts, :prompts]))
+        torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:-1]))
+
+
+def test_input_embeddings_are_the_encoders_patch_embedding(tiny_model) -> None:
+    assert tiny_model.get_input_embeddings() is tiny_model.encoder.swin.embeddings.patch_embeddings

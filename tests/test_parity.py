@@ -131,10 +131,10 @@ def _components(model: WEDepthForDepthEstimation) -> dict[str, tuple[torch.nn.Mo
         "encoder.out": (model.encoder, lambda out: list(out.feature_maps)),
         "sf.out.0": (model.stream_split, lambda out: out[0]),
         "sf.out.1": (model.stream_split, lambda out: out[1]),
-        "partition_enhance.out.0": (model.prompted_vfm, lambda out: out[0]),
+        "partition_enhance.out.0": (model.prompted_vfm, lambda out: out.output_prompts),
         "partition_enhance.out.1": (
             model.prompted_vfm,
-            lambda out: [None, None, None, out[1].flatten(2).transpose(1, 2)],
+            lambda out: [None, None, None, out.patch_map.flatten(2).transpose(1, 2)],
         ),
         "inject_it.out": (model.feature_injection, lambda out: out),
         "decoder.out.0": (model.pixel_decoder, lambda out: out),
@@ -361,8 +361,10 @@ def test_convert_command_writes_a_folder_the_pipeline_loads(tmp_path, default_fi
     with torch.no_grad():
         expected = default_fixture.model(processor_input).predicted_depth[0]
     torch.testing.assert_close(result["predicted_depth"], expected, rtol=1e-4, atol=1e-5)
-    # A second run does not replace the folder without --overwrite.
-    assert cli.main(_convert_command(default_fixture, tmp_path, output)) == 1
+    # A second run does not replace the folder without --overwrite: a usage error (exit status 2, from the parser).
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(_convert_command(default_fixture, tmp_path, output))
+    assert stopped.value.code == 2
     assert cli.main(_convert_command(default_fixture, tmp_path, output, "--overwrite")) == 0
 
 
@@ -381,7 +383,9 @@ def test_convert_command_pushes_one_commit(tmp_path, default_fixture: Fixture, m
         ),
     )
     command = _convert_command(default_fixture, tmp_path, tmp_path / "out", "--push_to_hub")
-    assert cli.main(command) == 2  # no --hub_model_id
+    with pytest.raises(SystemExit) as stopped:  # no --hub_model_id: a usage error, from the parser
+        cli.main(command)
+    assert stopped.value.code == 2
     assert cli.main([*command, "--hub_model_id", "org/wedepth-nyu"]) == 0
     assert len(commits) == 1 and commits[0][0] == "org/wedepth-nyu"
     assert {"model.safetensors", "config.json", "README.md"} <= set(commits[0][1])

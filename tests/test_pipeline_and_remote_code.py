@@ -16,6 +16,16 @@ import wedepth_hf
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
 
 
+REMOTE_CODE_FILES = (
+    "configuration_wedepth.py",
+    "modeling_wedepth.py",
+    "checkpointing_wedepth.py",
+    "gather_deformable_attention.py",
+    "image_processing_wedepth.py",
+)
+"""The files a saved folder carries as remote code: the three Auto classes' and the modules they import relatively."""
+
+
 @pytest.fixture
 def saved_folder(tmp_path: Path, tiny_model: WEDepthForDepthEstimation) -> Path:
     folder = tmp_path / "wedepth-tiny"
@@ -48,9 +58,7 @@ def test_saved_folder_holds_weights_config_and_remote_code(saved_folder: Path) -
         "model.safetensors",
         "config.json",
         "preprocessor_config.json",
-        "configuration_wedepth.py",
-        "modeling_wedepth.py",
-        "image_processing_wedepth.py",
+        *REMOTE_CODE_FILES,
     } <= files
     assert not any(name.endswith(".bin") for name in files)
     auto_map = json.loads((saved_folder / "config.json").read_text())["auto_map"]
@@ -62,7 +70,7 @@ def test_saved_folder_holds_weights_config_and_remote_code(saved_folder: Path) -
     # The remote files import only torch, numpy (a transformers dependency), transformers, the standard library and
     # each other.
     allowed = {"torch", "numpy", "transformers", *sys.stdlib_module_names}
-    for name in ("configuration_wedepth.py", "modeling_wedepth.py", "image_processing_wedepth.py"):
+    for name in REMOTE_CODE_FILES:
         for line in (saved_folder / name).read_text().splitlines():
             if line.startswith(("import ", "from ")):
                 module = line.split()[1]
@@ -124,6 +132,40 @@ def test_remote_code_loads_without_the_package(saved_folder: Path, image: Image.
     )
     assert result.returncode == 0, result.stderr
     assert "REMOTE OK (45, 67) (67, 45)" in result.stdout
+
+
+def test_a_folder_with_only_the_image_processor_loads_with_and_without_the_package(
+    tmp_path: Path, image: Image.Image
+) -> None:
+    folder = tmp_path / "processor"
+    WEDepthImageProcessor(size={"height": 28, "width": 42}).save_pretrained(folder)
+    assert sorted(os.listdir(folder)) == ["image_processing_wedepth.py", "preprocessor_config.json"]
+    saved = json.loads((folder / "preprocessor_config.json").read_text())
+    assert saved["image_processor_type"] == "WEDepthImageProcessor"
+    assert saved["auto_map"] == {"AutoImageProcessor": {"pil": "image_processing_wedepth.WEDepthImageProcessor"}}
+    processor = AutoImageProcessor.from_pretrained(folder)
+    assert type(processor) is WEDepthImageProcessor
+    expected = processor(image, return_tensors="pt")["pixel_values"]
+    assert expected.shape == (1, 3, 28, 42)
+    torch.save(expected, tmp_path / "expected.pt")
+    image.save(tmp_path / "image.png")
+    result = run_python(
+        f"""
+        import sys
+        sys.modules["wedepth_hf"] = None  # any import of the package now fails
+        import torch
+        from PIL import Image
+        from transformers import AutoImageProcessor
+        processor = AutoImageProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor)
+        pixel_values = processor(Image.open({str(tmp_path / "image.png")!r}), return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(pixel_values, torch.load({str(tmp_path / "expected.pt")!r}))
+        print("PROCESSOR OK")
+    """,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PROCESSOR OK" in result.stdout
 
 
 def test_package_exports() -> None:

@@ -243,12 +243,13 @@ def test_predict_runs_several_models_over_the_same_images_with_one_vfm(tmp_path:
     from PIL import Image
 
     from wedepth_hf import cli
+    from wedepth_hf.predict import load_models
     from wedepth_hf.visualization import load_depth_png
 
     for name, seed, include_vfm in (("nyu", 1, False), ("kitti", 2, True)):
         _model(sources, seed=seed).save_pretrained(tmp_path / name, include_vfm=include_vfm)
         WEDepthImageProcessor().save_pretrained(tmp_path / name)
-    models = cli.load_models([str(tmp_path / "nyu"), str(tmp_path / "kitti")], torch.device("cpu"))
+    models = load_models([str(tmp_path / "nyu"), str(tmp_path / "kitti")], torch.device("cpu"))
     assert models[1].model.vfm is models[0].model.vfm
     Image.fromarray((torch.rand(30, 40, 3) * 255).byte().numpy()).save(tmp_path / "room.png")
     command = [

@@ -235,15 +235,20 @@ class WEDepthImageProcessor(PilBackend):
     max_pixels = DEFAULT_MAX_PIXELS
 
     def to_dict(self) -> dict[str, Any]:
-        """Serialisable dict without `auto_map` and `image_processor_type`: the class is found through the model's
-        `config.json` (registered Auto class, or its `auto_map` entry for remote code).
+        """Serialisable dict with `image_processor_type`, and the remote-code `auto_map` in its per-backend form.
 
-        With either key here, transformers' pipeline derives a video-processor reference from it and, finding no
-        local class for that, asks whether to run remote code even when wedepth_hf is imported.
+        A folder holding only the image processor then loads with `AutoImageProcessor.from_pretrained`, by class name
+        where wedepth_hf is imported, and as remote code (`trust_remote_code=True`) where it is not. The reference is
+        written as `{"pil": "image_processing_wedepth.WEDepthImageProcessor"}`, the backend this class is (and is
+        registered for), rather than as the legacy plain string: from a plain string transformers' pipeline derives a
+        "...VideoProcessor" reference that no class answers, and would ask whether to run remote code even where
+        wedepth_hf is imported; from the per-backend form it derives none.
         """
         output = super().to_dict()
-        output.pop("auto_map", None)
-        output.pop("image_processor_type", None)
+        output["image_processor_type"] = type(self).__name__
+        reference = (output.get("auto_map") or {}).get("AutoImageProcessor")
+        if isinstance(reference, str):
+            output["auto_map"]["AutoImageProcessor"] = {"pil": reference}
         return output
 
     def _validate_preprocess_kwargs(self, **kwargs: Any) -> None:

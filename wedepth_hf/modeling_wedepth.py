@@ -8,42 +8,47 @@ the encoder's maps; a multi-scale deformable-attention pixel decoder and four lo
 Every module computes what the authors' released code computes (checked tensor for tensor against golden outputs
 of that code, see `tests/test_parity.py`); where that code cannot run, this file does what it evidently intends (the
 README lists each point). The frozen VFM is a plain `Dinov2Model` (attribute `vfm`) whose structure and weights are
-never modified: this module only calls its embeddings and layers. This file imports only torch, transformers and its
-sibling configuration file (it travels to the Hub as remote code).
+never modified: this module only calls its embeddings and layers' modules (`prompted_vfm_layer` says which and why).
+
+Sibling modules hold what a reader of the method need not meet first: `checkpointing_wedepth.py` how checkpoints store
+the frozen VFM by reference, `gather_deformable_attention.py` the fast form of the deformable attention. This file
+imports only torch, transformers and those siblings (they travel to the Hub together as remote code).
 """
 
-import contextlib
-import copy
-import hashlib
-import importlib
-import json
-import logging as std_logging
 import math
-import os
 import re
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoBackbone, AutoConfig, Dinov2Model, PreTrainedConfig, PreTrainedModel
+from transformers import AutoBackbone, Dinov2Model, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import DepthEstimatorOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, load_state_dict
-from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.dinov2.modeling_dinov2 import eager_attention_forward
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
-from transformers.utils.hub import resolve_revision
+from transformers.utils import logging
 
+from .checkpointing_wedepth import (
+    WEDepthCheckpointMixin,
+    check_vfm,
+    check_vfm_attention,
+    load_vfm_source,
+    load_vfm_with_record,
+    state_fingerprint,
+    vfm_fingerprint,
+)
 from .configuration_wedepth import NUM_STAGES, WEDepthConfig
+from .gather_deformable_attention import (
+    deformable_sample,
+    level_sizes_tensor,
+    multi_scale_deformable_attention,
+    pad_value_levels,
+)
 
 
 logger = logging.get_logger(__name__)
-
-_SUPPORTED_VFM_ATTENTION = ("sdpa", "eager")
-"""The VFM attention implementations the prompted stages are tested with (`prompted_attention` calls them unmasked)."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -207,7 +212,7 @@ class WEDepthExtractionBlock(nn.Module):
 
 def prompted_attention(
     module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, num_prompts: int
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Self-attention over [prompts, CLS, patches] in which prompts do not attend to prompts, without a mask.
 
     The authors block one rectangle, prompt queries x prompt keys, with an additive -1e9 mask (exp() of it is 0).
@@ -222,23 +227,44 @@ def prompted_attention(
         num_prompts: the prompts in front.
 
     Returns:
-        (B, T, heads, head_dim), as transformers' attention functions return it.
+        The attended values, (B, T, heads, head_dim) as transformers' attention functions return them, and the
+        attention probabilities (B, heads, T, T), zero for prompt -> prompt, where the implementation gives them
+        (eager; None for sdpa).
     """
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
     options = {"dropout": module.attention_dropout if module.training else 0.0, "scaling": module.scaling}
-    prompts, _ = attention(
+    prompts, prompt_weights = attention(
         module, query[:, :, :num_prompts], key[:, :, num_prompts:], value[:, :, num_prompts:], None, **options
     )
-    tokens, _ = attention(module, query[:, :, num_prompts:], key, value, None, **options)
-    return torch.cat((prompts, tokens), dim=1)
+    tokens, token_weights = attention(module, query[:, :, num_prompts:], key, value, None, **options)
+    weights = None
+    if prompt_weights is not None and token_weights is not None:
+        blocked = prompt_weights.new_zeros(*prompt_weights.shape[:-1], num_prompts)
+        weights = torch.cat((torch.cat((blocked, prompt_weights), dim=-1), token_weights), dim=-2)
+    return torch.cat((prompts, tokens), dim=1), weights
 
 
-def prompted_vfm_layer(layer: nn.Module, hidden_states: torch.Tensor, num_prompts: int) -> torch.Tensor:
+def prompted_vfm_layer(
+    layer: nn.Module,
+    hidden_states: torch.Tensor,
+    num_prompts: int,
+    attention_maps: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """A frozen transformers `Dinov2Layer` over [prompts, CLS, patches] with `prompted_attention` as its attention.
 
-    The layer's own modules, in its order: norm, q/k/v projections, attention, output projection, layer scale and
-    residual; norm, MLP, layer scale and residual (drop-path is the identity: the VFM stays in eval mode). Nothing of
-    the layer is changed or patched.
+    `Dinov2Layer.forward` cannot be called here: its attention takes an additive mask only, which would rule out fused
+    kernels and cost (T, T) memory. So this function reaches into the layer's internals and runs its own modules in
+    its order: `norm1`, `attention.q_proj/k_proj/v_proj` (and `head_dim`, `scaling`, `attention_dropout`), attention,
+    `attention.o_proj`, `layer_scale1` and residual; `norm2`, `mlp`, `layer_scale2` and residual (`drop_path` is the
+    identity: the VFM stays in eval mode). Nothing of the layer is changed or patched; a transformers release that
+    renames these attributes fails here loudly (tests/test_speed_paths.py checks the result against the layer itself).
+
+    Args:
+        layer: a `Dinov2Layer` of the frozen VFM.
+        hidden_states: (B, T, C) over [prompts, CLS, patches].
+        num_prompts: the prompts in front.
+        attention_maps: if given, the layer's attention probabilities (`prompted_attention`) are appended to it
+            (where the attention implementation gives them).
     """
     attention = layer.attention
     normed = layer.norm1(hidden_states)
@@ -247,9 +273,31 @@ def prompted_vfm_layer(layer: nn.Module, hidden_states: torch.Tensor, num_prompt
         projection(normed).view(heads_shape).transpose(1, 2)
         for projection in (attention.q_proj, attention.k_proj, attention.v_proj)
     )
-    attended = prompted_attention(attention, query, key, value, num_prompts).flatten(2)
-    hidden_states = layer.drop_path(layer.layer_scale1(attention.o_proj(attended))) + hidden_states
+    attended, weights = prompted_attention(attention, query, key, value, num_prompts)
+    if attention_maps is not None and weights is not None:
+        attention_maps.append(weights)
+    hidden_states = layer.drop_path(layer.layer_scale1(attention.o_proj(attended.flatten(2)))) + hidden_states
     return layer.drop_path(layer.layer_scale2(layer.mlp(layer.norm2(hidden_states)))) + hidden_states
+
+
+@dataclass
+class WEDepthPromptedVFMOutput:
+    """What the prompted VFM stages give the rest of the model, and what they record when asked.
+
+    Args:
+        output_prompts: the four stages' output prompts projected back to width D, each (B, P, D).
+        patch_map: the last stage's patch tokens projected to width D, (B, D, h, w).
+        hidden_states: with `output_hidden_states`, the VFM's embedding output and each layer's output over
+            [CLS, patches], (B, 1 + h * w, C_vfm) each: the prompts are left out, so the shapes are a plain
+            `Dinov2Model`'s.
+        attentions: with `output_attentions` and an attention implementation that gives them (eager), each layer's
+            attention probabilities over [prompts, CLS, patches], (B, heads, T, T), zero for prompt -> prompt.
+    """
+
+    output_prompts: list[torch.Tensor]
+    patch_map: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class WEDepthPromptedVFMStages(nn.Module):
@@ -287,15 +335,42 @@ class WEDepthPromptedVFMStages(nn.Module):
             hidden_states = prompted_vfm_layer(layer, hidden_states, self.prompt_num)
         return hidden_states
 
+    def run_recorded_stage(
+        self,
+        layers: list[nn.Module],
+        hidden_states: torch.Tensor,
+        layer_outputs: list[torch.Tensor],
+        attention_maps: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """`run_stage`, appending each layer's [CLS, patches] output (and attention probabilities) to the lists.
+
+        The recorded tokens are the very tensors the next layer reads (joined again to the prompts), so that they are
+        on the gradient path; the attention probabilities are assembled from the two attention calls and are not."""
+        for layer in layers:
+            hidden_states = prompted_vfm_layer(layer, hidden_states, self.prompt_num, attention_maps)
+            tokens = hidden_states[:, self.prompt_num :]
+            layer_outputs.append(tokens)
+            hidden_states = torch.cat((hidden_states[:, : self.prompt_num], tokens), dim=1)
+        return hidden_states
+
     def forward(
-        self, vfm: Dinov2Model, vfm_pixel_values: torch.Tensor, context_maps: list[torch.Tensor]
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Returns the four stages' back-projected prompts (B, P, D) and the last stage's patch map (B, D, h, w)."""
+        self,
+        vfm: Dinov2Model,
+        vfm_pixel_values: torch.Tensor,
+        context_maps: list[torch.Tensor],
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> WEDepthPromptedVFMOutput:
+        """The four stages' back-projected prompts (B, P, D) and the last stage's patch map (B, D, h, w), with the
+        VFM's hidden states and attentions when asked (then without gradient checkpointing of the stages)."""
         batch_size = vfm_pixel_values.shape[0]
         patch_size = vfm.config.patch_size
         grid = (vfm_pixel_values.shape[2] // patch_size, vfm_pixel_values.shape[3] // patch_size)
         tokens = vfm.embeddings(vfm_pixel_values)
         stage_starts = [0] + [end + 1 for end in self.stage_layers[:-1]]
+        recording = output_hidden_states or output_attentions
+        layer_outputs: list[torch.Tensor] = [tokens]
+        attention_maps: list[torch.Tensor] | None = [] if output_attentions else None
 
         output_prompts: list[torch.Tensor] = []
         for stage, prompts in enumerate(self.stage_prompts()):
@@ -305,15 +380,21 @@ class WEDepthPromptedVFMStages(nn.Module):
             lifted = self.extraction_blocks[stage](prompts, context_maps[stage]).to(tokens.dtype)
             hidden_states = torch.cat((lifted, tokens), dim=1)
             layers = list(vfm.encoder.layer[stage_starts[stage] : self.stage_layers[stage] + 1])
-            if self.gradient_checkpointing and torch.is_grad_enabled():
+            if recording:
+                hidden_states = self.run_recorded_stage(layers, hidden_states, layer_outputs, attention_maps)
+            elif self.gradient_checkpointing and torch.is_grad_enabled():
                 hidden_states = self._gradient_checkpointing_func(self.run_stage, layers, hidden_states)
             else:
                 hidden_states = self.run_stage(layers, hidden_states)
             tokens = hidden_states[:, self.prompt_num :]
             output_prompts.append(self.prompt_projections[stage](hidden_states[:, : self.prompt_num]))
 
-        patch_map = unflatten_map(self.patch_projection(tokens[:, 1:]), *grid)
-        return output_prompts, patch_map
+        return WEDepthPromptedVFMOutput(
+            output_prompts=output_prompts,
+            patch_map=unflatten_map(self.patch_projection(tokens[:, 1:]), *grid),
+            hidden_states=tuple(layer_outputs) if output_hidden_states else None,
+            attentions=tuple(attention_maps) if attention_maps is not None else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -415,200 +496,20 @@ without autograd: its tokens are taken in chunks of at most this many taps, whic
 (about 100 MB) at any image size."""
 
 
-def level_sizes_tensor(spatial_shapes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
-    """(levels, 2) float32 (width, height) of each level.
-
-    Written by device-side fills: `torch.tensor(list, device=...)` would be a host-to-device copy, which synchronises.
-    """
-    level_sizes = torch.empty(len(spatial_shapes), 2, dtype=torch.float32, device=device)
-    for level, (height, width) in enumerate(spatial_shapes):
-        level_sizes[level, 0], level_sizes[level, 1] = width, height
-    return level_sizes
-
-
-def pad_value_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """Each head's value maps, each framed by one pixel of zeros, flattened and concatenated.
-
-    (B, sum(h * w), heads, head_dim) -> (B, heads, sum((h + 2) * (w + 2)), head_dim). The frame stands for the zero
-    padding outside each map: every bilinear corner of a sampling position clamped to [-1, size] is then a row of this
-    table, so the sampling needs no bounds test. Head-major, so that a sample's corners are nearby rows.
-    """
-    batch_size, _, num_heads, head_dim = value.shape
-    framed_length = sum((height + 2) * (width + 2) for height, width in spatial_shapes)
-    table = value.new_zeros(batch_size, num_heads, framed_length, head_dim)
-    start = 0
-    # Each level copied once, straight into its frame's interior.
-    for level, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
-        framed = table[:, :, start : start + (height + 2) * (width + 2)].view(
-            batch_size, num_heads, height + 2, width + 2, head_dim
-        )
-        framed[:, :, 1:-1, 1:-1] = level.view(batch_size, height, width, num_heads, head_dim).permute(0, 3, 1, 2, 4)
-        start += (height + 2) * (width + 2)
-    return table
-
-
-def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
-    """(..., 4) weights of each sample's bilinear corners (y0 x0, y0 x1, y1 x0, y1 x1) times its attention weight.
-
-    `attention`: (...); `fractions`: (..., 2), the sample's (x, y) position within its corner cell, in [0, 1].
-    """
-    fraction_x, fraction_y = fractions.unbind(-1)
-    upper = attention - attention * fraction_y
-    lower = attention * fraction_y
-    return torch.stack(
-        (upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), -1
-    )
-
-
-class _DeformableGather(torch.autograd.Function):
-    """The weighted gather of every query's bilinear corners (one `embedding_bag`), with a backward made for it.
-
-    Autograd's own `embedding_bag` backward sorts every corner of every sample to scatter the value gradient; here the
-    samples are sorted once by their top-left row, each corner's gradient is a transposed gather (`embedding_bag` of
-    the output gradient over the sorted samples), and the four are shifted into place level by level. The weights'
-    gradient comes from the per-corner dot products of value rows and output gradient, folded through the bilinear
-    formula per sample instead of per corner.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        table: torch.Tensor,
-        base_rows: torch.Tensor,
-        attention: torch.Tensor,
-        fractions: torch.Tensor,
-        corner_steps: torch.Tensor,
-        layout: tuple[int, int, tuple[tuple[int, int, tuple[int, int, int]], ...]],
-    ) -> torch.Tensor:
-        """`table`: (R, head_dim) framed value rows; `base_rows`: (N, J) top-left row of each of a bag's J samples;
-        `attention`: (N, J); `fractions`: (N, J, 2); `corner_steps`: (J, 4) row offsets of the four corners;
-        `layout`: (planes, rows per plane, per level (first row, rows, steps of corners 1-3)). Returns (N, head_dim)."""
-        num_bags = base_rows.shape[0]
-        indices = (base_rows[..., None] + corner_steps).view(num_bags, -1)
-        weights = _corner_weights(attention, fractions).to(table.dtype).view(num_bags, -1)
-        ctx.save_for_backward(table, base_rows, attention, fractions, corner_steps)
-        ctx.layout = layout
-        return F.embedding_bag(indices, table, mode="sum", per_sample_weights=weights)
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        table, base_rows, attention, fractions, corner_steps = ctx.saved_tensors
-        grad_output = grad_output.contiguous()
-        num_bags, samples = base_rows.shape
-        grad_table = grad_attention = grad_fractions = None
-        bag_ids = torch.arange(num_bags, device=base_rows.device)[:, None]
-        if ctx.needs_input_grad[0]:
-            sorted_rows, order = torch.sort(base_rows.flatten())
-            first_sample = torch.searchsorted(sorted_rows, torch.arange(table.shape[0], device=table.device))
-            bags = bag_ids.expand(num_bags, samples).reshape(-1)[order]
-            weights = _corner_weights(attention.flatten()[order], fractions.view(-1, 2)[order])
-            weights = weights.to(table.dtype).T.contiguous()
-            corners = [
-                F.embedding_bag(bags, grad_output, first_sample, mode="sum", per_sample_weights=corner_weights)
-                for corner_weights in weights
-            ]
-            grad_table = corners[0]
-            planes, plane_rows, levels = ctx.layout
-            per_plane = grad_table.view(planes, plane_rows, -1)
-            for first_row, rows, steps in levels:
-                level = per_plane[:, first_row : first_row + rows]
-                for corner, step in zip(corners[1:], steps):
-                    level[:, step:] += corner.view(planes, plane_rows, -1)[:, first_row : first_row + rows - step]
-        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-            indices = (base_rows[..., None] + corner_steps).flatten()
-            taps = samples * 4
-            offsets = torch.arange(0, num_bags * taps, taps, device=indices.device)
-            # <value row, output gradient> of every corner of every sample.
-            products = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad_output, table, indices, offsets, bag_ids.expand(num_bags, taps).reshape(-1), 0
-            )
-            corner00, corner01, corner10, corner11 = products.view(num_bags, samples, 4).to(attention.dtype).unbind(-1)
-            fraction_x, fraction_y = fractions.unbind(-1)
-            upper = corner00 + (corner01 - corner00) * fraction_x
-            lower = corner10 + (corner11 - corner10) * fraction_x
-            if ctx.needs_input_grad[2]:
-                grad_attention = upper + (lower - upper) * fraction_y
-            if ctx.needs_input_grad[3]:
-                grad_x = attention * (corner01 - corner00 + (corner11 - corner10 - corner01 + corner00) * fraction_y)
-                grad_fractions = torch.stack((grad_x, attention * (lower - upper)), dim=-1)
-        return grad_table, None, grad_attention, grad_fractions, None, None
-
-
-def deformable_sample(
-    padded_value: torch.Tensor,
-    spatial_shapes: list[tuple[int, int]],
-    level_sizes: torch.Tensor,
-    sampling_locations: torch.Tensor,
-    attention_weights: torch.Tensor,
-) -> torch.Tensor:
-    """The attention-weighted sum of bilinear samples of every query, as one weighted gather (`embedding_bag`).
-
-    Each sample's four bilinear corners are rows of `padded_value` (see `pad_value_levels`); their bilinear weights
-    times the sample's attention weight are the gather's per-row weights. This is the CUDA kernel's arithmetic
-    (position `location * size - 0.5`, zero outside the map) without materialising the samples: positions are computed
-    in float32 at least, and the gather reads `head_dim` contiguous numbers per corner.
-
-    Args:
-        padded_value: (B, heads, S', head_dim), `pad_value_levels` of the value.
-        spatial_shapes: (h, w) of each level.
-        level_sizes: (levels, 2) float32 (width, height) of each level (`level_sizes_tensor`).
-        sampling_locations: (B, Q, heads, levels, points, 2), (x, y) normalised to [0, 1].
-        attention_weights: (B, Q, heads, levels, points).
-
-    Returns:
-        (B, Q, heads * head_dim).
-    """
-    batch_size, num_heads, padded_length, head_dim = padded_value.shape
-    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    compute_dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
-    sizes = level_sizes.to(compute_dtype)[:, None, :]  # (levels, 1, 2), broadcast over points
-    pixels = sampling_locations.to(compute_dtype) * sizes - 0.5
-    # Top-left corners of positions clamped to the zero frame [-1, size] (beyond it a sample reads zeros only, as it
-    # does there; NaN goes to -1, a valid row, and stays NaN in the fractions). Flooring has no gradient; a position at
-    # or beyond `size` has none either (all its corners are outside the map, as `grid_sample` counts them).
-    clamped = torch.minimum(torch.where(pixels.detach() > -1, pixels.detach(), -1.0), sizes)
-    corners = torch.minimum(clamped.floor(), sizes - 1)
-    cell_positions = pixels - corners
-    fractions = torch.where(cell_positions >= 1, 1.0, cell_positions.clamp(min=0.0))
-    # Row of each top-left corner in its (image, head) plane: level start + (y + 1) * framed width + (x + 1), exact in
-    # float32 below 2**24 rows per plane.
-    framed = level_sizes.to(compute_dtype) + 2
-    framed_areas = framed[:, 0] * framed[:, 1]
-    level_starts = framed_areas.cumsum(0) - framed_areas
-    positions = level_starts[:, None] + (corners[..., 1] + 1) * framed[:, None, 0] + (corners[..., 0] + 1)
-    planes = torch.arange(batch_size * num_heads, device=positions.device) * padded_length
-    base_rows = positions.to(torch.int64) + planes.view(batch_size, 1, num_heads, 1, 1)
-    row_steps = framed[:, 0].to(torch.int64)
-    corner_steps = torch.stack((torch.zeros_like(row_steps), torch.ones_like(row_steps), row_steps, row_steps + 1), -1)
-    corner_steps = corner_steps[:, None, :].expand(num_levels, num_points, 4).reshape(-1, 4)
-    level_layout = []
-    first_row = 0
-    for height, width in spatial_shapes:
-        rows = (height + 2) * (width + 2)
-        level_layout.append((first_row, rows, (1, width + 2, width + 3)))
-        first_row += rows
-    samples = num_levels * num_points
-    sampled = _DeformableGather.apply(
-        padded_value.reshape(-1, head_dim),
-        base_rows.view(-1, samples),
-        attention_weights.to(compute_dtype).reshape(-1, samples),
-        fractions.view(-1, samples, 2),
-        corner_steps,
-        (batch_size * num_heads, padded_length, tuple(level_layout)),
-    )
-    return sampled.view(batch_size, num_queries, num_heads * head_dim)
-
-
-def multi_scale_deformable_attention(
+def grid_sample_deformable_attention(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Multi-scale deformable attention in plain PyTorch (any device and dtype).
+    """Multi-scale deformable attention, the readable way: per level, `grid_sample` every query's points, then the
+    attention-weighted sum over levels and points.
 
-    The same arithmetic as Deformable DETR's CUDA kernel: bilinear sampling at pixel position `location * size - 0.5`,
-    zero outside the map (see `deformable_sample`).
+    Deformable DETR's CUDA kernel computes the same (bilinear sampling at pixel position `location * size - 0.5`, zero
+    outside the map, i.e. `grid_sample(align_corners=False, padding_mode="zeros")`), as Mask2Former's
+    `multi_scale_deformable_attention` does. `config.deformable_attention_implementation = "grid_sample"` selects it;
+    the "gather" implementation (`gather_deformable_attention.py`) computes the same values and gradients without
+    materialising the (queries x points) samples.
 
     Args:
         value: (B, S, heads, head_dim), the levels' tokens concatenated, S = sum(h * w).
@@ -619,17 +520,37 @@ def multi_scale_deformable_attention(
     Returns:
         (B, Q, heads * head_dim).
     """
-    level_sizes = level_sizes_tensor(spatial_shapes, value.device)
-    padded_value = pad_value_levels(value, spatial_shapes)
-    return deformable_sample(padded_value, spatial_shapes, level_sizes, sampling_locations, attention_weights)
+    batch_size, _, num_heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    level_values = value.split([height * width for height, width in spatial_shapes], dim=1)
+    sampling_grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1] coordinates
+    sampled_levels = []
+    for level, (height, width) in enumerate(spatial_shapes):
+        # (B, h * w, heads, head_dim) -> (B * heads, head_dim, h, w)
+        level_value = level_values[level].permute(0, 2, 3, 1).reshape(batch_size * num_heads, head_dim, height, width)
+        # (B, Q, heads, points, 2) -> (B * heads, Q, points, 2)
+        level_grid = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled_levels.append(
+            F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    # (B * heads, head_dim, Q, levels * points), weighted by (B * heads, 1, Q, levels * points) and summed.
+    samples = torch.stack(sampled_levels, dim=-2).flatten(-2)
+    weights = attention_weights.transpose(1, 2).reshape(batch_size * num_heads, 1, num_queries, num_levels * num_points)
+    output = (samples * weights).sum(-1)
+    return output.view(batch_size, num_heads * head_dim, num_queries).transpose(1, 2)
 
 
 class WEDepthMultiScaleDeformableAttention(nn.Module):
-    """Each query attends to a few learned sampling points around its reference point on every level."""
+    """Each query attends to a few learned sampling points around its reference point on every level.
+
+    The sampling runs as `config.deformable_attention_implementation` says: "grid_sample"
+    (`grid_sample_deformable_attention`) or "gather" (`deformable_sample`, the same values and gradients).
+    """
 
     def __init__(self, config: WEDepthConfig) -> None:
         super().__init__()
         hidden = config.decoder_hidden_size
+        self.implementation = config.deformable_attention_implementation
         self.num_heads = config.decoder_attention_heads
         self.num_levels = NUM_STAGES
         self.num_points = config.decoder_sampling_points
@@ -639,22 +560,23 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         self.value_proj = nn.Linear(hidden, hidden)
         self.output_proj = nn.Linear(hidden, hidden)
 
-    def padded_value(self, values: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """What the queries sample: the value projection of every token, per head, framed (`pad_value_levels`)."""
+    def sampled_value(self, values: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """What the queries sample: the value projection of every token, per head, (B, S, heads, head_dim); for the
+        gather, framed by zeros (`pad_value_levels`)."""
         batch_size, length, hidden_size = values.shape
         value = self.value_proj(values).view(batch_size, length, self.num_heads, hidden_size // self.num_heads)
-        return pad_value_levels(value, spatial_shapes)
+        return pad_value_levels(value, spatial_shapes) if self.implementation == "gather" else value
 
     def attend(
         self,
         queries: torch.Tensor,
         reference_points: torch.Tensor,
-        padded_value: torch.Tensor,
+        sampled_value: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
         level_sizes: torch.Tensor,
     ) -> torch.Tensor:
         """The attention output of `queries` (B, Q, C), whose reference points are `reference_points` (Q, 2), over
-        `padded_value` (from `padded_value`); any subset of the queries gives the same rows as all of them."""
+        `sampled_value` (from `sampled_value`); any subset of the queries gives the same rows as all of them."""
         batch_size, num_queries, _ = queries.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
         offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
@@ -663,7 +585,11 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         # Exact conversions for float32/64 (the points and sizes are float32, the sizes integers).
         reference = reference_points[None, :, None, None, None, :].to(offsets.dtype)
         locations = reference + offsets / level_sizes[None, None, None, :, None, :].to(offsets.dtype)
-        return self.output_proj(deformable_sample(padded_value, spatial_shapes, level_sizes, locations, weights))
+        if self.implementation == "gather":
+            attended = deformable_sample(sampled_value, spatial_shapes, level_sizes, locations, weights)
+        else:
+            attended = grid_sample_deformable_attention(sampled_value, spatial_shapes, locations, weights)
+        return self.output_proj(attended)
 
     def forward(
         self,
@@ -675,8 +601,8 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
     ) -> torch.Tensor:
         """`reference_points`: (Q, 2) normalised (x, y), shared by all levels and images; `level_sizes`: (levels, 2)
         (width, height) of each level, which turns pixel offsets into normalised ones."""
-        padded_value = self.padded_value(values, spatial_shapes)
-        return self.attend(queries, reference_points, padded_value, spatial_shapes, level_sizes)
+        sampled_value = self.sampled_value(values, spatial_shapes)
+        return self.attend(queries, reference_points, sampled_value, spatial_shapes, level_sizes)
 
 
 class WEDepthDeformableEncoderLayer(nn.Module):
@@ -701,13 +627,13 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         hidden_states: torch.Tensor,
         position: torch.Tensor,
         reference_points: torch.Tensor,
-        padded_value: torch.Tensor,
+        sampled_value: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
         level_sizes: torch.Tensor,
     ) -> torch.Tensor:
         """The layer's output for some of its tokens (attention residual, then feed-forward residual)."""
         queries = self.self_attn_layer_norm(hidden_states) + position
-        attended = self.self_attn.attend(queries, reference_points, padded_value, spatial_shapes, level_sizes)
+        attended = self.self_attn.attend(queries, reference_points, sampled_value, spatial_shapes, level_sizes)
         hidden_states = hidden_states + attended
         return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
 
@@ -719,14 +645,14 @@ class WEDepthDeformableEncoderLayer(nn.Module):
         spatial_shapes: list[tuple[int, int]],
         level_sizes: torch.Tensor,
     ) -> torch.Tensor:
-        padded_value = self.self_attn.padded_value(hidden_states, spatial_shapes)
+        sampled_value = self.self_attn.sampled_value(hidden_states, spatial_shapes)
         batch_size, num_tokens, _ = hidden_states.shape
         attention = self.self_attn
         taps_per_token = batch_size * attention.num_heads * attention.num_levels * attention.num_points * 4
         # Under autograd every chunk's tensors would be kept for the backward anyway: one chunk.
         chunk = num_tokens if torch.is_grad_enabled() else max(1, _DEFORMABLE_CHUNK_TAPS // taps_per_token)
         if chunk >= num_tokens:
-            return self.update(hidden_states, position, reference_points, padded_value, spatial_shapes, level_sizes)
+            return self.update(hidden_states, position, reference_points, sampled_value, spatial_shapes, level_sizes)
         output = torch.empty_like(hidden_states)
         for start in range(0, num_tokens, chunk):
             tokens = slice(start, start + chunk)
@@ -734,7 +660,7 @@ class WEDepthDeformableEncoderLayer(nn.Module):
                 hidden_states[:, tokens],
                 position[:, tokens],
                 reference_points[tokens],
-                padded_value,
+                sampled_value,
                 spatial_shapes,
                 level_sizes,
             )
@@ -868,6 +794,30 @@ class WEDepthDepthHead(nn.Module):
         return in_float32_under_autocast(self.log_depth, self.norm(self.conv2(hidden_states)))
 
 
+class WEDepthDepthHeads(nn.ModuleList):
+    """The four log-depth heads (coarse to fine, as the decoder's levels); their depths are averaged.
+
+    A `ModuleList` (its weights are `depth_heads.<level>.*`) whose forward combines the heads.
+    """
+
+    def __init__(self, config: WEDepthConfig) -> None:
+        super().__init__(WEDepthDepthHead(config) for _ in range(NUM_STAGES))
+
+    def forward(self, decoded: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The heads' depths (exp of their log-depths) averaged at the finest head's size, then resized to `size`
+        (bilinear, align_corners=True, as the authors): (B, H, W), in float32 at least."""
+        log_depths = [head(feature_map) for head, feature_map in zip(self, decoded)]
+        output_dtype = torch.promote_types(log_depths[-1].dtype, torch.float32)
+        finest_size = log_depths[-1].shape[-2:]
+        depth = torch.stack(
+            [
+                F.interpolate(log_depth.to(output_dtype).exp(), size=finest_size, mode="bilinear", align_corners=True)
+                for log_depth in log_depths
+            ]
+        ).mean(dim=0)
+        return F.interpolate(depth, size=size, mode="bilinear", align_corners=True)[:, 0]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Loss
 # --------------------------------------------------------------------------------------------------------------------
@@ -972,196 +922,59 @@ def _init_pixel_decoder(decoder: "WEDepthDeformablePixelDecoder") -> None:
         init.kaiming_uniform_(block.conv.weight, a=1)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# The frozen VFM by reference: fingerprint, source, VFM-free folders
-# --------------------------------------------------------------------------------------------------------------------
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies")
-"""`from_pretrained` arguments that say how to reach the Hub; they apply to the VFM's source too (`revision` and
-`subfolder` do not: they name the WEDepth repo's, and the VFM's revision is the recorded one)."""
-
-
-def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
-    """ "sha256:<hex>" over a state dict, in name order: every name, dtype, shape and the raw bytes.
-
-    The same weights give the same fingerprint on any machine and device; any change of a value, dtype or shape
-    (including a cast) gives another one.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy())
-    return f"sha256:{digest.hexdigest()}"
-
-
-def vfm_fingerprint(vfm: nn.Module) -> str:
-    """The `state_fingerprint` of a VFM's state dict: what `WEDepthConfig.vfm_fingerprint` records."""
-    return state_fingerprint(vfm.state_dict())
-
-
-def load_vfm_with_record(name_or_path: str, **hub_kwargs: Any) -> tuple[Dinov2Model, dict[str, str | None]]:
-    """A DINOv2 checkpoint and the config fields that record where its weights come from: the Hub id (or the folder,
-    made absolute), the commit the Hub revision resolved to (the model is loaded from that very commit), and the
-    weights' fingerprint."""
-    local = Path(name_or_path)
-    commit = None
-    if not local.is_dir():
-        resolved = resolve_revision(
-            name_or_path,
-            hub_kwargs.get("revision"),
-            token=hub_kwargs.get("token"),
-            local_files_only=hub_kwargs.get("local_files_only", False),
-            cache_dir=hub_kwargs.get("cache_dir"),
-        )
-        commit = getattr(resolved, "resolved", None) or (
-            resolved if resolved is not None and re.fullmatch(r"[0-9a-f]{40}", resolved) else None
-        )
-    vfm = Dinov2Model.from_pretrained(name_or_path, **{**hub_kwargs, "revision": commit or hub_kwargs.get("revision")})
-    record = {
-        "vfm_pretrained_name_or_path": str(local.resolve()) if local.is_dir() else name_or_path,
-        "vfm_revision": commit,
-        "vfm_fingerprint": vfm_fingerprint(vfm),
-    }
-    return vfm, record
-
-
-def check_vfm_attention(attention: str | None) -> None:
-    """Raise unless the VFM's attention implementation is one the prompted stages are tested with (None: default)."""
-    if attention is not None and attention not in _SUPPORTED_VFM_ATTENTION:
+def check_depth_inputs(pixel_values: torch.Tensor, labels: torch.Tensor | None, training: bool) -> torch.Tensor | None:
+    """Raise a clear error for images or labels the model cannot take; returns the labels as (B, H, W)."""
+    if pixel_values.ndim != 4:
+        raise ValueError(f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
+    batch_size, channels, height, width = pixel_values.shape
+    if channels != 3:
         raise ValueError(
-            f"The prompted VFM stages are built and tested with {_SUPPORTED_VFM_ATTENTION} attention, not "
-            f"{attention!r}; load with `attn_implementation='sdpa'` (the default) or 'eager'."
+            f"`pixel_values` must have 3 (RGB) channels, got {channels} (shape {tuple(pixel_values.shape)}). "
+            f"Use WEDepthImageProcessor, which converts grayscale and RGBA images to RGB."
         )
-
-
-def _describe_source(config: WEDepthConfig) -> str:
-    revision = f" at revision {config.vfm_revision}" if config.vfm_revision else ""
-    return f"{config.vfm_pretrained_name_or_path}{revision}"
-
-
-def load_vfm_source(config: WEDepthConfig, **hub_kwargs: Any) -> Dinov2Model:
-    """The frozen VFM a VFM-free WEDepth checkpoint refers to, loaded from its recorded source and revision (through
-    the Hub cache like any `from_pretrained`) and checked against the recorded fingerprint."""
-    if config.vfm_pretrained_name_or_path is None:
-        raise ValueError("This WEDepth config records no VFM source; pass `vfm=` (a loaded Dinov2Model).")
-    try:
-        vfm = Dinov2Model.from_pretrained(
-            config.vfm_pretrained_name_or_path,
-            revision=config.vfm_revision,
-            attn_implementation=config.vfm_config._attn_implementation,
-            **{key: value for key, value in hub_kwargs.items() if key in _HUB_KWARGS},
-        )
-    except OSError as error:
-        raise OSError(
-            f"This WEDepth checkpoint does not include its frozen VFM; it needs {_describe_source(config)}, which "
-            f"could not be loaded ({error}). Make it reachable (network access, the Hub cache, or the recorded "
-            "folder), or pass an already-loaded model: from_pretrained(..., vfm=Dinov2Model.from_pretrained(...))."
-        ) from error
-    check_vfm(vfm, config)
-    return vfm
-
-
-def check_vfm(vfm: nn.Module, config: WEDepthConfig) -> None:
-    """Raise unless `vfm` is a `Dinov2Model` whose weights have the fingerprint `config` records."""
-    if not isinstance(vfm, Dinov2Model):
-        raise TypeError(f"`vfm` must be a transformers Dinov2Model, got {type(vfm).__name__}.")
-    if config.vfm_fingerprint is None:
-        raise ValueError("This WEDepth config records no VFM fingerprint, so no VFM can be checked against it.")
-    actual = vfm_fingerprint(vfm)
-    if actual != config.vfm_fingerprint:
+    if batch_size == 0 or height == 0 or width == 0:
+        raise ValueError(f"`pixel_values` is empty: shape {tuple(pixel_values.shape)}.")
+    if training and batch_size * math.ceil(height / 32) * math.ceil(width / 32) < 2:
         raise ValueError(
-            f"The VFM is not the one this WEDepth checkpoint was trained with ({_describe_source(config)}): its "
-            f"weights' fingerprint is {actual}, the recorded one {config.vfm_fingerprint}. A different checkpoint, "
-            "revision or dtype gives a different VFM; load the recorded one (in float32 as saved)."
+            f"In train mode the BatchNorm layers need at least two values per channel at stride 32, but a batch "
+            f"of {batch_size} image(s) of {height}x{width} gives a 1x1 map: use a batch of 2 or more, or images "
+            f"larger than 32 pixels in height or width (or call model.eval() to predict)."
         )
-
-
-def _saved_weights(name_or_path: str | os.PathLike, hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights a `save_pretrained` folder (or Hub repo) holds: one safetensors file or its shards."""
-    single = cached_file(name_or_path, SAFE_WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-    files = [single] if single is not None else []
-    if not files:
-        index = cached_file(name_or_path, SAFE_WEIGHTS_INDEX_NAME, **hub_kwargs)
-        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
-        files = [cached_file(name_or_path, shard, **hub_kwargs) for shard in shards]
-    weights: dict[str, torch.Tensor] = {}
-    for file in files:
-        weights.update(load_state_dict(file))
-    return weights
-
-
-_LOADING_LOGGER = "transformers.modeling_utils"
-"""The logger of transformers' loading report (missing, unexpected and mismatched tensors)."""
-
-
-@contextlib.contextmanager
-def _held_log_records(name: str) -> Iterator[list[std_logging.LogRecord]]:
-    """Hold back what the logger `name` logs inside the block: the records are collected in the yielded list, for the
-    caller to emit (`_emit`) or to replace by an error that says what they would have."""
-    records: list[std_logging.LogRecord] = []
-
-    def hold(record: std_logging.LogRecord) -> bool:
-        records.append(record)
-        return False
-
-    target = std_logging.getLogger(name)
-    target.addFilter(hold)
-    try:
-        yield records
-    finally:
-        target.removeFilter(hold)
-
-
-def _emit(records: list[std_logging.LogRecord]) -> None:
-    """Log held records as they would have been logged."""
-    for record in records:
-        std_logging.getLogger(record.name).handle(record)
-
-
-def _loading_problem(info: Mapping[str, Any], ignore_mismatched_sizes: bool) -> str | None:
-    """What makes a loaded WEDepth model unusable, from transformers' loading info: tensors whose shapes do not fit
-    the config (unless the caller asked to ignore that), and any frozen-VFM tensor the checkpoint did not provide,
-    which would be randomly initialised. None when there is nothing."""
-    mismatched = sorted((name, tuple(saved), tuple(expected)) for name, saved, expected in info["mismatched_keys"])
-    if mismatched and not ignore_mismatched_sizes:
-        name, saved, expected = mismatched[0]
-        return (
-            f"{len(mismatched)} tensor(s) of the checkpoint do not have the shapes its config gives the model (e.g. "
-            f"{name}: {saved} in the checkpoint, {expected} in the model); its weights and config.json do not belong "
-            "together."
+    if labels is None:
+        return None
+    if labels.ndim == 4 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.shape != (batch_size, height, width):
+        raise ValueError(
+            f"`labels` must be depth maps of shape (batch, height, width) = {(batch_size, height, width)} or "
+            f"(batch, 1, height, width), matching `pixel_values`; got {tuple(labels.shape)}."
         )
-    absent = sorted(
-        {key for key in info["missing_keys"] if key.startswith("vfm.")}
-        | {name for name, _, _ in mismatched if name.startswith("vfm.")}
-    )
-    if absent:
-        return (
-            f"The checkpoint does not provide {len(absent)} of the frozen VFM's tensors (e.g. {absent[0]}), and the "
-            "VFM is never initialised at random. A folder saved with include_vfm=False says so in its config.json "
-            '("vfm_in_checkpoint": false) and gets its VFM from the recorded source; otherwise use a complete folder.'
-        )
-    return None
+    return labels
 
 
-def _target_dtype(requested: Any) -> torch.dtype | None:
-    """The dtype `from_pretrained(dtype=requested)` gives the weights: None for "auto" (the checkpoint's own) or a
-    per-module dict (left to transformers), the default dtype for None."""
-    if requested is None:
-        return torch.get_default_dtype()
-    if isinstance(requested, torch.dtype):
-        return requested
-    if isinstance(requested, str) and requested != "auto" and isinstance(getattr(torch, requested, None), torch.dtype):
-        return getattr(torch, requested)
-    return None
+def check_output_size(output_size: Any, labels: torch.Tensor | None) -> tuple[int, int] | None:
+    """`output_size` as (height, width), or a clear error."""
+    if output_size is None:
+        return None
+    size = tuple(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else ()
+    if len(size) != 2 or not all(isinstance(value, int) and value > 0 for value in size):
+        raise ValueError(f"`output_size` must be (height, width), two positive integers; got {output_size!r}.")
+    if labels is not None:
+        raise ValueError("`output_size` cannot be combined with `labels`: the loss is computed at the input size.")
+    return size
 
 
-def _check_same_vfm(vfm: nn.Module, verified: Mapping[str, torch.Tensor]) -> None:
-    """Raise unless every tensor of the loaded `vfm` equals the verified one of that name (cast to its dtype)."""
-    for name, tensor in vfm.state_dict().items():
-        reference = verified.get(name)
-        if reference is None or not torch.equal(tensor, reference.to(tensor.device, tensor.dtype)):
-            raise ValueError(f"The loaded VFM's tensor {name} is not the verified VFM's; nothing of it may differ.")
+def check_encoder_strides(feature_maps: tuple[torch.Tensor, ...], height: int, width: int) -> None:
+    """Raise unless the encoder's four maps are about 1/4, 1/8, 1/16, 1/32 of a `height` x `width` input."""
+    for stage, feature_map in enumerate(feature_maps):
+        stride = 4 * 2**stage
+        expected = [(size // stride, -(-size // stride)) for size in (height, width)]
+        if not all(low <= got <= high for (low, high), got in zip(expected, feature_map.shape[-2:])):
+            raise ValueError(
+                f"Encoder stage {stage + 1} must have stride {stride} (a {expected[0][1]}x{expected[1][1]} map for "
+                f"a {height}x{width} input), got {tuple(feature_map.shape[-2:])}. WEDepth needs an encoder with "
+                f"four stages at strides 4/8/16/32."
+            )
 
 
 def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
@@ -1175,8 +988,10 @@ def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
             submodule.eps = eps
 
 
-class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
+class WEDepthForDepthEstimation(WEDepthCheckpointMixin, WEDepthPreTrainedModel):
     """WEDepth: metric depth from one image with a frozen DINOv2 as a multi-level feature enhancer.
+
+    Checkpoint storage (the frozen VFM by reference, `from_pretrained_backbones`) comes from `WEDepthCheckpointMixin`.
 
     Attributes:
         encoder: the trainable depth encoder (a transformers backbone, Swin in the paper).
@@ -1200,291 +1015,30 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         self.prompt_injections = nn.ModuleList(WEDepthPromptInjection(config) for _ in range(NUM_STAGES))
         self.feature_injection = WEDepthFeatureInjection(config)
         self.pixel_decoder = WEDepthDeformablePixelDecoder(config)
-        self.depth_heads = nn.ModuleList(WEDepthDepthHead(config) for _ in range(NUM_STAGES))
+        self.depth_heads = WEDepthDepthHeads(config)
         self.post_init()
         self.freeze_vfm()
 
-    # ---- frozen parts ---------------------------------------------------------------------------------------------
-
-    def _unused_encoder_parameters(self) -> list[nn.Parameter]:
-        """Encoder parameters its backbone forward never uses (Swin's final `swin.layernorm`).
-
-        transformers lists them as the backbone's `_keys_to_ignore_on_load_missing`. Left trainable they would get
-        weight decay for nothing and make distributed data parallel fail on unused parameters.
-        """
-        patterns = [re.compile(pattern) for pattern in (type(self.encoder)._keys_to_ignore_on_load_missing or [])]
-        return [
-            parameter
-            for name, parameter in self.encoder.named_parameters()
-            if any(pattern.search(name) for pattern in patterns)
-        ]
+    def get_input_embeddings(self) -> nn.Module:
+        """The trainable encoder's patch embedding (the image's first trainable layer; the VFM's is frozen)."""
+        return self.encoder.get_input_embeddings()
 
     def freeze_vfm(self) -> None:
-        """Set every VFM parameter (and the encoder's unused ones) to `requires_grad=False`, the VFM to eval mode."""
+        """Set every VFM parameter to `requires_grad=False` and the VFM to eval mode; likewise the encoder parameters
+        its backbone forward never uses (its `_keys_to_ignore_on_load_missing`, Swin's final `swin.layernorm`), which
+        would otherwise get weight decay for nothing and make distributed data parallel fail on unused parameters."""
         self.vfm.requires_grad_(False)
         self.vfm.eval()
-        for parameter in self._unused_encoder_parameters():
-            parameter.requires_grad_(False)
+        patterns = [re.compile(pattern) for pattern in (type(self.encoder)._keys_to_ignore_on_load_missing or [])]
+        for name, parameter in self.encoder.named_parameters():
+            if any(pattern.search(name) for pattern in patterns):
+                parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "WEDepthForDepthEstimation":
         """Like `nn.Module.train`, but the frozen VFM stays frozen and in eval mode (no dropout or drop-path)."""
         super().train(mode)
         self.freeze_vfm()
         return self
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | None,
-        *model_args: Any,
-        vfm: Dinov2Model | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """`PreTrainedModel.from_pretrained`, for self-contained and VFM-free checkpoints, with the frozen VFM verified,
-        then frozen again (loading re-creates every parameter with `requires_grad=True`).
-
-        A folder written with `save_pretrained(include_vfm=False)` holds every weight but the frozen VFM's; its
-        config records the VFM's source, revision and fingerprint. The VFM is then loaded from that source, as any
-        `from_pretrained` would (Hub cache, `local_files_only`, `token`, `cache_dir` apply), and checked against the
-        fingerprint; an unreachable source or a mismatch raises, and nothing is re-initialised.
-
-        Whatever the config says about where the VFM is, the VFM the model ends up with is checked: a checkpoint that
-        does not provide every VFM tensor is an error (the VFM is never initialised at random), and where the config
-        records a fingerprint, the loaded VFM must have it (checked on the checkpoint's own bytes, before the cast to
-        `dtype`). A tensor whose shape does not fit the config is an error too (unless `ignore_mismatched_sizes`).
-
-        Args:
-            vfm: an already-loaded `Dinov2Model` to use as the frozen VFM, shared, not copied: after a fingerprint
-                check it becomes this model's `vfm`, so several WEDepth models (e.g. NYU and KITTI) hold one set of
-                VFM weights. It must be on the device and in the dtype the model is loaded to.
-        """
-        hub_kwargs = {key: kwargs[key] for key in (*_HUB_KWARGS, "revision", "subfolder") if key in kwargs}
-        config = kwargs.get("config")
-        # A config instance as it is (under remote code, Auto classes hold another copy of the config class).
-        if not isinstance(config, PreTrainedConfig):
-            config = WEDepthConfig.from_pretrained(
-                config if config is not None else pretrained_model_name_or_path, **hub_kwargs
-            )
-        ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        load = super().from_pretrained
-        if config.vfm_in_checkpoint:
-            requested = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
-            target = _target_dtype(requested)
-            # With a fingerprint to check, the checkpoint is loaded in its own dtype, checked, then cast as asked.
-            cast_after_check = config.vfm_fingerprint is not None and target is not None
-            arguments = (pretrained_model_name_or_path, *model_args)
-            kwargs["dtype"] = "auto" if cast_after_check else requested
-            verified_state = None
-        else:
-            if "state_dict" in kwargs:
-                raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
-            weights = _saved_weights(pretrained_model_name_or_path, hub_kwargs)
-            if vfm is not None:
-                check_vfm(vfm, config)
-            source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
-            verified_state = source.state_dict()
-            weights.update({f"vfm.{name}": tensor for name, tensor in verified_state.items()})
-            loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
-            config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
-            config = type(config).from_dict({**config.to_dict(), **config_overrides})
-            arguments = (None, *model_args)
-            kwargs = {**loading, "config": config, "state_dict": weights}
-            cast_after_check = False
-        # transformers' report of missing or mismatched tensors is held back while the problems it shows are turned
-        # into one error; it is logged as usual when the model is loaded.
-        records: list[std_logging.LogRecord] = []
-        try:
-            with _held_log_records(_LOADING_LOGGER) as records:
-                model, info = load(*arguments, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
-        except BaseException:
-            _emit(records)
-            raise
-        problem = _loading_problem(info, ignore_mismatched_sizes)
-        if problem is not None:
-            raise ValueError(f"{pretrained_model_name_or_path}: {problem}")
-        _emit(records)
-        if verified_state is not None:
-            _check_same_vfm(model.vfm, verified_state)
-        elif config.vfm_fingerprint is not None:
-            actual = vfm_fingerprint(model.vfm)
-            if actual != config.vfm_fingerprint:
-                source = f" ({_describe_source(config)})" if config.vfm_pretrained_name_or_path else ""
-                raise ValueError(
-                    f"{pretrained_model_name_or_path}: its frozen VFM is not the one its config records{source}: the "
-                    f"weights' fingerprint is {actual}, the recorded one "
-                    f"{config.vfm_fingerprint}. Its VFM tensors were changed, or saved after the VFM was modified or "
-                    "cast; use the folder as it was saved."
-                )
-        if cast_after_check and model.dtype != target:
-            model.to(target)
-            model.config.dtype = target
-        if not config.vfm_in_checkpoint:
-            model.config._name_or_path = str(pretrained_model_name_or_path)
-        if vfm is not None:
-            model.attach_vfm(vfm, verified=not config.vfm_in_checkpoint)
-        model.freeze_vfm()
-        return (model, info) if output_loading_info else model
-
-    def attach_vfm(self, vfm: Dinov2Model, verified: bool = False) -> None:
-        """Use `vfm` (a loaded `Dinov2Model`, shared, not copied) as this model's frozen VFM.
-
-        Its weights must equal the VFM this model holds (or, with `verified=True`, already passed `check_vfm`); it
-        must be on this model's device and in its dtype.
-        """
-        if not isinstance(vfm, Dinov2Model):
-            raise TypeError(f"`vfm` must be a transformers Dinov2Model, got {type(vfm).__name__}.")
-        if not verified and vfm_fingerprint(vfm) != vfm_fingerprint(self.vfm):
-            raise ValueError("The given `vfm` differs from the VFM stored in this checkpoint; it cannot replace it.")
-        reference = (
-            self.encoder.embeddings.patch_embeddings.projection.weight
-            if hasattr(self.encoder, "embeddings")
-            else next(self.encoder.parameters())
-        )
-        weight = vfm.embeddings.patch_embeddings.projection.weight
-        if (weight.device, weight.dtype) != (reference.device, reference.dtype):
-            raise ValueError(
-                f"The shared VFM is on {weight.device} in {weight.dtype}, the model on {reference.device} in "
-                f"{reference.dtype}; load both to the same device and dtype."
-            )
-        check_vfm_attention(vfm.config._attn_implementation)
-        self.vfm = vfm
-        self.freeze_vfm()
-
-    def record_vfm_source(self, name_or_path: str, **hub_kwargs: Any) -> None:
-        """Record that this model's VFM is the DINOv2 at `name_or_path` (Hub id or folder), after checking that its
-        weights are exactly that checkpoint's, so that `save_pretrained(include_vfm=False)` can refer to it (e.g. for
-        a model converted from the authors' code, whose VFM is `facebook/dinov2-large`)."""
-        _, record = load_vfm_with_record(name_or_path, **hub_kwargs)
-        if record["vfm_fingerprint"] != vfm_fingerprint(self.vfm):
-            raise ValueError(f"This model's VFM is not {name_or_path}: their weights differ.")
-        for key, value in record.items():
-            setattr(self.config, key, value)
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, *args: Any, include_vfm: bool = True, **kwargs: Any
-    ) -> Any:
-        """`PreTrainedModel.save_pretrained` (safetensors, config, remote code).
-
-        With `include_vfm=False`, every weight but the frozen VFM's is written, and the config records the VFM's
-        source, revision and fingerprint, which `from_pretrained` loads and checks: for DINOv2-L, 1.2 GB less per
-        checkpoint. It needs a VFM whose source was recorded when its weights were loaded (`from_pretrained_backbones`,
-        a VFM-free checkpoint, or `record_vfm_source`) and that still matches it.
-
-        With the VFM included, `from_pretrained` checks it against the recorded fingerprint; a VFM that no longer has
-        it (modified, or cast to another dtype) is saved with no fingerprint in the folder's config, and a warning.
-        """
-        if not include_vfm:
-            if self.config.vfm_pretrained_name_or_path is None or self.config.vfm_fingerprint is None:
-                raise ValueError(
-                    "This model's VFM has no recorded source (it was not loaded by from_pretrained_backbones or from a "
-                    "VFM-free checkpoint), so a VFM-free folder could not be loaded again: save with include_vfm=True, "
-                    "or call model.record_vfm_source('facebook/dinov2-...') first."
-                )
-            if vfm_fingerprint(self.vfm) != self.config.vfm_fingerprint:
-                raise ValueError(
-                    f"This model's VFM no longer matches its recorded source ({_describe_source(self.config)}): it was "
-                    f"modified or cast. Save with include_vfm=True."
-                )
-            state_dict = kwargs.pop("state_dict", None)
-            state_dict = self.state_dict() if state_dict is None else state_dict
-            kwargs["state_dict"] = {name: tensor for name, tensor in state_dict.items() if not name.startswith("vfm.")}
-        previous = (self.config.vfm_in_checkpoint, self.config.vfm_fingerprint)
-        if include_vfm and self.config.vfm_fingerprint is not None:
-            given = kwargs.get("state_dict")
-            saved = self.vfm.state_dict() if given is None else {k[4:]: v for k, v in given.items() if k[:4] == "vfm."}
-            if state_fingerprint(saved) != self.config.vfm_fingerprint:
-                logger.warning(
-                    "The VFM saved to %s no longer has the fingerprint recorded for %s (it was modified or cast), so "
-                    "the folder's config records none and loading it cannot check its VFM.",
-                    save_directory,
-                    _describe_source(self.config),
-                )
-                self.config.vfm_fingerprint = None
-        self.config.vfm_in_checkpoint = include_vfm
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            self.config.vfm_in_checkpoint, self.config.vfm_fingerprint = previous
-
-    @classmethod
-    def from_pretrained_backbones(
-        cls,
-        config: WEDepthConfig | str = "large",
-        vfm_name_or_path: str | None = None,
-        encoder_name_or_path: str | None = None,
-        **hub_kwargs: Any,
-    ) -> "WEDepthForDepthEstimation":
-        """A fresh model for training: pretrained VFM and encoder weights, new modules randomly initialised.
-
-        Args:
-            config: a `WEDepthConfig` or a preset name ("small", "base", "large"). Its VFM architecture, and its encoder
-                architecture when the encoder comes from a transformers checkpoint, are replaced by those of the
-                pretrained checkpoints; all other fields are kept, including the encoder's `drop_path_rate` and
-                `layer_norm_eps` (the authors' Swin recipe, not the checkpoint's).
-            vfm_name_or_path: Hub id or local folder of a DINOv2 checkpoint. Defaults to
-                `config.vfm_pretrained_name_or_path`.
-            encoder_name_or_path: Hub id or local folder of the encoder checkpoint (e.g. a Swin classification
-                model), or a local `.pth`/`.pt`/`.bin`/`.safetensors` file with a Swin state dict in the Swin
-                repository's or timm's layout (e.g. the authors' starting point `swin_base_patch4_window7_224.pth`).
-                Such a file is read without running code and converted for `config.encoder_config`, whose
-                architecture it must have (`wedepth_hf.conversion.load_swin_checkpoint`). Defaults to
-                `config.encoder_pretrained_name_or_path`.
-            hub_kwargs: passed to every `from_pretrained` call (`revision`, `token`, `cache_dir`, ...).
-        """
-        if isinstance(config, str):
-            config = WEDepthConfig.from_preset(config)
-        vfm_source = vfm_name_or_path or config.vfm_pretrained_name_or_path
-        encoder_source = encoder_name_or_path or config.encoder_pretrained_name_or_path
-        if not vfm_source or not encoder_source:
-            raise ValueError(
-                "Pass `vfm_name_or_path` and `encoder_name_or_path` (Hub ids or local folders), or a config that "
-                "records them (`WEDepthConfig.from_preset(...)`)."
-            )
-        encoder_source = os.fspath(encoder_source)
-        if not os.path.isfile(encoder_source) and encoder_source.endswith((".pth", ".pt", ".bin", ".safetensors")):
-            raise FileNotFoundError(f"No encoder checkpoint file at {encoder_source}.")
-        vfm, vfm_record = load_vfm_with_record(vfm_source, **hub_kwargs)
-        if os.path.isfile(encoder_source):
-            # A Swin-repository / timm state dict for the config's own Swin. Imported by name: a relative import
-            # statement would make transformers ship conversion.py (and the package it needs) with the remote code.
-            conversion = importlib.import_module(".conversion", __package__)
-            encoder_config = copy.deepcopy(config.encoder_config)
-            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
-            encoder_state, _ = conversion.load_swin_checkpoint(encoder_source, encoder_config)
-        else:
-            encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
-            if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
-                raise ValueError(
-                    f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
-                    "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
-                )
-            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
-            # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays
-            # WEDepth's.
-            for recipe_key in ("drop_path_rate", "layer_norm_eps"):
-                setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
-            # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
-            backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
-            encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
-            encoder_config, encoder_state = encoder.config, encoder.state_dict()
-
-        values = config.to_dict()
-        for key in ("vfm_config", "encoder_config", "model_type", "transformers_version", "architectures", "auto_map"):
-            values.pop(key, None)
-        if vfm.config.num_hidden_layers != config.vfm_config.num_hidden_layers:
-            values["vfm_stage_layers"] = None
-        values.update(
-            vfm_config=vfm.config.to_dict(),
-            encoder_config=encoder_config.to_dict(),
-            encoder_pretrained_name_or_path=encoder_source,
-            **vfm_record,
-        )
-        model = cls(WEDepthConfig(**values))
-        model.vfm.load_state_dict(vfm.state_dict(), strict=True)
-        model.encoder.load_state_dict(encoder_state, strict=True)
-        model.freeze_vfm()
-        return model
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameter counts: total, trainable, frozen, and per part (encoder, vfm, new modules)."""
@@ -1501,64 +1055,6 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
             "new_modules": total - encoder - vfm,
         }
 
-    # ---- forward --------------------------------------------------------------------------------------------------
-
-    def _check_inputs(self, pixel_values: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"`pixel_values` must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}."
-            )
-        batch_size, channels, height, width = pixel_values.shape
-        if channels != 3:
-            raise ValueError(
-                f"`pixel_values` must have 3 (RGB) channels, got {channels} (shape {tuple(pixel_values.shape)}). "
-                f"Use WEDepthImageProcessor, which converts grayscale and RGBA images to RGB."
-            )
-        if batch_size == 0 or height == 0 or width == 0:
-            raise ValueError(f"`pixel_values` is empty: shape {tuple(pixel_values.shape)}.")
-        if self.training and batch_size * math.ceil(height / 32) * math.ceil(width / 32) < 2:
-            raise ValueError(
-                f"In train mode the BatchNorm layers need at least two values per channel at stride 32, but a batch "
-                f"of {batch_size} image(s) of {height}x{width} gives a 1x1 map: use a batch of 2 or more, or images "
-                f"larger than 32 pixels in height or width (or call model.eval() to predict)."
-            )
-        if labels is None:
-            return None
-        if labels.ndim == 4 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.shape != (batch_size, height, width):
-            raise ValueError(
-                f"`labels` must be depth maps of shape (batch, height, width) = {(batch_size, height, width)} or "
-                f"(batch, 1, height, width), matching `pixel_values`; got {tuple(labels.shape)}."
-            )
-        return labels
-
-    @staticmethod
-    def _check_output_size(output_size: Any, labels: torch.Tensor | None) -> tuple[int, int] | None:
-        if output_size is None:
-            return None
-        size = tuple(output_size) if isinstance(output_size, (tuple, list, torch.Size)) else ()
-        if len(size) != 2 or not all(isinstance(value, int) and value > 0 for value in size):
-            raise ValueError(f"`output_size` must be (height, width), two positive integers; got {output_size!r}.")
-        if labels is not None:
-            raise ValueError("`output_size` cannot be combined with `labels`: the loss is computed at the input size.")
-        return size
-
-    def _encoder_maps(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """The encoder's four normed stage maps; each must be about 1/4, 1/8, 1/16, 1/32 of the input."""
-        feature_maps = list(self.encoder(pixel_values).feature_maps)
-        height, width = pixel_values.shape[-2:]
-        for stage, feature_map in enumerate(feature_maps):
-            stride = 4 * 2**stage
-            expected = [(size // stride, -(-size // stride)) for size in (height, width)]
-            if not all(low <= got <= high for (low, high), got in zip(expected, feature_map.shape[-2:])):
-                raise ValueError(
-                    f"Encoder stage {stage + 1} must have stride {stride} (a {expected[0][1]}x{expected[1][1]} map for "
-                    f"a {height}x{width} input), got {tuple(feature_map.shape[-2:])}. WEDepth needs an encoder with "
-                    f"four stages at strides 4/8/16/32."
-                )
-        return feature_maps
-
     def vfm_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The image as the VFM sees it: resized down (bilinear) to a multiple of the patch size when it is not one.
 
@@ -1571,27 +1067,14 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
         size = (max(patch_size, height // patch_size * patch_size), max(patch_size, width // patch_size * patch_size))
         return F.interpolate(pixel_values, size=size, mode="bilinear", align_corners=False)
 
-    def _depth_from_heads(self, decoded: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """The four log-depth heads; their depths averaged at the finest head's size, then resized to `size`
-        (bilinear, align_corners=True, as the authors): (B, H, W), in float32 at least."""
-        log_depths = [head(feature_map) for head, feature_map in zip(self.depth_heads, decoded)]
-        output_dtype = torch.promote_types(log_depths[-1].dtype, torch.float32)
-        finest_size = log_depths[-1].shape[-2:]
-        depth = torch.stack(
-            [
-                F.interpolate(log_depth.to(output_dtype).exp(), size=finest_size, mode="bilinear", align_corners=True)
-                for log_depth in log_depths
-            ]
-        ).mean(dim=0)
-        return F.interpolate(depth, size=size, mode="bilinear", align_corners=True)[:, 0]
-
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
         output_size: tuple[int, int] | None = None,
-        **kwargs: Any,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
     ) -> DepthEstimatorOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
@@ -1605,47 +1088,96 @@ class WEDepthForDepthEstimation(WEDepthPreTrainedModel):
                 straight to this size (bilinear, align_corners=True), as the authors' forward resizes it to its
                 ground truth's size; that is not the same as resizing an input-size map afterwards. Not with
                 `labels`, which are at the input's size.
+            output_hidden_states (`bool` or `list[int]`, *optional*):
+                Return `hidden_states`: the encoder backbone's (its `BackboneOutput.hidden_states`; for Swin the
+                patch embedding and each stage's output as (B, C, h, w) maps), then the VFM's: its embedding output
+                and each layer's output over [CLS, patches], (B, 1 + h * w, C_vfm), the stage's prompts left out so
+                that they have a plain `Dinov2Model`'s shapes. Given indices (negative ones count from the end), only
+                those, the others None, as in transformers' models. Defaults to `config.output_hidden_states`.
+            output_attentions (`bool`, *optional*):
+                Return `attentions`: the encoder's (its `BackboneOutput.attentions`), then each VFM layer's attention
+                probabilities over [prompts, CLS, patches], (B, heads, T, T), zero for prompt -> prompt. Like
+                transformers' models, only attention implementations that compute the probabilities (eager) give
+                them. Defaults to `config.output_attentions`.
+            return_dict (`bool`, *optional*):
+                Return a `DepthEstimatorOutput` rather than a tuple. Defaults to `config.return_dict`.
 
         Returns:
             `DepthEstimatorOutput` with `predicted_depth` of shape `(batch_size, height, width)` (or `output_size`):
             positive metric depth in metres, in float32 at least whatever the model's dtype; `loss`, the SILog loss,
-            when labels are given.
+            when labels are given; `hidden_states` and `attentions` when asked. As a tuple: the same fields that are
+            not None, in that order.
         """
-        labels = self._check_inputs(pixel_values, labels)
-        output_size = self._check_output_size(output_size, labels)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        labels = check_depth_inputs(pixel_values, labels, self.training)
+        output_size = check_output_size(output_size, labels)
+        config = self.config
+        hidden_state_indices = output_hidden_states if isinstance(output_hidden_states, (list, tuple)) else None
+        output_hidden_states = bool(
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        return_dict = config.return_dict if return_dict is None else return_dict
         if not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(self.encoder.dtype)
         height, width = pixel_values.shape[-2:]
 
         # Trainable encoder; its streams A (to be enhanced) and B (context for the prompts).
-        stream_a, stream_b = self.stream_split(self._encoder_maps(pixel_values))
+        encoder_outputs = self.encoder(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
+        check_encoder_strides(encoder_outputs.feature_maps, height, width)
+        stream_a, stream_b = self.stream_split(list(encoder_outputs.feature_maps))
         # Frozen VFM, steered by prompts conditioned on stream B.
-        output_prompts, vfm_map = self.prompted_vfm(self.vfm, self.vfm_input(pixel_values), stream_b)
+        vfm_outputs = self.prompted_vfm(
+            self.vfm, self.vfm_input(pixel_values), stream_b, output_hidden_states, output_attentions
+        )
         # Injection 1 (prompts) at each scale, then injection 2 (the VFM's patch tokens). Maps are released as soon as
         # they are used (in inference; autograd keeps what it needs): at stride 4 each is a large part of the memory.
         del stream_b
         enhanced = [
             injection(pixels, prompts)
-            for injection, pixels, prompts in zip(self.prompt_injections, stream_a, output_prompts)
+            for injection, pixels, prompts in zip(self.prompt_injections, stream_a, vfm_outputs.output_prompts)
         ]
         del stream_a
-        injected = self.feature_injection(enhanced, vfm_map)
+        injected = self.feature_injection(enhanced, vfm_outputs.patch_map)
         del enhanced
         decoded = self.pixel_decoder(injected)
         del injected
+        predicted_depth = self.depth_heads(decoded, output_size or (height, width))
 
-        predicted_depth = self._depth_from_heads(decoded, output_size or (height, width))
         loss = None
         if labels is not None:
-            valid = torch.isfinite(labels) & (labels > self.config.min_depth)
-            if self.config.max_depth is not None:
-                valid = valid & (labels < self.config.max_depth)
-            loss = silog_loss(predicted_depth, labels, valid, self.config.silog_lambda)
+            valid = torch.isfinite(labels) & (labels > config.min_depth)
+            if config.max_depth is not None:
+                valid = valid & (labels < config.max_depth)
+            loss = silog_loss(predicted_depth, labels, valid, config.silog_lambda)
+        hidden_states = attentions = None
+        if output_hidden_states:
+            hidden_states = tuple(encoder_outputs.hidden_states or ()) + vfm_outputs.hidden_states
+            if hidden_state_indices is not None:
+                kept = {index % len(hidden_states) for index in hidden_state_indices}
+                hidden_states = tuple(state if index in kept else None for index, state in enumerate(hidden_states))
+        if output_attentions:
+            attentions = tuple(encoder_outputs.attentions or ()) + vfm_outputs.attentions
+        output = DepthEstimatorOutput(
+            loss=loss, predicted_depth=predicted_depth, hidden_states=hidden_states, attentions=attentions
+        )
+        return output if return_dict else output.to_tuple()
 
-        if not return_dict:
-            return (loss, predicted_depth) if loss is not None else (predicted_depth,)
-        return DepthEstimatorOutput(loss=loss, predicted_depth=predicted_depth)
 
-
-__all__ = ["WEDepthPreTrainedModel", "WEDepthForDepthEstimation"]
+__all__ = [
+    "WEDepthForDepthEstimation",
+    "WEDepthPreTrainedModel",
+    # Defined in the sibling modules, importable from here as before they moved.
+    "WEDepthCheckpointMixin",
+    "check_vfm",
+    "check_vfm_attention",
+    "deformable_sample",
+    "level_sizes_tensor",
+    "load_vfm_source",
+    "load_vfm_with_record",
+    "multi_scale_deformable_attention",
+    "pad_value_levels",
+    "state_fingerprint",
+    "vfm_fingerprint",
+]
