@@ -23,6 +23,7 @@ from .command_logging import (
     FAILURE_EXIT_STATUS,
     Explanation,
     UsageError,
+    command_parser,
     configure_command_logging,
     explain_command_error,
     one_line,
@@ -146,16 +147,11 @@ def _conversion_failure(error: Exception) -> Explanation | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `wedepth` and its sub-commands."""
-    parser = argparse.ArgumentParser(
-        prog="wedepth",
-        description=(
-            "WEDepth metric monocular depth estimation. Exit status: 0 done; 1 a runtime error (one line); 2 a usage "
-            "error; 130 stopped by Ctrl-C."
-        ),
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "--debug", action="store_true", help=f"{DEBUG_HELP} (also accepted after the sub-command, for all four)"
+    parser = command_parser(
+        "wedepth",
+        "WEDepth metric monocular depth estimation. Exit status: 0 done; 1 a runtime error (one line); 2 a usage "
+        "error; 130 stopped by Ctrl-C.",
+        debug_help=f"{DEBUG_HELP} (also accepted after the sub-command, for all four)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_predict_command(commands)

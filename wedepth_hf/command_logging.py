@@ -41,6 +41,14 @@ class CommandError(RuntimeError):
     """A runtime error that a command has already put into one line that says what to do (exit 1)."""
 
 
+def command_parser(prog: str, description: str, debug_help: str = DEBUG_HELP) -> argparse.ArgumentParser:
+    """The argument parser of a `wedepth` command, with the options every command shares: no abbreviated option
+    names (a prefix could come to mean another option as options are added) and `--debug`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    return parser
+
+
 def process_rank() -> int:
     """This process's rank under a launcher (0 when run alone), read from the environment: creating accelerate's
     state to ask would fix the distributed setup before a command builds its Accelerator."""
@@ -121,6 +129,7 @@ __all__ = [
     "CommandError",
     "Explanation",
     "UsageError",
+    "command_parser",
     "configure_command_logging",
     "explain_command_error",
     "one_line",

@@ -71,6 +71,10 @@ _PERCEIVER_PARTS = {
     "key": "key",
     "value": "value",
 }
+_MLP_LINEARS = {"0": "fc1", "2": "fc2"}
+"""The linear layers of the authors' two-layer `nn.Sequential` projections, by their index in it."""
+_FPN_CONVS = {"lateral_fpn": "lateral", "out": "output", "fpn": "fpn"}
+"""The authors' pixel-decoder convolution groups and this package's names for them (`<name>_convs`)."""
 _HEAD_PARTS = {"0": "input_norm", "1": "conv1", "2": "upsample", "3": "conv2", "4": "norm", "5": "log_depth"}
 _DECODER_LAYER_PARTS = {
     "self_attn": "self_attn",
@@ -87,7 +91,13 @@ def _index(text: str) -> int:
 
 
 def _perceiver(prefix: str, part: str, rest: str) -> str:
+    """The name of a parameter of the authors' perceiver attention `part` under this package's module `prefix`."""
     return f"{prefix}.{_PERCEIVER_PARTS[part]}.{rest}"
+
+
+def _numbered(official: str, ours: str) -> tuple[re.Pattern[str], Callable[[re.Match[str]], str]]:
+    """The rule for one of the authors' numbered modules, `<official><n>.<rest>` -> `<ours>.<n - 1>.<rest>`."""
+    return re.compile(rf"^{re.escape(official)}(\d)\.(.+)$"), lambda m: f"{ours}.{_index(m[1])}.{m[2]}"
 
 
 # ---- Swin-repository keys -> transformers' SwinBackbone --------------------------------------------------------------
@@ -162,7 +172,7 @@ def _same_position_index(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
 # (pattern on the official key, function of the match giving the new key). Tried in order; the first match wins. Their
 # `encoder.*` keys are Swin-repository keys, converted by `swin_backbone_tensors` before these rules are tried.
 _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"^sf\.fc(\d)\.(.+)$"), lambda m: f"stream_split.projections.{_index(m[1])}.{m[2]}"),
+    _numbered("sf.fc", "stream_split.projections"),
     (re.compile(r"^sf\.dwconv1\.(.+)$"), lambda m: f"stream_split.depthwise.{m[1]}"),
     (
         re.compile(
@@ -190,15 +200,15 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     ),
     (
         re.compile(r"^partition_enhance\.extra_pat_(\d)\.proj\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.lift.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}",
+        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.lift.{_MLP_LINEARS[m[2]]}.{m[3]}",
     ),
     (
         re.compile(r"^partition_enhance\.down_pat_(\d)\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.prompt_projections.{_index(m[1])}.{'fc1' if m[2] == '0' else 'fc2'}.{m[3]}",
+        lambda m: f"prompted_vfm.prompt_projections.{_index(m[1])}.{_MLP_LINEARS[m[2]]}.{m[3]}",
     ),
     (
         re.compile(r"^partition_enhance\.down_feat_4\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.patch_projection.{'fc1' if m[1] == '0' else 'fc2'}.{m[2]}",
+        lambda m: f"prompted_vfm.patch_projection.{_MLP_LINEARS[m[1]]}.{m[2]}",
     ),
     (
         re.compile(r"^inject_pt\.head_(\d)\.self_attn_enc\.(\w+)\.(.+)$"),
@@ -215,19 +225,10 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
             f"{ {'0': 'norm', '1': 'fc1', '3': 'fc2'}[m[3]] }.{m[4]}"
         ),
     ),
-    (
-        re.compile(r"^inject_it\.conv_fuse_(\d)\.(.+)$"),
-        lambda m: f"feature_injection.pixel_convs.{_index(m[1])}.{m[2]}",
-    ),
-    (
-        re.compile(r"^inject_it\.liner_(\d)\.(.+)$"),
-        lambda m: f"feature_injection.vfm_projections.{_index(m[1])}.{m[2]}",
-    ),
-    (
-        re.compile(r"^inject_it\.conv_fuse_v_(\d)\.(.+)$"),
-        lambda m: f"feature_injection.fused_convs.{_index(m[1])}.{m[2]}",
-    ),
-    (re.compile(r"^inject_it\.norm_(\d)\.(.+)$"), lambda m: f"feature_injection.norms.{_index(m[1])}.{m[2]}"),
+    _numbered("inject_it.conv_fuse_", "feature_injection.pixel_convs"),
+    _numbered("inject_it.liner_", "feature_injection.vfm_projections"),
+    _numbered("inject_it.conv_fuse_v_", "feature_injection.fused_convs"),
+    _numbered("inject_it.norm_", "feature_injection.norms"),
     (re.compile(r"^inject_it\.conv_all\.(.+)$"), lambda m: f"feature_injection.output_projection.{m[1]}"),
     (
         re.compile(r"^decoder\.input_adapter_(\d)\.([01])\.(.+)$"),
@@ -240,17 +241,11 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     ),
     (
         re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.weight$"),
-        lambda m: (
-            f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
-            f"{_index(m[2])}.conv.weight"
-        ),
+        lambda m: f"pixel_decoder.{_FPN_CONVS[m[1]]}_convs.{_index(m[2])}.conv.weight",
     ),
     (
         re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.norm\.(.+)$"),
-        lambda m: (
-            f"pixel_decoder.{ {'lateral_fpn': 'lateral', 'out': 'output', 'fpn': 'fpn'}[m[1]] }_convs."
-            f"{_index(m[2])}.norm.{m[3]}"
-        ),
+        lambda m: f"pixel_decoder.{_FPN_CONVS[m[1]]}_convs.{_index(m[2])}.norm.{m[3]}",
     ),
     (
         re.compile(r"^project\.proj_output_(\d)\.(\d)\.(.+)$"),
@@ -548,12 +543,27 @@ def convert_state_dict(
             else:
                 unknown.append(key)
     if prompts:
-        if sorted(prompts) != list(range(NUM_STAGES)):
-            raise ValueError(f"The checkpoint has prompt embeddings for stages {sorted(p + 1 for p in prompts)} only.")
-        if len({prompt.shape for prompt in prompts.values()}) > 1:
-            shapes = [tuple(prompts[stage].shape) for stage in range(NUM_STAGES)]
-            raise ValueError(f"The checkpoint's prompt embeddings differ in shape between the stages: {shapes}.")
-        converted["prompted_vfm.prompt_embeddings"] = torch.stack([prompts[stage] for stage in range(NUM_STAGES)])
+        converted["prompted_vfm.prompt_embeddings"] = _stacked_prompts(prompts)
+    _check_fits_model(converted, unknown, reference)
+    return converted, unused
+
+
+def _stacked_prompts(prompts: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    """The authors' per-stage prompt embeddings {stage index: (number, width)} as this model's one
+    (stages, number, width) parameter; raises when a stage is missing or the stages differ in shape."""
+    if sorted(prompts) != list(range(NUM_STAGES)):
+        raise ValueError(f"The checkpoint has prompt embeddings for stages {sorted(p + 1 for p in prompts)} only.")
+    if len({prompt.shape for prompt in prompts.values()}) > 1:
+        shapes = [tuple(prompts[stage].shape) for stage in range(NUM_STAGES)]
+        raise ValueError(f"The checkpoint's prompt embeddings differ in shape between the stages: {shapes}.")
+    return torch.stack([prompts[stage] for stage in range(NUM_STAGES)])
+
+
+def _check_fits_model(
+    converted: Mapping[str, torch.Tensor], unknown: list[str], reference: Mapping[str, torch.Tensor]
+) -> None:
+    """Refuse a converted checkpoint that does not fit the model: official keys without a place, names the model does
+    not have, shapes that differ, or integer tensors where the model holds floating-point weights."""
     not_in_model = sorted(key for key in converted if key not in reference)
     if unknown or not_in_model:
         raise ValueError(
@@ -580,7 +590,6 @@ def convert_state_dict(
             f"The checkpoint holds {len(not_floating)} weight(s) that are not floating-point "
             f"({_listed(not_floating)}); an official checkpoint's weights are float32 (or float16/bfloat16)."
         )
-    return converted, unused
 
 
 def _refuse_non_finite(original: Mapping[str, torch.Tensor], source: str) -> None:
@@ -794,6 +803,7 @@ def _relative_position_index(window_size: int) -> torch.Tensor:
 
 
 def _fresh_reason(key: str) -> str | None:
+    """Why a SwinBackbone weight that a Swin-repository file lacks may be initialised here; None if it may not."""
     return next((reason for pattern, reason in _FRESH_SWIN_WEIGHTS if pattern.match(key)), None)
 
 
@@ -816,10 +826,7 @@ def convert_swin_state_dict(
             f"A Swin state dict needs a Swin encoder config; this one is {type(encoder_config).__name__}. Give the "
             "encoder as a transformers checkpoint (Hub id or folder) instead."
         )
-    backbone_config = copy.deepcopy(encoder_config)
-    backbone_config.out_features = [name for name in backbone_config.stage_names if name != "stem"]
-    with torch.device("meta"):
-        target = SwinBackbone(backbone_config).state_dict()
+    target = _swin_backbone_state(encoder_config)
     _check_swin_architecture(state_dict, encoder_config, source)
     layout, renames = _swin_repository_keys(list(state_dict), len(encoder_config.depths), source)
     report = SwinConversionReport(layout=layout)
@@ -844,6 +851,29 @@ def convert_swin_state_dict(
             report.mapped[original_key] = list(tensors)
         else:
             unknown.append(original_key)
+    _check_swin_keys(state_dict, converted, unknown, report, target, source)
+    _initialise_fresh_swin_weights(converted, target, report, source)
+    return {key: converted[key] for key in target}, report
+
+
+def _swin_backbone_state(encoder_config: SwinConfig) -> dict[str, torch.Tensor]:
+    """The state dict (on the meta device: names, shapes and dtypes only) of transformers' `SwinBackbone` for
+    `encoder_config` with its four stages as outputs, as WEDepth's encoder is built."""
+    backbone_config = copy.deepcopy(encoder_config)
+    backbone_config.out_features = [name for name in backbone_config.stage_names if name != "stem"]
+    with torch.device("meta"):
+        return SwinBackbone(backbone_config).state_dict()
+
+
+def _check_swin_keys(
+    state_dict: Mapping[str, torch.Tensor],
+    converted: Mapping[str, torch.Tensor],
+    unknown: list[str],
+    report: SwinConversionReport,
+    target: Mapping[str, torch.Tensor],
+    source: str,
+) -> None:
+    """Refuse a Swin state dict with keys that are not weights of this encoder, or weights of another shape."""
     outside = sorted(source_key for source_key, keys in report.mapped.items() if any(key not in target for key in keys))
     if unknown or outside:
         hint = (
@@ -863,6 +893,16 @@ def convert_swin_state_dict(
     ]
     if mismatched:
         raise ValueError(f"{source} does not fit the encoder config; shape mismatches: " + "; ".join(mismatched))
+
+
+def _initialise_fresh_swin_weights(
+    converted: dict[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    report: SwinConversionReport,
+    source: str,
+) -> None:
+    """Fill the SwinBackbone weights the file lacks that may start fresh (norms: weight 1, bias 0), noting why in
+    `report`; raise on any other missing weight."""
     missing = []
     for key, reference in target.items():
         if key in converted:
@@ -875,7 +915,6 @@ def convert_swin_state_dict(
         report.fresh[key] = reason
     if missing:
         raise ValueError(f"{source} lacks weights the Swin encoder needs: {missing}.")
-    return {key: converted[key] for key in target}, report
 
 
 def load_swin_checkpoint(

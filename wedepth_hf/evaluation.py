@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .command_logging import DEBUG_HELP, Explanation
+from .command_logging import Explanation, command_parser
 from .constants import (
     AUTHORS_METRIC_NAMES,
     AUTHORS_MIN_VALID_PIXELS,
@@ -95,6 +95,13 @@ class DatasetSpec:
 
 
 _LIST = "list layout: a text file of lines '<rgb> <depth> <focal>', paths relative to the data root"
+
+
+def _projected_lidar_spec(name: str, layout: str) -> DatasetSpec:
+    """A driving dataset in its common preprocessed form, LiDAR projected to uint16 PNG / 256, scored as KITTI is
+    (0.001-80 m, Garg crop, the model run on the KB crop)."""
+    return DatasetSpec(name, layout, 1e-3, 80.0, "garg", kb_crop=True, depth_scale=256.0, depth_decoding="png")
+
 
 EVALUATION_DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -189,27 +196,15 @@ EVALUATION_DATASETS: dict[str, DatasetSpec] = {
             depth_decoding="png",
             default_focal=VKITTI2_FOCAL,
         ),
-        DatasetSpec(
+        _projected_lidar_spec(
             "ddad",
             f"DDAD in the common preprocessed {_LIST} (not the original release, which stores LiDAR in its own "
             "format): depth projected to uint16 PNG / 256.",
-            1e-3,
-            80.0,
-            "garg",
-            kb_crop=True,
-            depth_scale=256.0,
-            depth_decoding="png",
         ),
-        DatasetSpec(
+        _projected_lidar_spec(
             "argoverse",
             f"Argoverse in the common preprocessed {_LIST} (not the original release): projected LiDAR depth as "
             "uint16 PNG / 256.",
-            1e-3,
-            80.0,
-            "garg",
-            kb_crop=True,
-            depth_scale=256.0,
-            depth_decoding="png",
         ),
         DatasetSpec(
             "diml_outdoor",
@@ -412,15 +407,8 @@ def evaluate_depth_model(
             skipped; `compute_authors_metrics` scores the rest. `crop`, `kb_crop` and `alignment` are not part of it.
     """
     _check_evaluation_arguments(protocol, alignment, batch_size, crop, kb_crop, crop_on_kb_crop)
-    if accelerator is None:
-        from accelerate import Accelerator
-
-        accelerator = Accelerator()
-    loader = prepare_data_loader(
-        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list),
-        num_processes=accelerator.num_processes,
-        process_index=accelerator.process_index,
-    )
+    accelerator = accelerator if accelerator is not None else _new_accelerator()
+    loader = _sharded_loader(dataset, batch_size, num_workers, accelerator)
     settings = dict(protocol=protocol, min_depth=min_depth, max_depth=max_depth, crop=crop, kb_crop=kb_crop)
     settings.update(flip_tta=flip_tta, alignment=alignment, batch_size=batch_size)
     settings.update(num_processes=accelerator.num_processes, silog=SILOG_DEFINITIONS[_silog_name(protocol)])
@@ -429,20 +417,51 @@ def evaluate_depth_model(
     names = PROTOCOL_METRIC_NAMES[protocol]
     accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop, metric_names=names)
     network = accelerator.unwrap_model(model)
+    with _evaluation_mode(network):
+        _score_shards(network, loader, accelerator, accumulator, settings, kb_crop_size, progress)
+    _warn_of_skipped_images(accumulator.num_skipped, protocol)
+    return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
+
+
+def _warn_of_skipped_images(num_skipped: int, protocol: str) -> None:
+    """Warn that images were left out of the means for having too few valid pixels (the protocol's minimum)."""
+    if num_skipped:
+        minimum = AUTHORS_MIN_VALID_PIXELS if protocol == "authors" else 1
+        logger.warning("%d images had fewer than %d valid pixels and were skipped.", num_skipped, minimum)
+
+
+def _new_accelerator() -> Any:
+    """An `Accelerator()` for an evaluation given none: one process, or the process group a launcher started."""
+    from accelerate import Accelerator
+
+    return Accelerator()
+
+
+def _sharded_loader(dataset: Dataset, batch_size: int, num_workers: int, accelerator: Any) -> DataLoader:
+    """An in-order loader of lists of SAMPLEs, sharded over the accelerator's processes without registering it with
+    the accelerator (whose `save_state` would then checkpoint it)."""
+    return prepare_data_loader(
+        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list),
+        num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index,
+    )
+
+
+@contextmanager
+def _evaluation_mode(network: torch.nn.Module) -> Iterator[None]:
+    """Run `network` in eval mode, under `torch.inference_mode` and in its own precision (`own_precision`); its
+    training mode is restored on exit."""
     was_training = network.training
     network.eval()
     try:
         with torch.inference_mode(), own_precision(network):
-            _score_shards(network, loader, accelerator, accumulator, settings, kb_crop_size, progress)
+            yield
     finally:
         network.train(was_training)
-    if accumulator.num_skipped:
-        minimum = AUTHORS_MIN_VALID_PIXELS if protocol == "authors" else 1
-        logger.warning("%d images had fewer than %d valid pixels and were skipped.", accumulator.num_skipped, minimum)
-    return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
 
 
 def _silog_name(protocol: str) -> str:
+    """The name of the SILog definition a protocol reports (`SILOG_DEFINITIONS`)."""
     return "silog_authors" if protocol == "authors" else "silog"
 
 
@@ -528,9 +547,7 @@ def _score_authors_batch(
         for index, prediction in zip(indices, depth.clamp(min_depth, max_depth)):
             sample = samples[index]
             metrics = compute_authors_metrics(prediction, sample["depth"].to(prediction.device), sample["mask"])
-            if metrics is not None:
-                rows[index, :-1] = torch.tensor([metrics[name] for name in AUTHORS_METRIC_NAMES], dtype=torch.float64)
-                rows[index, -1] = 1.0
+            _record_metrics(rows[index], metrics, AUTHORS_METRIC_NAMES)
     return rows
 
 
@@ -556,10 +573,16 @@ def _score_batch(
                 prediction, target = _kb_cropped(prediction, target, kb_crop_size, samples[index].get("id"))
             prediction = _aligned_prediction(prediction, target, settings, kb_crop_size, (height, width))
             metrics = compute_depth_metrics(prediction, target, min_depth=min_depth, max_depth=max_depth, crop=crop)
-            if metrics is not None:
-                rows[index, :-1] = torch.tensor([metrics[name] for name in METRIC_NAMES], dtype=torch.float64)
-                rows[index, -1] = 1.0
+            _record_metrics(rows[index], metrics, METRIC_NAMES)
     return rows
+
+
+def _record_metrics(row: torch.Tensor, metrics: dict[str, float] | None, names: Sequence[str]) -> None:
+    """Write one image's metrics into its row of a batch's scores, in the order of `names`, and mark the row scored
+    (last column 1); an image the protocol does not score (`metrics` None) keeps its row of zeros."""
+    if metrics is not None:
+        row[:-1] = torch.tensor([metrics[name] for name in names], dtype=torch.float64)
+        row[-1] = 1.0
 
 
 def _kb_cropped(
@@ -631,9 +654,9 @@ _COMMUNITY_ONLY = ("image_root", "depth_root", "depth_scale", "min_depth", "max_
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `wedepth evaluate` (and `examples/evaluate.py`)."""
-    parser = argparse.ArgumentParser(
-        prog="wedepth evaluate",
-        description=(
+    parser = command_parser(
+        "wedepth evaluate",
+        (
             "Evaluate a depth checkpoint (folder or Hub id). --protocol community (default): one dataset of the "
             "community protocols (wedepth_hf.evaluation.EVALUATION_DATASETS); for `folder` give --depth_scale, "
             "--min_depth, --max_depth, --crop; for `hf` (a `datasets` dataset) --data_root is the Hub id or folder, "
@@ -643,7 +666,6 @@ def build_parser() -> argparse.ArgumentParser:
             "status: 0 done; 1 a runtime error (a model or sample that does not load, no image to score; one line); 2 "
             "a usage error, checked before the model is loaded; 130 stopped by Ctrl-C."
         ),
-        allow_abbrev=False,
     )
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--dataset", choices=sorted(EVALUATION_DATASETS), help="the dataset (not with --suite)")
@@ -681,7 +703,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse, before decoding, an image or depth file of more than N pixels (default {DEFAULT_MAX_PIXELS:,}, "
         "a guard against decompression bombs; 0: no limit)",
     )
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 

@@ -198,22 +198,9 @@ def render_model_card(
     """
     model_name = " ".join(str(model_name).split())
     results = {name: dict(metrics) for name, metrics in (results or {}).items()}
-    base_models = list(base_models)
-    datasets = list(datasets)
-    card_data = ModelCardData(
-        pipeline_tag=TASK_TYPE,
-        library_name="transformers",
-        license=license,
-        base_model=base_models or None,
-        datasets=datasets or None,
-        tags=list(tags),
-        model_name=model_name,
-        eval_results=build_eval_results(results, dataset_types=dataset_types, dataset_split=results_split) or None,
-    )
-    if isinstance(training_command, list):
-        training_command = shlex.join(training_command)
-    training_command = training_command or "(not recorded)"
-    config_text = yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip()
+    base_models, datasets = list(base_models), list(datasets)
+    eval_results = build_eval_results(results, dataset_types=dataset_types, dataset_split=results_split)
+    card_data = _card_metadata(model_name, base_models, datasets, eval_results, license, tags)
     text = string.Template(_template(template_path)).substitute(
         metadata=card_data.to_yaml().strip(),
         model_name=_one_line(model_name),
@@ -222,13 +209,49 @@ def render_model_card(
         datasets_text=_list_text(datasets or (dataset_types or {}).keys(), "not recorded"),
         base_models_text=_list_text(base_models, "none (random initialisation)"),
         selection_text=_one_line(selection_text or "the weights at the end of training"),
-        command_fence=code_fence(training_command),
-        training_command=training_command,
-        config_fence=code_fence(config_text),
-        training_config=config_text,
         results_table=results_table(results),
+        **_training_fields(training_command, training_config),
     )
     return ModelCard(text)
+
+
+def _card_metadata(
+    model_name: str,
+    base_models: list[str],
+    datasets: list[str],
+    eval_results: list[EvalResult],
+    license: str,
+    tags: Iterable[str],
+) -> ModelCardData:
+    """The card's Hub metadata (its front matter): task, library, license, base models, datasets, tags and the
+    `model-index` results; empty lists are left out."""
+    return ModelCardData(
+        pipeline_tag=TASK_TYPE,
+        library_name="transformers",
+        license=license,
+        base_model=base_models or None,
+        datasets=datasets or None,
+        tags=list(tags),
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+
+
+def _training_fields(
+    training_command: list[str] | str | None, training_config: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """The template fields of the card's training section: the command (an argv list joined with `shlex`) and the
+    configuration as YAML, each with a code fence that nothing inside it can close."""
+    if isinstance(training_command, list):
+        training_command = shlex.join(training_command)
+    training_command = training_command or "(not recorded)"
+    config_text = yaml.safe_dump(dict(training_config or {}), sort_keys=False).strip()
+    return {
+        "command_fence": code_fence(training_command),
+        "training_command": training_command,
+        "config_fence": code_fence(config_text),
+        "training_config": config_text,
+    }
 
 
 def _existing_results(card: ModelCard) -> dict[str, dict[str, float]]:

@@ -273,13 +273,7 @@ def depth_to_points(
 
 
 def write_point_cloud_ply(
-    handle: BinaryIO,
-    depth: np.ndarray,
-    image: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
+    handle: BinaryIO, depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
 ) -> int:
     """Write the coloured point cloud of `depth_to_points` to an open binary file as a binary little-endian PLY;
     returns the point count.
@@ -305,13 +299,7 @@ def write_point_cloud_ply(
 
 
 def save_point_cloud_ply(
-    path: str | Path,
-    depth: np.ndarray,
-    image: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
+    path: str | Path, depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
 ) -> int:
     """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY (`write_point_cloud_ply`),
     atomically; returns the point count."""

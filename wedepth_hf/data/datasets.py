@@ -262,6 +262,12 @@ def _check_sample(sample: dict[str, Any], source: str, max_depth: float | None, 
         raise ValueError(f"{source}: the depth map has no valid (positive{limit}) pixel.")
 
 
+def _check_depth_scale(depth_scale: float) -> None:
+    """Refuse a depth scale (raw depth units per metre) that is not a positive finite number."""
+    if depth_scale <= 0 or not math.isfinite(depth_scale):
+        raise ValueError(f"depth_scale must be a positive number (raw units per metre); got {depth_scale}.")
+
+
 class _RobustDepthDataset(Dataset):
     """Shared bad-sample policy: raise (a `BadSampleError`), or replace a bad sample by the next good one and count it
     in `skipped`. With `allow_empty_depth` (evaluation) a depth map without a valid pixel is returned as it is, for
@@ -379,8 +385,7 @@ class DepthListDataset(_RobustDepthDataset):
             max_depth=max_depth,
             allow_empty_depth=allow_empty_depth,
         )
-        if depth_scale <= 0 or not math.isfinite(depth_scale):
-            raise ValueError(f"depth_scale must be a positive number (raw units per metre); got {depth_scale}.")
+        _check_depth_scale(depth_scale)
         if depth_decoding not in DEPTH_DECODINGS:
             raise ValueError(f"Unknown depth decoding {depth_decoding!r}; choose one of {', '.join(DEPTH_DECODINGS)}.")
         self.data_root = Path(data_root)
@@ -603,8 +608,8 @@ class HFDepthDataset(_RobustDepthDataset):
                 f"{self.name} has no column(s) {missing}; its columns are {self.dataset.column_names}. Pass "
                 f"image_column/depth_column/focal_column."
             )
-        if depth_scale is not None and (depth_scale <= 0 or not math.isfinite(depth_scale)):
-            raise ValueError(f"depth_scale must be a positive number (raw units per metre); got {depth_scale}.")
+        if depth_scale is not None:
+            _check_depth_scale(depth_scale)
         self.image_column = image_column
         self.depth_column = depth_column
         self.depth_scale = depth_scale

@@ -31,6 +31,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import CONFIG_MAPPING
 from transformers.utils import logging
 
+from ..command_logging import command_parser
 from ..configuration_wedepth import PRESETS, WEDepthConfig
 from ..constants import PROTOCOL_METRIC_NAMES, PROTOCOLS
 from ..data.datasets import locate_list_file
@@ -765,24 +766,18 @@ def _unknown_arguments_message(unknown: Sequence[str], known: Sequence[str]) -> 
 
 def _training_parser() -> argparse.ArgumentParser:
     """The parser of `--config` and of one typed `--<field> VALUE` option per `TrainingConfig` field."""
-    parser = argparse.ArgumentParser(
-        prog="wedepth train",
-        description=(
-            "Train WEDepth with accelerate. Any setting of the YAML config can be overridden as --key value: booleans "
-            "take true/false (or no value for true), lists and mappings take YAML, optional settings take null."
-        ),
-        allow_abbrev=False,
+    parser = command_parser(
+        "wedepth train",
+        "Train WEDepth with accelerate. Any setting of the YAML config can be overridden as --key value: booleans "
+        "take true/false (or no value for true), lists and mappings take YAML, optional settings take null.",
+        debug_help="show the traceback of an error instead of its one-line message (read by the command, not a "
+        "setting)",
     )
     parser.add_argument(
         "--config",
         type=str,
         default=None,
         help=f"YAML file of training settings, or a bundled config by name ({', '.join(bundled_config_names())})",
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show the traceback of an error instead of its one-line message (read by the command, not a setting)",
     )
     for field_info in dataclasses.fields(TrainingConfig):
         base, _ = _base_type(_field_types()[field_info.name])
