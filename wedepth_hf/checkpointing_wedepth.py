@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import nn
@@ -228,6 +228,155 @@ def _check_same_vfm(vfm: nn.Module, verified: Mapping[str, torch.Tensor]) -> Non
             raise ValueError(f"The loaded VFM's tensor {name} is not the verified VFM's; nothing of it may differ.")
 
 
+class _LoadPlan(NamedTuple):
+    """How `WEDepthCheckpointMixin.from_pretrained` calls `PreTrainedModel.from_pretrained`, and what it checks and
+    casts afterwards (`cast_to`: the dtype asked for, applied after the VFM's fingerprint is checked)."""
+
+    arguments: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    config: WEDepthConfig
+    verified_state: dict[str, torch.Tensor] | None
+    cast_to: torch.dtype | None
+
+
+def _checkpoint_config(
+    name_or_path: str | os.PathLike | None, config: Any, hub_kwargs: dict[str, Any]
+) -> PreTrainedConfig:
+    """The config a checkpoint is loaded with: a config instance as it is (under remote code, Auto classes hold
+    another copy of the config class), else the one read from `config` (a path) or from the checkpoint."""
+    if not isinstance(config, PreTrainedConfig):
+        config = WEDepthConfig.from_pretrained(config if config is not None else name_or_path, **hub_kwargs)
+    return config
+
+
+def _plan_complete_load(
+    name_or_path: str | os.PathLike | None, model_args: tuple[Any, ...], config: Any, kwargs: dict[str, Any]
+) -> _LoadPlan:
+    """Loading a checkpoint that includes its VFM: with a fingerprint to check, the checkpoint is loaded in its own
+    dtype, checked, then cast as asked. Takes the dtype arguments out of `kwargs`."""
+    requested = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+    target = _target_dtype(requested)
+    cast_after_check = config.vfm_fingerprint is not None and target is not None
+    kwargs["dtype"] = "auto" if cast_after_check else requested
+    return _LoadPlan((name_or_path, *model_args), kwargs, config, None, target if cast_after_check else None)
+
+
+def _plan_vfm_free_load(
+    name_or_path: str | os.PathLike | None,
+    model_args: tuple[Any, ...],
+    config: Any,
+    kwargs: dict[str, Any],
+    hub_kwargs: dict[str, Any],
+    vfm: Dinov2Model | None,
+) -> _LoadPlan:
+    """Loading a VFM-free checkpoint: its saved weights completed with the verified VFM's (`vfm`, or the recorded
+    source), passed as a `state_dict`, with the config fields among `kwargs` applied to the config."""
+    if "state_dict" in kwargs:
+        raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
+    weights = _saved_weights(name_or_path, hub_kwargs)
+    if vfm is not None:
+        check_vfm(vfm, config)
+    source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
+    verified_state = source.state_dict()
+    weights.update({f"vfm.{name}": tensor for name, tensor in verified_state.items()})
+    loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
+    config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
+    config = type(config).from_dict({**config.to_dict(), **config_overrides})
+    kwargs = {**loading, "config": config, "state_dict": weights}
+    return _LoadPlan((None, *model_args), kwargs, config, verified_state, None)
+
+
+def _load_with_problems_raised(
+    load: Any, plan: _LoadPlan, ignore_mismatched_sizes: bool, name_or_path: str | os.PathLike | None
+) -> tuple[Any, dict[str, Any]]:
+    """The model and loading info from `load` (`PreTrainedModel.from_pretrained`) as planned. transformers' report of
+    missing or mismatched tensors is held back while the problems it shows are turned into one error; it is logged
+    as usual when the model is loaded."""
+    records: list[std_logging.LogRecord] = []
+    try:
+        with _held_log_records(_LOADING_LOGGER) as records:
+            model, info = load(*plan.arguments, output_loading_info=True, ignore_mismatched_sizes=True, **plan.kwargs)
+    except BaseException:
+        _emit(records)
+        raise
+    problem = _loading_problem(info, ignore_mismatched_sizes)
+    if problem is not None:
+        raise ValueError(f"{name_or_path}: {problem}")
+    _emit(records)
+    return model, info
+
+
+def _verify_loaded_vfm(model: Any, plan: _LoadPlan, name_or_path: str | os.PathLike | None) -> None:
+    """Raise unless the loaded model's VFM is the verified one (VFM-free checkpoint) or, where the config records a
+    fingerprint, has it (on the checkpoint's own bytes, before any cast)."""
+    config = plan.config
+    if plan.verified_state is not None:
+        _check_same_vfm(model.vfm, plan.verified_state)
+    elif config.vfm_fingerprint is not None:
+        actual = vfm_fingerprint(model.vfm)
+        if actual != config.vfm_fingerprint:
+            source = f" ({_describe_source(config)})" if config.vfm_pretrained_name_or_path else ""
+            raise ValueError(
+                f"{name_or_path}: its frozen VFM is not the one its config records{source}: the "
+                f"weights' fingerprint is {actual}, the recorded one "
+                f"{config.vfm_fingerprint}. Its VFM tensors were changed, or saved after the VFM was modified or "
+                "cast; use the folder as it was saved."
+            )
+
+
+def _pretrained_encoder(
+    config: WEDepthConfig, encoder_source: str, hub_kwargs: dict[str, Any]
+) -> tuple[PreTrainedConfig, Mapping[str, torch.Tensor]]:
+    """The architecture and weights of the encoder at `encoder_source`: a Swin state-dict file converted for
+    `config.encoder_config`, or a transformers backbone checkpoint (with WEDepth's training recipe)."""
+    if os.path.isfile(encoder_source):
+        # A Swin-repository / timm state dict for the config's own Swin. Imported by name: a relative import
+        # statement would make transformers ship conversion.py (and the package it needs) with the remote code.
+        conversion = importlib.import_module(".conversion", __package__)
+        encoder_config = copy.deepcopy(config.encoder_config)
+        encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
+        encoder_state, _ = conversion.load_swin_checkpoint(encoder_source, encoder_config)
+        return encoder_config, encoder_state
+    encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
+    if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
+        raise ValueError(
+            f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
+            "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
+        )
+    encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
+    # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays
+    # WEDepth's.
+    for recipe_key in ("drop_path_rate", "layer_norm_eps"):
+        setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
+    # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
+    backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
+    encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
+    return encoder.config, encoder.state_dict()
+
+
+def _backbones_config(
+    config: WEDepthConfig,
+    vfm_config: PreTrainedConfig,
+    encoder_config: PreTrainedConfig,
+    encoder_source: str,
+    vfm_record: dict[str, str | None],
+) -> WEDepthConfig:
+    """`config` with the pretrained VFM's and encoder's architectures and sources (default VFM stage ends when the
+    VFM's depth differs from the config's)."""
+    values = config.to_dict()
+    for key in ("vfm_config", "encoder_config", "model_type", "transformers_version", "architectures", "auto_map"):
+        values.pop(key, None)
+    if vfm_config.num_hidden_layers != config.vfm_config.num_hidden_layers:
+        values["vfm_stage_layers"] = None
+    values.update(
+        vfm_config=vfm_config.to_dict(),
+        encoder_config=encoder_config.to_dict(),
+        encoder_pretrained_name_or_path=encoder_source,
+        **vfm_record,
+    )
+    return WEDepthConfig(**values)
+
+
 class WEDepthCheckpointMixin:
     """How a WEDepth model is stored and loaded with its frozen VFM by reference (mixed into a `PreTrainedModel`).
 
@@ -265,70 +414,23 @@ class WEDepthCheckpointMixin:
                 VFM weights. It must be on the device and in the dtype the model is loaded to.
         """
         hub_kwargs = {key: kwargs[key] for key in (*_HUB_KWARGS, "revision", "subfolder") if key in kwargs}
-        config = kwargs.get("config")
-        # A config instance as it is (under remote code, Auto classes hold another copy of the config class).
-        if not isinstance(config, PreTrainedConfig):
-            config = WEDepthConfig.from_pretrained(
-                config if config is not None else pretrained_model_name_or_path, **hub_kwargs
-            )
+        config = _checkpoint_config(pretrained_model_name_or_path, kwargs.get("config"), hub_kwargs)
         ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
         output_loading_info = kwargs.pop("output_loading_info", False)
-        load = super().from_pretrained
         if config.vfm_in_checkpoint:
-            requested = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
-            target = _target_dtype(requested)
-            # With a fingerprint to check, the checkpoint is loaded in its own dtype, checked, then cast as asked.
-            cast_after_check = config.vfm_fingerprint is not None and target is not None
-            arguments = (pretrained_model_name_or_path, *model_args)
-            kwargs["dtype"] = "auto" if cast_after_check else requested
-            verified_state = None
+            plan = _plan_complete_load(pretrained_model_name_or_path, model_args, config, kwargs)
         else:
-            if "state_dict" in kwargs:
-                raise ValueError("A VFM-free checkpoint is loaded from its folder; `state_dict=` cannot be combined.")
-            weights = _saved_weights(pretrained_model_name_or_path, hub_kwargs)
-            if vfm is not None:
-                check_vfm(vfm, config)
-            source = vfm if vfm is not None else load_vfm_source(config, **hub_kwargs)
-            verified_state = source.state_dict()
-            weights.update({f"vfm.{name}": tensor for name, tensor in verified_state.items()})
-            loading = {key: value for key, value in kwargs.items() if key not in hub_kwargs and key != "config"}
-            config_overrides = {key: loading.pop(key) for key in list(loading) if key in WEDepthConfig.__annotations__}
-            config = type(config).from_dict({**config.to_dict(), **config_overrides})
-            arguments = (None, *model_args)
-            kwargs = {**loading, "config": config, "state_dict": weights}
-            cast_after_check = False
-        # transformers' report of missing or mismatched tensors is held back while the problems it shows are turned
-        # into one error; it is logged as usual when the model is loaded.
-        records: list[std_logging.LogRecord] = []
-        try:
-            with _held_log_records(_LOADING_LOGGER) as records:
-                model, info = load(*arguments, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
-        except BaseException:
-            _emit(records)
-            raise
-        problem = _loading_problem(info, ignore_mismatched_sizes)
-        if problem is not None:
-            raise ValueError(f"{pretrained_model_name_or_path}: {problem}")
-        _emit(records)
-        if verified_state is not None:
-            _check_same_vfm(model.vfm, verified_state)
-        elif config.vfm_fingerprint is not None:
-            actual = vfm_fingerprint(model.vfm)
-            if actual != config.vfm_fingerprint:
-                source = f" ({_describe_source(config)})" if config.vfm_pretrained_name_or_path else ""
-                raise ValueError(
-                    f"{pretrained_model_name_or_path}: its frozen VFM is not the one its config records{source}: the "
-                    f"weights' fingerprint is {actual}, the recorded one "
-                    f"{config.vfm_fingerprint}. Its VFM tensors were changed, or saved after the VFM was modified or "
-                    "cast; use the folder as it was saved."
-                )
-        if cast_after_check and model.dtype != target:
-            model.to(target)
-            model.config.dtype = target
-        if not config.vfm_in_checkpoint:
+            plan = _plan_vfm_free_load(pretrained_model_name_or_path, model_args, config, kwargs, hub_kwargs, vfm)
+        load = super().from_pretrained
+        model, info = _load_with_problems_raised(load, plan, ignore_mismatched_sizes, pretrained_model_name_or_path)
+        _verify_loaded_vfm(model, plan, pretrained_model_name_or_path)
+        if plan.cast_to is not None and model.dtype != plan.cast_to:
+            model.to(plan.cast_to)
+            model.config.dtype = plan.cast_to
+        if not plan.config.vfm_in_checkpoint:
             model.config._name_or_path = str(pretrained_model_name_or_path)
         if vfm is not None:
-            model.attach_vfm(vfm, verified=not config.vfm_in_checkpoint)
+            model.attach_vfm(vfm, verified=not plan.config.vfm_in_checkpoint)
         model.freeze_vfm()
         return (model, info) if output_loading_info else model
 
@@ -451,42 +553,8 @@ class WEDepthCheckpointMixin:
         if not os.path.isfile(encoder_source) and encoder_source.endswith((".pth", ".pt", ".bin", ".safetensors")):
             raise FileNotFoundError(f"No encoder checkpoint file at {encoder_source}.")
         vfm, vfm_record = load_vfm_with_record(vfm_source, **hub_kwargs)
-        if os.path.isfile(encoder_source):
-            # A Swin-repository / timm state dict for the config's own Swin. Imported by name: a relative import
-            # statement would make transformers ship conversion.py (and the package it needs) with the remote code.
-            conversion = importlib.import_module(".conversion", __package__)
-            encoder_config = copy.deepcopy(config.encoder_config)
-            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
-            encoder_state, _ = conversion.load_swin_checkpoint(encoder_source, encoder_config)
-        else:
-            encoder_config = AutoConfig.from_pretrained(encoder_source, **hub_kwargs)
-            if type(encoder_config) not in MODEL_FOR_BACKBONE_MAPPING:
-                raise ValueError(
-                    f"{encoder_source} is a {type(encoder_config).__name__} checkpoint, which has no transformers "
-                    "backbone; WEDepth's encoder must be a backbone with four stages (e.g. Swin, ConvNeXt, ResNet)."
-                )
-            encoder_config.out_features = [name for name in encoder_config.stage_names if name != "stem"]
-            # The checkpoint gives the architecture; the training recipe (stochastic depth, LayerNorm eps) stays
-            # WEDepth's.
-            for recipe_key in ("drop_path_rate", "layer_norm_eps"):
-                setattr(encoder_config, recipe_key, getattr(config.encoder_config, recipe_key))
-            # The backbone class itself, not AutoBackbone.from_pretrained, which cannot read local folders.
-            backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(encoder_config)]
-            encoder = backbone_class.from_pretrained(encoder_source, config=encoder_config, **hub_kwargs)
-            encoder_config, encoder_state = encoder.config, encoder.state_dict()
-
-        values = config.to_dict()
-        for key in ("vfm_config", "encoder_config", "model_type", "transformers_version", "architectures", "auto_map"):
-            values.pop(key, None)
-        if vfm.config.num_hidden_layers != config.vfm_config.num_hidden_layers:
-            values["vfm_stage_layers"] = None
-        values.update(
-            vfm_config=vfm.config.to_dict(),
-            encoder_config=encoder_config.to_dict(),
-            encoder_pretrained_name_or_path=encoder_source,
-            **vfm_record,
-        )
-        model = cls(WEDepthConfig(**values))
+        encoder_config, encoder_state = _pretrained_encoder(config, encoder_source, hub_kwargs)
+        model = cls(_backbones_config(config, vfm.config, encoder_config, encoder_source, vfm_record))
         model.vfm.load_state_dict(vfm.state_dict(), strict=True)
         model.encoder.load_state_dict(encoder_state, strict=True)
         model.freeze_vfm()

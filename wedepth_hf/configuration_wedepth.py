@@ -32,27 +32,18 @@ _DINOV2_SIZES: dict[str, dict[str, Any]] = {
     "facebook/dinov2-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16},
 }
 _SWIN_SIZES: dict[str, dict[str, Any]] = {
-    "microsoft/swin-tiny-patch4-window7-224": {
-        "embed_dim": 96,
-        "depths": [2, 2, 6, 2],
-        "num_heads": [3, 6, 12, 24],
+    f"microsoft/swin-{size}-patch4-window7-224": {
+        "embed_dim": embed_dim,
+        "depths": depths,
+        "num_heads": num_heads,
         "window_size": 7,
         "image_size": 224,
-    },
-    "microsoft/swin-small-patch4-window7-224": {
-        "embed_dim": 96,
-        "depths": [2, 2, 18, 2],
-        "num_heads": [3, 6, 12, 24],
-        "window_size": 7,
-        "image_size": 224,
-    },
-    "microsoft/swin-base-patch4-window7-224": {
-        "embed_dim": 128,
-        "depths": [2, 2, 18, 2],
-        "num_heads": [4, 8, 16, 32],
-        "window_size": 7,
-        "image_size": 224,
-    },
+    }
+    for size, embed_dim, depths, num_heads in (
+        ("tiny", 96, [2, 2, 6, 2], [3, 6, 12, 24]),
+        ("small", 96, [2, 2, 18, 2], [3, 6, 12, 24]),
+        ("base", 128, [2, 2, 18, 2], [4, 8, 16, 32]),
+    )
 }
 
 # The authors' Swin recipe (their `module/encoder.py`): every LayerNorm with eps 1e-6, and stochastic depth 0.2 / 0.3
@@ -202,6 +193,261 @@ def default_vfm_stage_layers(num_hidden_layers: int) -> list[int]:
     return [(stage + 1) * num_hidden_layers // NUM_STAGES - 1 for stage in range(NUM_STAGES)]
 
 
+def _check_sub_config_dicts(config: "WEDepthConfig") -> None:
+    """Check the sizes of sub-configs given as dicts before they are built (and before anything is built from this
+    config): a wrong type or an absurd size is one clear ValueError naming the field."""
+    if isinstance(config.vfm_config, dict):
+        _require_sizes("vfm_config", config.vfm_config, _VFM_SIZES)
+        _refuse_a_huge_vfm(config.vfm_config)
+    if isinstance(config.encoder_config, dict):
+        _require_sizes("encoder_config", config.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
+
+
+def _validate_built_config(config: "WEDepthConfig") -> None:
+    """Check a config once its sub-configs are built, and complete it (encoder stages, VFM stage ends): every
+    field's type and range, their relations and the model's size."""
+    if getattr(config.vfm_config, "model_type", None) != "dinov2":
+        raise ValueError(
+            f"`vfm_config` must be a Dinov2Config (model_type 'dinov2'), got "
+            f"{type(config.vfm_config).__name__} with model_type {getattr(config.vfm_config, 'model_type', None)!r}."
+        )
+    _require_sizes("vfm_config", config.vfm_config, _VFM_SIZES)
+    _require_sizes("encoder_config", config.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
+    _configure_encoder_stages(config)
+    if config.vfm_stage_layers is None:
+        config.vfm_stage_layers = default_vfm_stage_layers(config.vfm_config.num_hidden_layers)
+    layers = config.vfm_stage_layers
+    if not isinstance(layers, (list, tuple)) or not all(
+        _is_whole(index) or (isinstance(index, float) and index.is_integer()) for index in layers
+    ):
+        raise ValueError(f"`vfm_stage_layers` must be a list of whole numbers, got {layers!r}.")
+    config.vfm_stage_layers = [int(index) for index in layers]
+    _validate_types(config)
+    _validate_relations(config)
+    _validate_size(config)
+
+
+def _validate_types(config: "WEDepthConfig") -> None:
+    """Raise unless every WEDepth field has its type and a sane range (JSON files and YAML hold any value)."""
+    for name in _WHOLE_NUMBERS:
+        _require_whole(name, getattr(config, name))
+    for name in ("vfm_pretrained_name_or_path", "encoder_pretrained_name_or_path", "vfm_revision"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"`{name}` must be a string or null, got {value!r} ({type(value).__name__}).")
+    fingerprint = config.vfm_fingerprint
+    if fingerprint is not None and not (
+        isinstance(fingerprint, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint)
+    ):
+        raise ValueError(f'`vfm_fingerprint` must be null or "sha256:" and 64 hex digits, got {fingerprint!r}.')
+    if config.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"`deformable_attention_implementation` must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, got "
+            f"{config.deformable_attention_implementation!r}."
+        )
+    if not isinstance(config.vfm_in_checkpoint, bool):
+        raise ValueError(
+            f"`vfm_in_checkpoint` must be true or false, got {config.vfm_in_checkpoint!r} "
+            f"({type(config.vfm_in_checkpoint).__name__})."
+        )
+    for name, lowest, open_low in (
+        ("injection_mlp_ratio", 0.0, True),
+        ("min_depth", 0.0, True),
+        ("silog_lambda", 0.0, False),
+        ("layer_norm_eps", 0.0, True),
+        ("initializer_range", 0.0, False),
+    ):
+        value = getattr(config, name)
+        if not _is_real(value) or value < lowest or (open_low and value == lowest):
+            bound = f"> {lowest:g}" if open_low else f">= {lowest:g}"
+            raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r} ({type(value).__name__}).")
+    if config.max_depth is not None and not _is_real(config.max_depth):
+        raise ValueError(f"`max_depth` must be null or a finite number, got {config.max_depth!r}.")
+    if int(config.prompt_dim * config.injection_mlp_ratio) < 1:
+        raise ValueError(
+            f"`injection_mlp_ratio` ({config.injection_mlp_ratio}) times `prompt_dim` ({config.prompt_dim}) must be at "
+            "least 1: the injection MLP's width."
+        )
+    vfm = config.vfm_config
+    if vfm.hidden_size % vfm.num_attention_heads != 0:
+        raise ValueError(
+            f"`vfm_config.hidden_size` ({vfm.hidden_size}) must be divisible by `vfm_config.num_attention_heads` "
+            f"({vfm.num_attention_heads})."
+        )
+
+
+def _configure_encoder_stages(config: "WEDepthConfig") -> None:
+    """Make the encoder return its four stages, or say why it cannot."""
+    stage_names = getattr(config.encoder_config, "stage_names", None)
+    if stage_names is None:
+        raise ValueError(
+            f"`encoder_config` must be a transformers backbone config (one with `stage_names`, e.g. SwinConfig, "
+            f"ConvNextConfig, ResNetConfig); got {type(config.encoder_config).__name__}."
+        )
+    stages = [name for name in stage_names if name != "stem"]
+    if len(stages) != NUM_STAGES:
+        raise ValueError(
+            f"WEDepth needs an encoder with exactly four stages (strides 4/8/16/32); `encoder_config` "
+            f"({type(config.encoder_config).__name__}) has {len(stages)}: {stages}. Give it four stages, "
+            f"e.g. `depths` of length 4."
+        )
+    if list(config.encoder_config.out_features) != stages:
+        config.encoder_config.out_features = stages
+
+
+def _validate_relations(config: "WEDepthConfig") -> None:
+    """Raise unless the fields fit together: VFM stage ends within the VFM, widths divisible by their heads, the depth
+    range and the loss weight."""
+    num_layers = config.vfm_config.num_hidden_layers
+    layers = config.vfm_stage_layers
+    if len(layers) != NUM_STAGES:
+        raise ValueError(f"`vfm_stage_layers` needs one entry per stage (4), got {len(layers)}: {layers}.")
+    if any(index < 0 or index >= num_layers for index in layers):
+        raise ValueError(
+            f"`vfm_stage_layers` {layers} out of range: the VFM has {num_layers} layers (indices 0 to "
+            f"{num_layers - 1})."
+        )
+    if any(later <= earlier for earlier, later in zip(layers, layers[1:])):
+        raise ValueError(f"`vfm_stage_layers` must be strictly increasing, got {layers}.")
+    if layers[-1] != num_layers - 1:
+        raise ValueError(
+            f"`vfm_stage_layers` must end at the last VFM layer ({num_layers - 1}) so that the whole VFM runs "
+            f"unmodified; got {layers}."
+        )
+    for name, width, heads in (
+        ("prompt_dim", config.prompt_dim, config.prompt_attention_heads),
+        ("decoder_hidden_size", config.decoder_hidden_size, config.decoder_attention_heads),
+    ):
+        if width % heads != 0:
+            raise ValueError(f"`{name}` ({width}) must be divisible by its number of attention heads ({heads}).")
+        if width % 4 != 0:
+            raise ValueError(f"`{name}` ({width}) must be a multiple of 4 for the 2-D sine position encoding.")
+    if not 0 < config.min_depth or (config.max_depth is not None and not config.min_depth < config.max_depth):
+        raise ValueError(
+            "Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got "
+            f"min_depth={config.min_depth}, max_depth={config.max_depth}."
+        )
+    if not 0.0 <= config.silog_lambda < 1.0:
+        raise ValueError(
+            f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {config.silog_lambda}."
+        )
+
+
+def _encoder_widths(config: "WEDepthConfig") -> list[int]:
+    """The channels of the encoder's four stages: Swin doubles `embed_dim` per stage, others list `hidden_sizes`."""
+    encoder = config.encoder_config
+    if getattr(encoder, "hidden_sizes", None) is not None:
+        return [int(width) for width in encoder.hidden_sizes][-NUM_STAGES:]
+    return [encoder.embed_dim * 2**stage for stage in range(NUM_STAGES)]
+
+
+def _estimate_parameters(config: "WEDepthConfig") -> dict[str, int]:
+    """The parameter count per part ("vfm", "encoder", "new_modules") of the model `config` describes, from its sizes
+    alone; `WEDepthConfig.estimated_parameters` says how exact it is."""
+    vfm = config.vfm_config
+    width, layers = vfm.hidden_size, vfm.num_hidden_layers
+    mlp = int(width * vfm.mlp_ratio)
+    patch_height, patch_width = _pair(vfm.patch_size)
+    image_height, image_width = _pair(vfm.image_size)
+    positions = (image_height // patch_height) * (image_width // patch_width) + 1
+    vfm_count = layers * (4 * width * width + 2 * width * mlp + mlp + 11 * width)
+    vfm_count += vfm.num_channels * patch_height * patch_width * width + (positions + 4) * width
+
+    encoder = config.encoder_config
+    widths = _encoder_widths(config)
+    depths = list(encoder.depths)[-NUM_STAGES:]
+    if getattr(encoder, "hidden_sizes", None) is None:
+        ratio = getattr(encoder, "mlp_ratio", 4.0)
+        window = getattr(encoder, "window_size", 7)
+        heads = list(getattr(encoder, "num_heads", [1] * NUM_STAGES))
+        patch_height, patch_width = _pair(encoder.patch_size)
+        encoder_count = encoder.num_channels * patch_height * patch_width * widths[0] + 3 * widths[0]
+        for stage, (channels, depth) in enumerate(zip(widths, depths)):
+            hidden = int(channels * ratio)
+            block = 4 * channels * channels + 2 * channels * hidden + hidden + 8 * channels
+            encoder_count += depth * (block + (2 * window - 1) ** 2 * heads[stage]) + 2 * channels
+            if stage < NUM_STAGES - 1:
+                encoder_count += 8 * channels * channels + 8 * channels
+    else:
+        encoder_count = sum(depth * channels * channels for channels, depth in zip(widths, depths))
+
+    d, prompts, vfm_width = config.prompt_dim, config.prompt_num, width
+    attention = 3 * d * d + 3 * d
+    mlp_width = int(d * config.injection_mlp_ratio)
+    extraction = config.extraction_depth * (2 * attention + 7 * d) + d * d + d + d * vfm_width + vfm_width
+    projection = vfm_width * d + d + d * d + d
+    injection = attention + 2 * d + config.injection_depth * (attention + 4 * d + 2 * d * mlp_width + mlp_width + 3 * d)
+    new = sum(channels * d + d for channels in widths) + 10 * d
+    new += NUM_STAGES * (prompts * d + extraction + projection + injection) + projection
+    new += NUM_STAGES * (d * d + 23 * d) + d * d + d
+    hidden, ffn = config.decoder_hidden_size, config.decoder_ffn_dim
+    samples = config.decoder_attention_heads * NUM_STAGES * config.decoder_sampling_points
+    layer = 4 * hidden + 3 * samples * hidden + 3 * samples + 2 * hidden * hidden + 2 * hidden
+    layer += 2 * hidden * ffn + ffn + hidden
+    new += NUM_STAGES * (d * hidden + 3 * hidden) + NUM_STAGES * hidden + config.decoder_layers * layer
+    new += NUM_STAGES * (hidden * hidden + d * hidden + 9 * hidden * hidden + 6 * hidden)
+    head = config.head_hidden_size
+    new += NUM_STAGES * (2 * hidden + 9 * hidden * head + 13 * head * head + 6 * head + 1)
+    return {"vfm": vfm_count, "encoder": encoder_count, "new_modules": new}
+
+
+def _estimate_activation_bytes(config: "WEDepthConfig") -> int:
+    """The largest float32 activation, in bytes, of a forward pass at `REFERENCE_SIZE`;
+    `WEDepthConfig.estimated_activation_bytes` says which maps it weighs."""
+    height, width = REFERENCE_SIZE
+    quarter = (height // 4) * (width // 4)
+    levels = sum(quarter // 4**stage for stage in range(NUM_STAGES))
+    encoder_ratio = getattr(config.encoder_config, "mlp_ratio", 4.0)
+    patch_height, patch_width = _pair(config.vfm_config.patch_size)
+    tokens = config.prompt_num + 1 + max(1, height // patch_height) * max(1, width // patch_width)
+    largest = max(
+        quarter * int(_encoder_widths(config)[0] * encoder_ratio),
+        quarter * int(config.prompt_dim * max(1.0, config.injection_mlp_ratio)),
+        levels * max(config.decoder_ffn_dim, config.decoder_hidden_size),
+        4 * quarter * config.head_hidden_size,
+        tokens * int(config.vfm_config.hidden_size * config.vfm_config.mlp_ratio),
+    )
+    return 4 * largest
+
+
+def _validate_size(config: "WEDepthConfig") -> None:
+    """Refuse a config whose model would be absurdly large (`MAX_PARAMETERS`, `MAX_ACTIVATION_BYTES`) before
+    anything is allocated: such a size is a typo, and building it would exhaust the memory first."""
+    parts = config.estimated_parameters()
+    total = sum(parts.values())
+    if total > MAX_PARAMETERS:
+        sizes = {
+            "vfm": f"vfm_config hidden_size={config.vfm_config.hidden_size}, "
+            f"num_hidden_layers={config.vfm_config.num_hidden_layers}",
+            "encoder": f"encoder_config widths={_encoder_widths(config)}, depths={list(config.encoder_config.depths)}",
+            "new_modules": ", ".join(
+                f"{name}={getattr(config, name)}"
+                for name in (
+                    "prompt_num",
+                    "prompt_dim",
+                    "decoder_hidden_size",
+                    "decoder_ffn_dim",
+                    "head_hidden_size",
+                )
+            ),
+        }
+        largest = max(parts, key=parts.get)
+        raise ValueError(
+            f"This WEDepth config describes about {_number(total)} parameters ({_gigabytes(total * 4)} in float32)"
+            f", more than the limit of {_number(MAX_PARAMETERS)}; most of them in the "
+            f"{largest.replace('_', ' ')} ({_number(parts[largest])}: {sizes[largest]}). Check those sizes."
+        )
+    activation = config.estimated_activation_bytes()
+    if activation > MAX_ACTIVATION_BYTES:
+        raise ValueError(
+            f"This WEDepth config would need one activation of about {activation / 2**30:,.1f} GiB for a "
+            f"{REFERENCE_SIZE[0]}x{REFERENCE_SIZE[1]} image, more than the limit of "
+            f"{MAX_ACTIVATION_BYTES / 2**30:g} GiB (prompt_num={config.prompt_num}, prompt_dim={config.prompt_dim}, "
+            f"decoder_ffn_dim={config.decoder_ffn_dim}, head_hidden_size={config.head_hidden_size}, "
+            f"vfm_config.hidden_size={config.vfm_config.hidden_size}). Check those sizes."
+        )
+
+
 class WEDepthConfig(PreTrainedConfig):
     r"""
     Configuration of a [`WEDepthForDepthEstimation`] model.
@@ -333,249 +579,21 @@ class WEDepthConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
-        # Sizes given as dicts are checked before the sub-configs are built from them (and before anything is built
-        # from this config): a wrong type or an absurd size is one clear ValueError naming the field.
-        if isinstance(self.vfm_config, dict):
-            _require_sizes("vfm_config", self.vfm_config, _VFM_SIZES)
-            _refuse_a_huge_vfm(self.vfm_config)
-        if isinstance(self.encoder_config, dict):
-            _require_sizes("encoder_config", self.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
+        _check_sub_config_dicts(self)
         super().__post_init__(**kwargs)
-        if getattr(self.vfm_config, "model_type", None) != "dinov2":
-            raise ValueError(
-                f"`vfm_config` must be a Dinov2Config (model_type 'dinov2'), got "
-                f"{type(self.vfm_config).__name__} with model_type {getattr(self.vfm_config, 'model_type', None)!r}."
-            )
-        _require_sizes("vfm_config", self.vfm_config, _VFM_SIZES)
-        _require_sizes("encoder_config", self.encoder_config, _ENCODER_SIZES, _ENCODER_SIZE_LISTS)
-        self._configure_encoder_stages()
-        if self.vfm_stage_layers is None:
-            self.vfm_stage_layers = default_vfm_stage_layers(self.vfm_config.num_hidden_layers)
-        layers = self.vfm_stage_layers
-        if not isinstance(layers, (list, tuple)) or not all(
-            _is_whole(index) or (isinstance(index, float) and index.is_integer()) for index in layers
-        ):
-            raise ValueError(f"`vfm_stage_layers` must be a list of whole numbers, got {layers!r}.")
-        self.vfm_stage_layers = [int(index) for index in layers]
-        self._validate_types()
-        self._validate()
-        self._validate_size()
-
-    def _validate_types(self) -> None:
-        """Raise unless every WEDepth field has its type and a sane range (JSON files and YAML hold any value)."""
-        for name in _WHOLE_NUMBERS:
-            _require_whole(name, getattr(self, name))
-        for name in ("vfm_pretrained_name_or_path", "encoder_pretrained_name_or_path", "vfm_revision"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"`{name}` must be a string or null, got {value!r} ({type(value).__name__}).")
-        fingerprint = self.vfm_fingerprint
-        if fingerprint is not None and not (
-            isinstance(fingerprint, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint)
-        ):
-            raise ValueError(f'`vfm_fingerprint` must be null or "sha256:" and 64 hex digits, got {fingerprint!r}.')
-        if self.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
-            raise ValueError(
-                f"`deformable_attention_implementation` must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, got "
-                f"{self.deformable_attention_implementation!r}."
-            )
-        if not isinstance(self.vfm_in_checkpoint, bool):
-            raise ValueError(
-                f"`vfm_in_checkpoint` must be true or false, got {self.vfm_in_checkpoint!r} "
-                f"({type(self.vfm_in_checkpoint).__name__})."
-            )
-        for name, lowest, open_low in (
-            ("injection_mlp_ratio", 0.0, True),
-            ("min_depth", 0.0, True),
-            ("silog_lambda", 0.0, False),
-            ("layer_norm_eps", 0.0, True),
-            ("initializer_range", 0.0, False),
-        ):
-            value = getattr(self, name)
-            if not _is_real(value) or value < lowest or (open_low and value == lowest):
-                bound = f"> {lowest:g}" if open_low else f">= {lowest:g}"
-                raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r} ({type(value).__name__}).")
-        if self.max_depth is not None and not _is_real(self.max_depth):
-            raise ValueError(f"`max_depth` must be null or a finite number, got {self.max_depth!r}.")
-        if int(self.prompt_dim * self.injection_mlp_ratio) < 1:
-            raise ValueError(
-                f"`injection_mlp_ratio` ({self.injection_mlp_ratio}) times `prompt_dim` ({self.prompt_dim}) must be at "
-                "least 1: the injection MLP's width."
-            )
-        vfm = self.vfm_config
-        if vfm.hidden_size % vfm.num_attention_heads != 0:
-            raise ValueError(
-                f"`vfm_config.hidden_size` ({vfm.hidden_size}) must be divisible by `vfm_config.num_attention_heads` "
-                f"({vfm.num_attention_heads})."
-            )
-
-    def _configure_encoder_stages(self) -> None:
-        """Make the encoder return its four stages, or say why it cannot."""
-        stage_names = getattr(self.encoder_config, "stage_names", None)
-        if stage_names is None:
-            raise ValueError(
-                f"`encoder_config` must be a transformers backbone config (one with `stage_names`, e.g. SwinConfig, "
-                f"ConvNextConfig, ResNetConfig); got {type(self.encoder_config).__name__}."
-            )
-        stages = [name for name in stage_names if name != "stem"]
-        if len(stages) != NUM_STAGES:
-            raise ValueError(
-                f"WEDepth needs an encoder with exactly four stages (strides 4/8/16/32); `encoder_config` "
-                f"({type(self.encoder_config).__name__}) has {len(stages)}: {stages}. Give it four stages, "
-                f"e.g. `depths` of length 4."
-            )
-        if list(self.encoder_config.out_features) != stages:
-            self.encoder_config.out_features = stages
-
-    def _validate(self) -> None:
-        num_layers = self.vfm_config.num_hidden_layers
-        layers = self.vfm_stage_layers
-        if len(layers) != NUM_STAGES:
-            raise ValueError(f"`vfm_stage_layers` needs one entry per stage (4), got {len(layers)}: {layers}.")
-        if any(index < 0 or index >= num_layers for index in layers):
-            raise ValueError(
-                f"`vfm_stage_layers` {layers} out of range: the VFM has {num_layers} layers (indices 0 to "
-                f"{num_layers - 1})."
-            )
-        if any(later <= earlier for earlier, later in zip(layers, layers[1:])):
-            raise ValueError(f"`vfm_stage_layers` must be strictly increasing, got {layers}.")
-        if layers[-1] != num_layers - 1:
-            raise ValueError(
-                f"`vfm_stage_layers` must end at the last VFM layer ({num_layers - 1}) so that the whole VFM runs "
-                f"unmodified; got {layers}."
-            )
-        for name, width, heads in (
-            ("prompt_dim", self.prompt_dim, self.prompt_attention_heads),
-            ("decoder_hidden_size", self.decoder_hidden_size, self.decoder_attention_heads),
-        ):
-            if width % heads != 0:
-                raise ValueError(f"`{name}` ({width}) must be divisible by its number of attention heads ({heads}).")
-            if width % 4 != 0:
-                raise ValueError(f"`{name}` ({width}) must be a multiple of 4 for the 2-D sine position encoding.")
-        if not 0 < self.min_depth or (self.max_depth is not None and not self.min_depth < self.max_depth):
-            raise ValueError(
-                "Need 0 < min_depth (and min_depth < max_depth when max_depth is set), got "
-                f"min_depth={self.min_depth}, max_depth={self.max_depth}."
-            )
-        if not 0.0 <= self.silog_lambda < 1.0:
-            raise ValueError(
-                f"`silog_lambda` must lie in [0, 1) for the SILog loss to stay real, got {self.silog_lambda}."
-            )
-
-    def _encoder_widths(self) -> list[int]:
-        """The channels of the encoder's four stages: Swin doubles `embed_dim` per stage, others list `hidden_sizes`."""
-        encoder = self.encoder_config
-        if getattr(encoder, "hidden_sizes", None) is not None:
-            return [int(width) for width in encoder.hidden_sizes][-NUM_STAGES:]
-        return [encoder.embed_dim * 2**stage for stage in range(NUM_STAGES)]
+        _validate_built_config(self)
 
     def estimated_parameters(self) -> dict[str, int]:
         """The parameter count of the model this config describes, per part ("vfm", "encoder", "new_modules"), from
         its sizes alone (nothing is built): exact for WEDepth's own modules, DINOv2 and Swin up to a few biases and
         norms; for other encoders (ConvNeXt, ResNet) a lower bound of one width x width matrix per block."""
-        vfm = self.vfm_config
-        width, layers = vfm.hidden_size, vfm.num_hidden_layers
-        mlp = int(width * vfm.mlp_ratio)
-        patch_height, patch_width = _pair(vfm.patch_size)
-        image_height, image_width = _pair(vfm.image_size)
-        positions = (image_height // patch_height) * (image_width // patch_width) + 1
-        vfm_count = layers * (4 * width * width + 2 * width * mlp + mlp + 11 * width)
-        vfm_count += vfm.num_channels * patch_height * patch_width * width + (positions + 4) * width
-
-        encoder = self.encoder_config
-        widths = self._encoder_widths()
-        depths = list(encoder.depths)[-NUM_STAGES:]
-        if getattr(encoder, "hidden_sizes", None) is None:
-            ratio = getattr(encoder, "mlp_ratio", 4.0)
-            window = getattr(encoder, "window_size", 7)
-            heads = list(getattr(encoder, "num_heads", [1] * NUM_STAGES))
-            patch_height, patch_width = _pair(encoder.patch_size)
-            encoder_count = encoder.num_channels * patch_height * patch_width * widths[0] + 3 * widths[0]
-            for stage, (channels, depth) in enumerate(zip(widths, depths)):
-                hidden = int(channels * ratio)
-                block = 4 * channels * channels + 2 * channels * hidden + hidden + 8 * channels
-                encoder_count += depth * (block + (2 * window - 1) ** 2 * heads[stage]) + 2 * channels
-                if stage < NUM_STAGES - 1:
-                    encoder_count += 8 * channels * channels + 8 * channels
-        else:
-            encoder_count = sum(depth * channels * channels for channels, depth in zip(widths, depths))
-
-        d, prompts, vfm_width = self.prompt_dim, self.prompt_num, width
-        attention = 3 * d * d + 3 * d
-        mlp_width = int(d * self.injection_mlp_ratio)
-        extraction = self.extraction_depth * (2 * attention + 7 * d) + d * d + d + d * vfm_width + vfm_width
-        projection = vfm_width * d + d + d * d + d
-        injection = (
-            attention + 2 * d + self.injection_depth * (attention + 4 * d + 2 * d * mlp_width + mlp_width + 3 * d)
-        )
-        new = sum(channels * d + d for channels in widths) + 10 * d
-        new += NUM_STAGES * (prompts * d + extraction + projection + injection) + projection
-        new += NUM_STAGES * (d * d + 23 * d) + d * d + d
-        hidden, ffn = self.decoder_hidden_size, self.decoder_ffn_dim
-        samples = self.decoder_attention_heads * NUM_STAGES * self.decoder_sampling_points
-        layer = 4 * hidden + 3 * samples * hidden + 3 * samples + 2 * hidden * hidden + 2 * hidden
-        layer += 2 * hidden * ffn + ffn + hidden
-        new += NUM_STAGES * (d * hidden + 3 * hidden) + NUM_STAGES * hidden + self.decoder_layers * layer
-        new += NUM_STAGES * (hidden * hidden + d * hidden + 9 * hidden * hidden + 6 * hidden)
-        head = self.head_hidden_size
-        new += NUM_STAGES * (2 * hidden + 9 * hidden * head + 13 * head * head + 6 * head + 1)
-        return {"vfm": vfm_count, "encoder": encoder_count, "new_modules": new}
+        return _estimate_parameters(self)
 
     def estimated_activation_bytes(self) -> int:
         """The largest float32 activation (in bytes) of a forward pass over one image of `REFERENCE_SIZE`, from the
         sizes alone: the widest map at stride 4 (stream, injection MLP, encoder MLP), the decoder's feed-forward over
         all levels, the finest head's upsampled map, or the VFM's MLP over prompts and patches."""
-        height, width = REFERENCE_SIZE
-        quarter = (height // 4) * (width // 4)
-        levels = sum(quarter // 4**stage for stage in range(NUM_STAGES))
-        encoder_ratio = getattr(self.encoder_config, "mlp_ratio", 4.0)
-        patch_height, patch_width = _pair(self.vfm_config.patch_size)
-        tokens = self.prompt_num + 1 + max(1, height // patch_height) * max(1, width // patch_width)
-        largest = max(
-            quarter * int(self._encoder_widths()[0] * encoder_ratio),
-            quarter * int(self.prompt_dim * max(1.0, self.injection_mlp_ratio)),
-            levels * max(self.decoder_ffn_dim, self.decoder_hidden_size),
-            4 * quarter * self.head_hidden_size,
-            tokens * int(self.vfm_config.hidden_size * self.vfm_config.mlp_ratio),
-        )
-        return 4 * largest
-
-    def _validate_size(self) -> None:
-        """Refuse a config whose model would be absurdly large (`MAX_PARAMETERS`, `MAX_ACTIVATION_BYTES`) before
-        anything is allocated: such a size is a typo, and building it would exhaust the memory first."""
-        parts = self.estimated_parameters()
-        total = sum(parts.values())
-        if total > MAX_PARAMETERS:
-            sizes = {
-                "vfm": f"vfm_config hidden_size={self.vfm_config.hidden_size}, "
-                f"num_hidden_layers={self.vfm_config.num_hidden_layers}",
-                "encoder": f"encoder_config widths={self._encoder_widths()}, depths={list(self.encoder_config.depths)}",
-                "new_modules": ", ".join(
-                    f"{name}={getattr(self, name)}"
-                    for name in (
-                        "prompt_num",
-                        "prompt_dim",
-                        "decoder_hidden_size",
-                        "decoder_ffn_dim",
-                        "head_hidden_size",
-                    )
-                ),
-            }
-            largest = max(parts, key=parts.get)
-            raise ValueError(
-                f"This WEDepth config describes about {_number(total)} parameters ({_gigabytes(total * 4)} in float32)"
-                f", more than the limit of {_number(MAX_PARAMETERS)}; most of them in the "
-                f"{largest.replace('_', ' ')} ({_number(parts[largest])}: {sizes[largest]}). Check those sizes."
-            )
-        activation = self.estimated_activation_bytes()
-        if activation > MAX_ACTIVATION_BYTES:
-            raise ValueError(
-                f"This WEDepth config would need one activation of about {activation / 2**30:,.1f} GiB for a "
-                f"{REFERENCE_SIZE[0]}x{REFERENCE_SIZE[1]} image, more than the limit of "
-                f"{MAX_ACTIVATION_BYTES / 2**30:g} GiB (prompt_num={self.prompt_num}, prompt_dim={self.prompt_dim}, "
-                f"decoder_ffn_dim={self.decoder_ffn_dim}, head_hidden_size={self.head_hidden_size}, "
-                f"vfm_config.hidden_size={self.vfm_config.hidden_size}). Check those sizes."
-            )
+        return _estimate_activation_bytes(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable dict. Where the model's remote code is recorded (`auto_map`), the image processor's is too.

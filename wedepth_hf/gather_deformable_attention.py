@@ -133,6 +133,18 @@ class _DeformableGather(torch.autograd.Function):
         return grad_table, None, grad_attention, grad_fractions, None, None
 
 
+def _level_layout(spatial_shapes: list[tuple[int, int]]) -> tuple[tuple[int, int, tuple[int, int, int]], ...]:
+    """Where each level's rows start in a padded (image, head) plane, how many it has, and the row steps from a
+    top-left corner to its other three corners: what the gather's backward folds the corners' gradients with."""
+    level_layout = []
+    first_row = 0
+    for height, width in spatial_shapes:
+        rows = (height + 2) * (width + 2)
+        level_layout.append((first_row, rows, (1, width + 2, width + 3)))
+        first_row += rows
+    return tuple(level_layout)
+
+
 def deformable_sample(
     padded_value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
@@ -180,12 +192,6 @@ def deformable_sample(
     row_steps = framed[:, 0].to(torch.int64)
     corner_steps = torch.stack((torch.zeros_like(row_steps), torch.ones_like(row_steps), row_steps, row_steps + 1), -1)
     corner_steps = corner_steps[:, None, :].expand(num_levels, num_points, 4).reshape(-1, 4)
-    level_layout = []
-    first_row = 0
-    for height, width in spatial_shapes:
-        rows = (height + 2) * (width + 2)
-        level_layout.append((first_row, rows, (1, width + 2, width + 3)))
-        first_row += rows
     samples = num_levels * num_points
     sampled = _DeformableGather.apply(
         padded_value.reshape(-1, head_dim),
@@ -193,7 +199,7 @@ def deformable_sample(
         attention_weights.to(compute_dtype).reshape(-1, samples),
         fractions.view(-1, samples, 2),
         corner_steps,
-        (batch_size * num_heads, padded_length, tuple(level_layout)),
+        (batch_size * num_heads, padded_length, _level_layout(spatial_shapes)),
     )
     return sampled.view(batch_size, num_queries, num_heads * head_dim)
 
@@ -207,16 +213,8 @@ def multi_scale_deformable_attention(
     """Multi-scale deformable attention as one weighted gather, in plain PyTorch (any device and dtype).
 
     The same arithmetic as Deformable DETR's CUDA kernel and as `grid_sample_deformable_attention`: bilinear sampling
-    at pixel position `location * size - 0.5`, zero outside the map (see `deformable_sample`).
-
-    Args:
-        value: (B, S, heads, head_dim), the levels' tokens concatenated, S = sum(h * w).
-        spatial_shapes: (h, w) of each level, in the order of `value`.
-        sampling_locations: (B, Q, heads, levels, points, 2), (x, y) normalised to [0, 1].
-        attention_weights: (B, Q, heads, levels, points), softmax-normalised over levels * points.
-
-    Returns:
-        (B, Q, heads * head_dim).
+    at pixel position `location * size - 0.5`, zero outside the map (see `deformable_sample`). Arguments and result
+    as `grid_sample_deformable_attention` in modeling_wedepth.py.
     """
     level_sizes = level_sizes_tensor(spatial_shapes, value.device)
     padded_value = pad_value_levels(value, spatial_shapes)

@@ -988,6 +988,28 @@ def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
             submodule.eps = eps
 
 
+def _silog_loss_on_valid_labels(
+    predicted_depth: torch.Tensor, labels: torch.Tensor, config: WEDepthConfig
+) -> torch.Tensor:
+    """The SILog loss over the labelled pixels: finite labels above `config.min_depth` and, where it is set, below
+    `config.max_depth`."""
+    valid = torch.isfinite(labels) & (labels > config.min_depth)
+    if config.max_depth is not None:
+        valid = valid & (labels < config.max_depth)
+    return silog_loss(predicted_depth, labels, valid, config.silog_lambda)
+
+
+def _select_hidden_states(
+    hidden_states: tuple[torch.Tensor, ...] | None, indices: list[int] | tuple[int, ...] | None
+) -> tuple[torch.Tensor | None, ...] | None:
+    """`hidden_states` with only those at `indices` (negative ones count from the end) kept and the others None, as
+    transformers' models return them; all of them when no indices are given."""
+    if hidden_states is None or indices is None:
+        return hidden_states
+    kept = {index % len(hidden_states) for index in indices}
+    return tuple(state if index in kept else None for index, state in enumerate(hidden_states))
+
+
 class WEDepthForDepthEstimation(WEDepthCheckpointMixin, WEDepthPreTrainedModel):
     """WEDepth: metric depth from one image with a frozen DINOv2 as a multi-level feature enhancer.
 
@@ -1117,6 +1139,22 @@ class WEDepthForDepthEstimation(WEDepthCheckpointMixin, WEDepthPreTrainedModel):
         )
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         return_dict = config.return_dict if return_dict is None else return_dict
+        decoded, hidden_states, attentions = self._features(pixel_values, output_hidden_states, output_attentions)
+        predicted_depth = self.depth_heads(decoded, output_size or tuple(pixel_values.shape[-2:]))
+        loss = None if labels is None else _silog_loss_on_valid_labels(predicted_depth, labels, config)
+        output = DepthEstimatorOutput(
+            loss=loss,
+            predicted_depth=predicted_depth,
+            hidden_states=_select_hidden_states(hidden_states, hidden_state_indices),
+            attentions=attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _features(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool, output_attentions: bool | None
+    ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """The pixel decoder's maps for `pixel_values` (the whole network before the depth heads), and the encoder's
+        then the VFM's hidden states and attentions where asked for (else None)."""
         if not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(self.encoder.dtype)
         height, width = pixel_values.shape[-2:]
@@ -1142,27 +1180,12 @@ class WEDepthForDepthEstimation(WEDepthCheckpointMixin, WEDepthPreTrainedModel):
         injected = self.feature_injection(enhanced, vfm_outputs.patch_map)
         del enhanced
         decoded = self.pixel_decoder(injected)
-        del injected
-        predicted_depth = self.depth_heads(decoded, output_size or (height, width))
-
-        loss = None
-        if labels is not None:
-            valid = torch.isfinite(labels) & (labels > config.min_depth)
-            if config.max_depth is not None:
-                valid = valid & (labels < config.max_depth)
-            loss = silog_loss(predicted_depth, labels, valid, config.silog_lambda)
         hidden_states = attentions = None
         if output_hidden_states:
             hidden_states = tuple(encoder_outputs.hidden_states or ()) + vfm_outputs.hidden_states
-            if hidden_state_indices is not None:
-                kept = {index % len(hidden_states) for index in hidden_state_indices}
-                hidden_states = tuple(state if index in kept else None for index, state in enumerate(hidden_states))
         if output_attentions:
             attentions = tuple(encoder_outputs.attentions or ()) + vfm_outputs.attentions
-        output = DepthEstimatorOutput(
-            loss=loss, predicted_depth=predicted_depth, hidden_states=hidden_states, attentions=attentions
-        )
-        return output if return_dict else output.to_tuple()
+        return decoded, hidden_states, attentions
 
 
 __all__ = [
