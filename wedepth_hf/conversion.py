@@ -27,7 +27,7 @@ from transformers import Dinov2Config, SwinBackbone, SwinConfig
 from transformers.utils import logging
 
 from .configuration_wedepth import _DINOV2_SIZES, _SWIN_RECIPE, _SWIN_SIZES, NUM_STAGES, WEDepthConfig
-from .folders import write_folder
+from .folders import listed_names, write_folder
 from .modeling_wedepth import WEDepthForDepthEstimation
 
 
@@ -340,13 +340,6 @@ _LAYER_COUNTS = {
     "ext_num": (re.compile(r"^partition_enhance\.extra_pat_1\.cross_attn_(\d+)\."), "partition_enhance.extra_pat_1"),
     "inj_num": (re.compile(r"^inject_pt\.head_1\.cross_attn_enc_(\d+)\."), "inject_pt.head_1"),
 }
-_LISTED_KEYS = 5
-
-
-def _listed(names: list[str], separator: str = ", ") -> str:
-    """A few names for a one-line message, with how many more there are."""
-    shown = separator.join(names[:_LISTED_KEYS])
-    return shown + (f" and {len(names) - _LISTED_KEYS} more" if len(names) > _LISTED_KEYS else "")
 
 
 def _read_original_config(original_config: Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -578,7 +571,7 @@ def _check_fits_model(
     if mismatched:
         raise ValueError(
             f"{len(mismatched)} shape mismatch(es) (is the config the one this checkpoint was trained with?): "
-            + _listed(mismatched, separator="; ")
+            + listed_names(mismatched, separator="; ")
         )
     not_floating = [
         f"{key} ({tensor.dtype})"
@@ -588,7 +581,7 @@ def _check_fits_model(
     if not_floating:
         raise ValueError(
             f"The checkpoint holds {len(not_floating)} weight(s) that are not floating-point "
-            f"({_listed(not_floating)}); an official checkpoint's weights are float32 (or float16/bfloat16)."
+            f"({listed_names(not_floating)}); an official checkpoint's weights are float32 (or float16/bfloat16)."
         )
 
 
@@ -603,8 +596,8 @@ def _refuse_non_finite(original: Mapping[str, torch.Tensor], source: str) -> Non
     if non_finite:
         raise ValueError(
             f"{source} holds NaN or infinite values in {len(non_finite)} of its {len(original)} tensors "
-            f"({_listed(non_finite)}): a model with them predicts no depth. Convert a checkpoint saved before training "
-            "diverged."
+            f"({listed_names(non_finite)}): a model with them predicts no depth. Convert a checkpoint saved before "
+            "training diverged."
         )
 
 

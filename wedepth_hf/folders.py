@@ -41,10 +41,21 @@ class OutputFolderError(ValueError):
     the message says what to do."""
 
 
-def _listed(names: list[str]) -> str:
+def listed_names(names: list[str], separator: str = ", ") -> str:
     """A few names for a one-line message, with how many more there are."""
-    shown = ", ".join(names[:_LISTED_NAMES])
+    shown = separator.join(names[:_LISTED_NAMES])
     return shown + (f" and {len(names) - _LISTED_NAMES} more" if len(names) > _LISTED_NAMES else "")
+
+
+def contained_input(folder: Path, protected: Iterable[str | Path] = ()) -> str | None:
+    """What of the working directory and the existing `protected` paths the resolved `folder` is or contains ("the
+    working directory", "the input <path>"), by resolved and by lexical path; None when nothing."""
+    inputs = [("the working directory", Path.cwd())]
+    inputs += [(f"the input {path}", Path(path)) for path in protected if os.path.lexists(path)]
+    for label, path in inputs:
+        if _contains(folder, path.resolve()) or _contains(folder, Path(os.path.abspath(path))):
+            return label
+    return None
 
 
 def foreign_entries(folder: Path, extra_files: Collection[str] = ()) -> list[str]:
@@ -99,21 +110,19 @@ def check_output_folder(
         raise OutputFolderError(f"{folder} is a file; give a folder for the model.")
     if not target.is_dir():
         return target
-    inputs = [("the working directory", Path.cwd())]
-    inputs += [(f"the input {path}", Path(path)) for path in protected if os.path.lexists(path)]
-    for label, path in inputs:
-        if _contains(target, path.resolve()) or _contains(target, Path(os.path.abspath(path))):
-            shown = folder if Path(folder) == target else f"{folder} ({target})"
-            raise OutputFolderError(
-                f"{shown} is or contains {label}, which is never replaced; give a new or empty folder elsewhere."
-            )
+    label = contained_input(target, protected)
+    if label is not None:
+        shown = folder if Path(folder) == target else f"{folder} ({target})"
+        raise OutputFolderError(
+            f"{shown} is or contains {label}, which is never replaced; give a new or empty folder elsewhere."
+        )
     if not any(target.iterdir()):
         return target
     foreign = foreign_entries(target, extra_files)
     if foreign:
         raise OutputFolderError(
-            f"{folder} holds files other than a WEDepth model's ({_listed(foreign)}); only a folder holding a WEDepth "
-            "model and nothing else is replaced. Give a new or empty folder."
+            f"{folder} holds files other than a WEDepth model's ({listed_names(foreign)}); only a folder holding a "
+            "WEDepth model and nothing else is replaced. Give a new or empty folder."
         )
     if not holds_wedepth_config(target):
         raise OutputFolderError(
@@ -179,4 +188,12 @@ def _swap(new: Path, target: Path, old: Path) -> None:
         raise
 
 
-__all__ = ["OutputFolderError", "check_output_folder", "foreign_entries", "holds_wedepth_config", "write_folder"]
+__all__ = [
+    "OutputFolderError",
+    "check_output_folder",
+    "contained_input",
+    "foreign_entries",
+    "holds_wedepth_config",
+    "listed_names",
+    "write_folder",
+]

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 
+from .command_logging import one_line
+
 
 Item = TypeVar("Item")
 
@@ -22,7 +24,7 @@ absurd size, a tensor of the wrong shape, a missing or changed VFM."""
 
 def model_loading_failure(name: str, error: BaseException) -> str:
     """The one line that says why the model `name` did not load (messages of transformers' own checks span several)."""
-    reason = " ".join(str(error).split()).removeprefix(f"{name}: ")
+    reason = one_line(error).removeprefix(f"{name}: ")
     return f"Could not load a depth model from {name!r}: {reason}"
 
 

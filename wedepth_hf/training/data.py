@@ -24,6 +24,7 @@ from ..data.authors import AuthorsPreparedDataset
 from ..data.datasets import HFDepthDataset, KITTIDepthDataset, NYUDepthDataset
 from ..data.synthetic import SyntheticDepthDataset, foreign_synthetic_entries, write_synthetic_nyu_layout
 from ..data.transforms import DepthAugmentation
+from ..folders import listed_names
 from .config import TrainingConfig, build_augmentation
 
 
@@ -139,10 +140,9 @@ def _check_synthetic_data_dir(root: Path) -> None:
         raise TrainingDataError(f"synthetic_data_dir {root} is not a folder; give a new or empty folder.")
     foreign = foreign_synthetic_entries(root)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise TrainingDataError(
-            f"synthetic_data_dir {root} holds files the synthetic data set does not ({shown}); the run writes "
-            "train.txt, val.txt, train/ and val/ there, over files of those names. Give a new or empty folder."
+            f"synthetic_data_dir {root} holds files the synthetic data set does not ({listed_names(foreign)}); the run "
+            "writes train.txt, val.txt, train/ and val/ there, over files of those names. Give a new or empty folder."
         )
 
 

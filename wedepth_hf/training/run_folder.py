@@ -37,7 +37,7 @@ from accelerate.utils import broadcast_object_list
 from safetensors import safe_open
 from transformers.utils import logging
 
-from ..folders import OutputFolderError, check_output_folder
+from ..folders import OutputFolderError, check_output_folder, contained_input, listed_names
 from .config import TrainingConfig
 from .data import SYNTHETIC_DATA_DIR
 
@@ -510,7 +510,7 @@ def check_output_dir(config: TrainingConfig) -> None:
     entries = sorted(entry.name for entry in output_dir.iterdir())
     if not entries:
         return
-    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    shown = listed_names(entries)
     replaced = ", ".join(sorted(set(entries) & set(RUN_ENTRIES))) or "none of them"
     if config.overwrite_output_dir:
         logger.warning(
@@ -617,16 +617,15 @@ def _delete_earlier_checkpoints(checkpoints_dir: Path, inputs: list[Path]) -> No
         raise OutputDirError(
             f"{checkpoints_dir} is not a folder of checkpoints (a file or a link); move it away to start over there."
         )
-    resolved = checkpoints_dir.resolve()
-    for label, path in [("the working directory", Path.cwd()), *[(f"the input {path}", path) for path in inputs]]:
-        if path.resolve() == resolved or resolved in path.resolve().parents:
-            raise OutputDirError(f"{checkpoints_dir} contains {label}, which is never deleted; move it elsewhere.")
+    label = contained_input(checkpoints_dir.resolve(), inputs)
+    if label is not None:
+        raise OutputDirError(f"{checkpoints_dir} contains {label}, which is never deleted; move it elsewhere.")
     pattern = re.compile(rf"({re.escape(TEMPORARY_PREFIX)})?{CHECKPOINT_PREFIX}\d+|{ABANDONED_PREFIX}.+")
     foreign = sorted(
         entry.name for entry in checkpoints_dir.iterdir() if entry.is_symlink() or not pattern.fullmatch(entry.name)
     )
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        shown = listed_names(foreign)
         raise OutputDirError(
             f"{checkpoints_dir} holds files that are not checkpoints of a WEDepth training ({shown}); "
             "--overwrite_output_dir deletes only checkpoints. Move them away, or give another --output_dir."
