@@ -351,6 +351,10 @@ def test_convert_command_writes_a_folder_the_pipeline_loads(tmp_path, default_fi
         path.name for path in output.iterdir()
     }
     assert WEDepthImageProcessor.from_pretrained(output).size.shortest_edge == 480  # the authors' NYU resolution
+    # ... and the NYU camera, in the processor and the config, for --focal_length.
+    nyu_camera = {"focal_length": 518.8579, "image_size": [480, 640]}
+    assert nyu_camera.items() <= WEDepthImageProcessor.from_pretrained(output).training_camera.items()
+    assert nyu_camera.items() <= json.loads((output / "config.json").read_text())["training_camera"].items()
     card = (output / "README.md").read_text()
     assert "best_d1.pth" in card and "pipeline_tag: depth-estimation" in card and '"prompt_num": 4' not in card
     image = Image.fromarray((torch.rand(42, 70, 3) * 255).byte().numpy())

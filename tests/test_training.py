@@ -485,6 +485,10 @@ def test_rerun_into_a_used_output_dir_needs_resume_or_overwrite(tmp_path: Path) 
     train(tiny_training(tmp_path / "run", max_train_steps=2, eval_steps=None))
     # The exported processor resizes to the training resolution (32x48 images: shorter side 32).
     assert json.loads(processor_file.read_text())["size"] == {"shortest_edge": 32}
+    # ... and records the camera of the 32x48 synthetic scenes: NYU's scaled to that size, in both configs.
+    camera = json.loads(processor_file.read_text())["training_camera"]
+    assert camera["focal_length"] == pytest.approx(518.8579 * 48 / 640) and camera["image_size"] == [32, 48]
+    assert json.loads((processor_file.parent / "config.json").read_text())["training_camera"] == camera
     with pytest.raises(ValueError, match="resume_from_checkpoint latest"):
         train(tiny_training(tmp_path / "run", max_train_steps=2))
     # Resuming a finished run trains nothing more and keeps the step, and the resolution (no batch seen this time).

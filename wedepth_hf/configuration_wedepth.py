@@ -13,6 +13,8 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
+from .image_processing_wedepth import check_training_camera
+
 
 logger = logging.get_logger(__name__)
 
@@ -240,6 +242,7 @@ def _validate_types(config: "WEDepthConfig") -> None:
         isinstance(fingerprint, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint)
     ):
         raise ValueError(f'`vfm_fingerprint` must be null or "sha256:" and 64 hex digits, got {fingerprint!r}.')
+    check_training_camera(config.training_camera)
     if config.deformable_attention_implementation not in DEFORMABLE_ATTENTION_IMPLEMENTATIONS:
         raise ValueError(
             f"`deformable_attention_implementation` must be one of {DEFORMABLE_ATTENTION_IMPLEMENTATIONS}, got "
@@ -520,6 +523,9 @@ class WEDepthConfig(PreTrainedConfig):
             Variance weight of the scale-invariant log loss, in [0, 1).
         layer_norm_eps (`float`, *optional*, defaults to 1e-5):
             Epsilon of the layer norms of the new modules (PyTorch's default, which the authors' modules use).
+        training_camera (`dict`, *optional*):
+            The camera of the training images, as the image processor's `training_camera` (written by `wedepth train`
+            and `wedepth convert-original`); None where unknown.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Kept for transformers' generic initialisation; WEDepth's own modules are initialised as the authors' code
             initialises them.
@@ -577,6 +583,7 @@ class WEDepthConfig(PreTrainedConfig):
     silog_lambda: float = 0.5
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    training_camera: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         _check_sub_config_dicts(self)

@@ -979,11 +979,8 @@ def _converted_card(
     )
 
 
-def _training_shorter_side(original_config: Mapping[str, Any]) -> int:
-    """The shorter side of the authors' training images for the config's training set (their NYU 480, KITTI 352), or
-    the package's default processing size for another set or a config without one."""
-    from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE
-
+def _training_set(original_config: Mapping[str, Any]) -> Any:
+    """The name of the config's training set (their "NYUDataset", "KITTIDataset", ...)."""
     data = original_config.get("data", {})
     train_dataset = data.get("train_dataset", {}) if isinstance(data, Mapping) else None
     if not isinstance(train_dataset, Mapping):
@@ -991,7 +988,24 @@ def _training_shorter_side(original_config: Mapping[str, Any]) -> int:
             "The config's data section is not the authors' (a 'data' mapping with a 'train_dataset' mapping); give "
             "their configs/nyu.json or kitti.json."
         )
-    return _TRAINING_SHORTER_SIDE.get(train_dataset.get("name"), DEFAULT_PROCESSING_SIZE)
+    return train_dataset.get("name")
+
+
+def _training_shorter_side(original_config: Mapping[str, Any]) -> int:
+    """The shorter side of the authors' training images for the config's training set (their NYU 480, KITTI 352), or
+    the package's default processing size for another set or a config without one."""
+    from .image_processing_wedepth import DEFAULT_PROCESSING_SIZE
+
+    return _TRAINING_SHORTER_SIDE.get(_training_set(original_config), DEFAULT_PROCESSING_SIZE)
+
+
+def training_camera_of(original_config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The camera of the config's training set (NYU-Depth v2's or KITTI's), or None for a set without a known one."""
+    from .camera import KITTI_TRAINING_CAMERA, NYU_TRAINING_CAMERA
+
+    cameras = {"NYUDataset": NYU_TRAINING_CAMERA, "KITTIDataset": KITTI_TRAINING_CAMERA}
+    camera = cameras.get(_training_set(original_config))
+    return dict(camera) if camera is not None else None
 
 
 def export_converted_folder(
@@ -1021,11 +1035,13 @@ def export_converted_folder(
     paths = [*protected, *([original_config] if isinstance(original_config, (str, Path)) else [])]
     original_config = _read_original_config(original_config)
     shorter_side = _training_shorter_side(original_config)
+    camera = training_camera_of(original_config)
+    model.config.training_camera = camera
     card = _converted_card(model, original_config, checkpoint_name, command, repo_id or str(output_dir), license)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder)
-        WEDepthImageProcessor(size={"shortest_edge": shorter_side}).save_pretrained(folder)
+        WEDepthImageProcessor(size={"shortest_edge": shorter_side}, training_camera=camera).save_pretrained(folder)
         card.save(folder / "README.md")
 
     return write_folder(

@@ -6,6 +6,8 @@ works without torchvision. This file imports only torch, numpy (a transformers d
 to the Hub as remote code; NumPy is a hard dependency of transformers and the array type of its PIL backend).
 """
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,48 @@ def check_pixel_budget(height: int, width: int, max_pixels: int, name: str = "Th
             f"{name} is {width}x{height} = {height * width:,} pixels, more than the limit of {max_pixels:,} (a guard "
             f"against decompression bombs); if the image is genuine, raise the limit with {setting or '`max_pixels`'}."
         )
+
+
+def check_training_camera(camera: Any, name: str = "`training_camera`") -> None:
+    """Raise unless `camera` is None or a training camera: {"focal_length": pixels > 0} and optionally "image_size"
+    ([height, width] of the training images) and "source" (text); the focal length is at the resolution the training
+    images reached the model."""
+    if camera is None:
+        return
+    expected = f'{name} must be null or {{"focal_length": pixels > 0, "image_size": [height, width], "source": text}}'
+    if not isinstance(camera, dict) or not {"focal_length"} <= set(camera) <= {
+        "focal_length",
+        "image_size",
+        "source",
+    }:
+        raise ValueError(f"{expected}; got {camera!r}.")
+    focal, size = camera["focal_length"], camera.get("image_size", [1, 1])
+    if isinstance(focal, bool) or not isinstance(focal, (int, float)) or not math.isfinite(focal) or focal <= 0:
+        raise ValueError(f"{expected}; its focal_length is {focal!r}.")
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
+    ):
+        raise ValueError(f"{expected}; its image_size is {size!r}.")
+    if not isinstance(camera.get("source", ""), str):
+        raise ValueError(f"{expected}; its source is {camera['source']!r}.")
+
+
+def canonical_depth_scale(focal_length: float, image_width: int, processed_width: int, training_focal: float) -> float:
+    """The factor that turns depth predicted for the training camera into depth for the user's camera.
+
+    A model learns its training camera's focal length `training_focal` (pixels at its input resolution). An image of
+    width `image_width` taken with `focal_length` pixels reaches the model at `processed_width`, with the effective
+    focal f_eff = focal_length * processed_width / image_width. An object of size S at depth Z spans S * f_eff / Z
+    pixels, which the model reads as depth S * training_focal / (S * f_eff / Z) = Z * training_focal / f_eff; the true
+    depth is the prediction times f_eff / training_focal (the canonical-camera transform of Metric3D).
+    """
+    if isinstance(focal_length, bool) or not isinstance(focal_length, (int, float)) or not focal_length > 0:
+        raise ValueError(f"A focal length must be a number of pixels > 0, got {focal_length!r}.")
+    if not math.isfinite(focal_length):
+        raise ValueError(f"A focal length must be finite, got {focal_length!r}.")
+    return focal_length * processed_width / image_width / training_focal
 
 
 def _float_to_0_255(array: np.ndarray) -> np.ndarray:
@@ -194,9 +238,11 @@ def processing_resolution(height: int, width: int, size: SizeDict) -> tuple[int,
 
 
 class WEDepthImageProcessorKwargs(ImagesKwargs, total=False):
-    """WEDepth's own processing option: `max_pixels`, the largest image (height x width) processed (0: any size)."""
+    """WEDepth's own settings: `max_pixels`, the largest image (height x width) processed (0: any size), and
+    `training_camera`, the camera the model was trained with (for `focal_length` in post-processing)."""
 
     max_pixels: int
+    training_camera: dict
 
 
 class WEDepthImageProcessor(PilBackend):
@@ -219,6 +265,10 @@ class WEDepthImageProcessor(PilBackend):
         max_pixels (`int`, *optional*, defaults to 50,000,000): an image (PIL or array) of more pixels is refused with
             a ValueError before it is converted (`check_pixel_budget`); 0 accepts any size. Saved in
             `preprocessor_config.json`.
+        training_camera (`dict`, *optional*): the camera of the training images, `{"focal_length": pixels at the
+            model's input resolution, "image_size": [height, width], "source": text}`, written by `wedepth train` and
+            `wedepth convert-original` (NYU-Depth v2: 518.8579 px at 480x640); None where it is not known.
+            `post_process_depth_estimation(..., focal_length=...)` rescales depth from this camera to the user's.
     """
 
     valid_kwargs = WEDepthImageProcessorKwargs
@@ -233,6 +283,11 @@ class WEDepthImageProcessor(PilBackend):
     image_std = IMAGENET_DEFAULT_STD
     do_convert_rgb = True
     max_pixels = DEFAULT_MAX_PIXELS
+    training_camera = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_training_camera(self.training_camera)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable dict with `image_processor_type`, and the remote-code `auto_map` in its per-backend form.
@@ -323,13 +378,20 @@ class WEDepthImageProcessor(PilBackend):
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 
     def post_process_depth_estimation(
-        self, outputs: Any, target_sizes: torch.Tensor | list[tuple[int, int]] | None = None
+        self,
+        outputs: Any,
+        target_sizes: torch.Tensor | list[tuple[int, int]] | None = None,
+        focal_length: float | Sequence[float | None] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        """Depth maps at the original image sizes.
+        """Depth maps at the original image sizes, for the training camera or, with `focal_length`, for the user's.
 
         Args:
             outputs: the model output (anything with `predicted_depth` of shape (B, H, W)).
             target_sizes: (height, width) of each original image; `None` keeps the model's size.
+            focal_length: the horizontal focal length, in pixels at each original image's resolution (one number for
+                all images, or one per image, None for an image whose camera is unknown). The depth is rescaled from
+                the training camera to it (`canonical_depth_scale`); needs `target_sizes` and a `training_camera`.
+                None: no rescaling, which is right for images taken like the training images.
 
         Returns:
             One `{"predicted_depth": (height, width) tensor}` per image, metric depth in metres.
@@ -339,14 +401,42 @@ class WEDepthImageProcessor(PilBackend):
             raise ValueError(
                 f"Got {len(target_sizes)} target sizes for {len(predicted_depth)} depth maps; pass one per image."
             )
+        focal_lengths = self._focal_lengths(focal_length, len(predicted_depth), target_sizes)
         results = []
         for index, depth in enumerate(predicted_depth):
             if target_sizes is not None:
                 target = tuple(int(value) for value in target_sizes[index])
+                if focal_lengths[index] is not None:
+                    scale = canonical_depth_scale(
+                        focal_lengths[index], target[1], depth.shape[-1], self.training_camera["focal_length"]
+                    )
+                    depth = depth * scale if scale != 1.0 else depth
                 if tuple(depth.shape[-2:]) != target:
                     depth = F.interpolate(depth[None, None], size=target, mode="bilinear", align_corners=False)[0, 0]
             results.append({"predicted_depth": depth})
         return results
+
+    def _focal_lengths(
+        self, focal_length: float | Sequence[float | None] | None, count: int, target_sizes: Any
+    ) -> list[float | None]:
+        """One focal length (or None) per depth map, after checking that they can be used."""
+        if focal_length is None:
+            return [None] * count
+        focal_lengths = list(focal_length) if isinstance(focal_length, (list, tuple)) else [focal_length] * count
+        if len(focal_lengths) != count:
+            raise ValueError(f"Got {len(focal_lengths)} focal lengths for {count} depth maps; pass one per image.")
+        if all(value is None for value in focal_lengths):
+            return focal_lengths
+        if target_sizes is None:
+            raise ValueError(
+                "`focal_length` is in pixels at the original image's resolution: pass `target_sizes` with it."
+            )
+        if self.training_camera is None:
+            raise ValueError(
+                "This image processor records no `training_camera`, so depth cannot be rescaled to another focal "
+                "length; set `processor.training_camera` (see the docstring) or leave `focal_length` out."
+            )
+        return focal_lengths
 
     def __call__(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
         """`preprocess`; a `processing_size=N` keyword is short for `size={"shortest_edge": N}` (None: no resize)."""
@@ -360,8 +450,10 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_PROCESSING_SIZE",
     "WEDepthImageProcessor",
+    "canonical_depth_scale",
     "check_max_pixels",
     "check_pixel_budget",
+    "check_training_camera",
     "processing_resolution",
     "to_rgb_array",
 ]

@@ -252,13 +252,38 @@ def default_intrinsics(height: int, width: int) -> tuple[float, float, float, fl
     return focal, focal, (width - 1) / 2.0, (height - 1) / 2.0
 
 
+def flying_pixels(depth: np.ndarray, max_relative_jump: float) -> np.ndarray:
+    """Boolean mask of "flying pixels": pixels whose depth differs from one of their four neighbours' by more than
+    `max_relative_jump` times the smaller of the two, i.e. pixels on a depth discontinuity, whose depth the network
+    blends between the two surfaces and which float between them in a point cloud."""
+    if not max_relative_jump > 0:
+        raise ValueError(f"The largest relative depth jump must be > 0, got {max_relative_jump!r}.")
+    depth = np.asarray(depth, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        vertical = np.abs(np.diff(depth, axis=0)) > max_relative_jump * np.minimum(depth[:-1], depth[1:])
+        horizontal = np.abs(np.diff(depth, axis=1)) > max_relative_jump * np.minimum(depth[:, :-1], depth[:, 1:])
+    mask = np.zeros(depth.shape, dtype=bool)
+    mask[:-1] |= vertical
+    mask[1:] |= vertical
+    mask[:, :-1] |= horizontal
+    mask[:, 1:] |= horizontal
+    return mask
+
+
 def depth_to_points(
-    depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
+    depth: np.ndarray,
+    image: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    max_relative_jump: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Back-project a depth map (z, metres) through a pinhole camera: (N, 3) float32 points and (N, 3) uint8 colours.
 
     Pixel (row v, column u) with depth z gives x = (u - cx) * z / fx, y = (v - cy) * z / fy (x right, y down,
-    z forward). Only pixels with a finite depth > 0 give a point, in row-major order.
+    z forward). Only pixels with a finite depth > 0 give a point, in row-major order; with `max_relative_jump`, not
+    the `flying_pixels` either.
     """
     depth = np.asarray(depth, dtype=np.float64)
     image = np.asarray(image)
@@ -266,21 +291,31 @@ def depth_to_points(
         raise ValueError(f"The image must be (H, W, 3) matching the depth map {depth.shape}; got {image.shape}.")
     if fx <= 0 or fy <= 0:
         raise ValueError(f"Focal lengths must be positive, got fx={fx}, fy={fy}.")
-    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
+    keep = np.isfinite(depth) & (depth > 0)
+    if max_relative_jump is not None:
+        keep &= ~flying_pixels(depth, max_relative_jump)
+    rows, cols = np.nonzero(keep)
     z = depth[rows, cols]
     points = np.stack(((cols - cx) * z / fx, (rows - cy) * z / fy, z), axis=1).astype(np.float32)
     return points, image[rows, cols].astype(np.uint8)
 
 
 def write_point_cloud_ply(
-    handle: BinaryIO, depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
+    handle: BinaryIO,
+    depth: np.ndarray,
+    image: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    max_relative_jump: float | None = None,
 ) -> int:
-    """Write the coloured point cloud of `depth_to_points` to an open binary file as a binary little-endian PLY;
-    returns the point count.
+    """Write the coloured point cloud of `depth_to_points` (without flying pixels when `max_relative_jump` is
+    given) to an open binary file as a binary little-endian PLY; returns the point count.
 
     Vertex properties: float x, y, z (metres) and uchar red, green, blue.
     """
-    points, colors = depth_to_points(depth, image, fx, fy, cx, cy)
+    points, colors = depth_to_points(depth, image, fx, fy, cx, cy, max_relative_jump)
     vertex = np.empty(
         len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
     )
@@ -330,6 +365,7 @@ __all__ = [
     "depth_color_image",
     "depth_to_points",
     "depth_to_uint16_millimetres",
+    "flying_pixels",
     "load_depth_png",
     "read_point_cloud_ply",
     "save_depth_png",

@@ -20,9 +20,16 @@ from accelerate import Accelerator
 from torch.utils.data import Dataset, Sampler, Subset
 from transformers.utils import logging
 
+from ..camera import median_training_camera
+from ..constants import KB_CROP_SIZE, NYU_SIZE
 from ..data.authors import AuthorsPreparedDataset
 from ..data.datasets import HFDepthDataset, KITTIDepthDataset, NYUDepthDataset
-from ..data.synthetic import SyntheticDepthDataset, foreign_synthetic_entries, write_synthetic_nyu_layout
+from ..data.synthetic import (
+    SyntheticDepthDataset,
+    foreign_synthetic_entries,
+    nyu_intrinsics,
+    write_synthetic_nyu_layout,
+)
 from ..data.transforms import DepthAugmentation
 from ..folders import listed_names
 from .config import TrainingConfig, build_augmentation
@@ -43,12 +50,14 @@ class TrainingDataError(ValueError):
 class TrainingData:
     """What the loop trains and validates on: the training dataset (augmented by `augmentation`, which the loop
     moves to each epoch), the validation dataset (None: no validation) and the errors of the validation samples
-    left out as bad (`on_bad_sample: skip`; see `drop_bad_samples`)."""
+    left out as bad (`on_bad_sample: skip`; see `drop_bad_samples`), and the training images' camera
+    (`training_camera`)."""
 
     train: Dataset
     validation: Dataset | None
     augmentation: DepthAugmentation | None
     dropped_validation_samples: list[str] = field(default_factory=list)
+    camera: dict[str, Any] | None = None
 
 
 class CheckedSubset(Subset):
@@ -194,8 +203,31 @@ def build_datasets(config: TrainingConfig, accelerator: Accelerator | None = Non
     if validation is not None and config.eval_protocol == "authors":
         validation = AuthorsPreparedDataset(validation, config.dataset)
     return TrainingData(
-        train=train, validation=validation, augmentation=augmentation, dropped_validation_samples=dropped
+        train=train,
+        validation=validation,
+        augmentation=augmentation,
+        dropped_validation_samples=dropped,
+        camera=training_camera(config, train),
     )
+
+
+def training_camera(config: TrainingConfig, train: Dataset) -> dict[str, Any] | None:
+    """The camera the exported model records (`WEDepthConfig.training_camera`): the median focal length of the
+    training samples, before augmentation (a zoom multiplies it by at most 1 + `scale`), at their size; None for a
+    `datasets` dataset without focal lengths."""
+    while isinstance(train, Subset):
+        train = train.dataset
+    if isinstance(train, SyntheticDepthDataset):
+        size = (config.synthetic_height, config.synthetic_width)
+        source = f"synthetic scenes (the NYU-Depth v2 camera scaled to {size[1]}x{size[0]})"
+        return median_training_camera([nyu_intrinsics(*size)[0]], size, source)
+    if isinstance(train, HFDepthDataset):
+        focal_lengths = train.dataset[train.focal_column] if train.focal_column else [train.default_focal]
+        return median_training_camera(focal_lengths, None, f"{train.name} (median focal length)")
+    sizes = {"nyu": NYU_SIZE, "kitti": KB_CROP_SIZE if config.kb_crop else None}
+    size = (config.synthetic_height, config.synthetic_width) if config.dataset == "synthetic" else sizes[config.dataset]
+    source = f"{config.dataset} training list {Path(str(config.train_split_file)).name} (median focal length)"
+    return median_training_camera((focal for _, _, focal in train.entries), size, source)
 
 
 def _holdout_indices(num_samples: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -67,12 +67,14 @@ def export_model_folder(
     best_step: int | None,
     global_step: int,
     train_shortest_edge: int | None = None,
+    training_camera: dict[str, Any] | None = None,
     dropped_validation_samples: int = 0,
 ) -> None:
     """Complete the exported folder: weights (when not already the best ones), image processor, model card.
 
     The image processor resizes to the resolution of training (`train_shortest_edge`, the shorter side of the
-    training batches). The card records the command and public configuration that reproduce the run, never argv.
+    training batches) and records the training images' camera (`training_camera`). The card records the command and
+    public configuration that reproduce the run, never argv.
     """
     unwrapped = accelerator.unwrap_model(model)
     include_vfm = exports_vfm(config, unwrapped)
@@ -80,7 +82,7 @@ def export_model_folder(
         save_model_weights(model, accelerator, model_dir, include_vfm, global_step)
     if not accelerator.is_main_process:
         return
-    _save_image_processor(model_dir, train_shortest_edge)
+    _save_image_processor(model_dir, train_shortest_edge, training_camera)
     selection = _selection_text(config, best_metrics, best_step, global_step, dropped_validation_samples)
     _write_model_card(
         unwrapped,
@@ -93,14 +95,17 @@ def export_model_folder(
     )
 
 
-def _save_image_processor(model_dir: Path, train_shortest_edge: int | None) -> None:
+def _save_image_processor(
+    model_dir: Path, train_shortest_edge: int | None, training_camera: dict[str, Any] | None
+) -> None:
     """The image processor of the folder: resizing to the training resolution, or the default one when no training
-    batch was seen."""
+    batch was seen, with the training camera."""
     if train_shortest_edge is None:
         logger.warning("No training batch seen: the exported image processor keeps its default resolution.")
-        WEDepthImageProcessor().save_pretrained(model_dir)
+        WEDepthImageProcessor(training_camera=training_camera).save_pretrained(model_dir)
     else:
-        WEDepthImageProcessor(do_resize=True, size={"shortest_edge": train_shortest_edge}).save_pretrained(model_dir)
+        size = {"shortest_edge": train_shortest_edge}
+        WEDepthImageProcessor(do_resize=True, size=size, training_camera=training_camera).save_pretrained(model_dir)
 
 
 def _selection_text(

@@ -175,6 +175,8 @@ def _set_up_run(config: TrainingConfig, accelerator: Accelerator) -> TrainingRun
     )
     data = build_datasets(config, accelerator)
     _check_data(config, model, data)
+    # Recorded in every saved config.json: the camera whose depth the model learns.
+    model.config.training_camera = data.camera
     dataloader = DataLoader(
         data.train,
         batch_size=config.per_device_train_batch_size,
@@ -513,6 +515,7 @@ def _export_and_push(run: TrainingRun) -> TrainingResult:
         best_step=state.best_step,
         global_step=state.global_step,
         train_shortest_edge=state.train_shortest_edge,
+        training_camera=run.data.camera,
         dropped_validation_samples=len(run.data.dropped_validation_samples),
     )
     result = TrainingResult(
