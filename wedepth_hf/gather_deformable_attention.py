@@ -46,8 +46,9 @@ def pad_value_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]])
     return table
 
 
-def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
-    """(..., 4) weights of each sample's bilinear corners (y0 x0, y0 x1, y1 x0, y1 x1) times its attention weight.
+def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The weights of each sample's bilinear corners (y0 x0, y0 x1, y1 x0, y1 x1) times its attention weight, stacked
+    along `dim` (default: (..., 4)).
 
     `attention`: (...); `fractions`: (..., 2), the sample's (x, y) position within its corner cell, in [0, 1].
     """
@@ -55,7 +56,7 @@ def _corner_weights(attention: torch.Tensor, fractions: torch.Tensor) -> torch.T
     upper = attention - attention * fraction_y
     lower = attention * fraction_y
     return torch.stack(
-        (upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), -1
+        (upper - upper * fraction_x, upper * fraction_x, lower - lower * fraction_x, lower * fraction_x), dim
     )
 
 
@@ -83,8 +84,9 @@ class _DeformableGather(torch.autograd.Function):
         `attention`: (N, J); `fractions`: (N, J, 2); `corner_steps`: (J, 4) row offsets of the four corners;
         `layout`: (planes, rows per plane, per level (first row, rows, steps of corners 1-3)). Returns (N, head_dim)."""
         num_bags = base_rows.shape[0]
-        indices = (base_rows[..., None] + corner_steps).view(num_bags, -1)
-        weights = _corner_weights(attention, fractions).to(table.dtype).view(num_bags, -1)
+        # A bag's taps corner by corner, (N, 4, J): the corner steps then add along contiguous rows of J samples.
+        indices = (base_rows[:, None, :] + corner_steps.T.contiguous()).view(num_bags, -1)
+        weights = _corner_weights(attention, fractions, dim=1).to(table.dtype).view(num_bags, -1)
         ctx.save_for_backward(table, base_rows, attention, fractions, corner_steps)
         ctx.layout = layout
         return F.embedding_bag(indices, table, mode="sum", per_sample_weights=weights)
@@ -172,8 +174,11 @@ def deformable_sample(
     batch_size, num_heads, padded_length, head_dim = padded_value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
     compute_dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
-    sizes = level_sizes.to(compute_dtype)[:, None, :]  # (levels, 1, 2), broadcast over points
-    pixels = sampling_locations.to(compute_dtype) * sizes - 0.5
+    # Per-level constants laid out along the (head, level, point[, x|y]) columns of a (B * Q, columns) view, so that
+    # every operation broadcasts over rows only (broadcasts over the short inner dimensions run element by element).
+    columns = (num_heads, num_levels, num_points)
+    sizes = level_sizes.to(compute_dtype)[None, :, None, :].expand(*columns, 2).reshape(-1)
+    pixels = sampling_locations.to(compute_dtype).reshape(batch_size * num_queries, -1) * sizes - 0.5
     # Top-left corners of positions clamped to the zero frame [-1, size] (beyond it a sample reads zeros only, as it
     # does there; NaN goes to -1, a valid row, and stays NaN in the fractions). Flooring has no gradient; a position at
     # or beyond `size` has none either (all its corners are outside the map, as `grid_sample` counts them).
@@ -185,10 +190,14 @@ def deformable_sample(
     # float32 below 2**24 rows per plane.
     framed = level_sizes.to(compute_dtype) + 2
     framed_areas = framed[:, 0] * framed[:, 1]
-    level_starts = framed_areas.cumsum(0) - framed_areas
-    positions = level_starts[:, None] + (corners[..., 1] + 1) * framed[:, None, 0] + (corners[..., 0] + 1)
+    level_starts = (framed_areas.cumsum(0) - framed_areas)[None, :, None].expand(columns).reshape(-1)
+    framed_widths = framed[None, :, None, 0].expand(columns).reshape(-1)
+    corners = corners.view(batch_size * num_queries, -1, 2)
+    positions = level_starts + (corners[..., 1] + 1) * framed_widths + (corners[..., 0] + 1)
     planes = torch.arange(batch_size * num_heads, device=positions.device) * padded_length
-    base_rows = positions.to(torch.int64) + planes.view(batch_size, 1, num_heads, 1, 1)
+    base_rows = positions.to(torch.int64).view(batch_size, num_queries, num_heads, -1) + planes.view(
+        batch_size, 1, num_heads, 1
+    )
     row_steps = framed[:, 0].to(torch.int64)
     corner_steps = torch.stack((torch.zeros_like(row_steps), torch.ones_like(row_steps), row_steps, row_steps + 1), -1)
     corner_steps = corner_steps[:, None, :].expand(num_levels, num_points, 4).reshape(-1, 4)

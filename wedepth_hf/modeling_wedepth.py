@@ -579,12 +579,16 @@ class WEDepthMultiScaleDeformableAttention(nn.Module):
         `sampled_value` (from `sampled_value`); any subset of the queries gives the same rows as all of them."""
         batch_size, num_queries, _ = queries.shape
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        offsets = self.sampling_offsets(queries).view(batch_size, num_queries, heads, levels, points, 2)
+        offsets = self.sampling_offsets(queries)
         weights = self.attention_weights(queries).view(batch_size, num_queries, heads, levels * points)
         weights = weights.softmax(dim=-1).view(batch_size, num_queries, heads, levels, points)
-        # Exact conversions for float32/64 (the points and sizes are float32, the sizes integers).
-        reference = reference_points[None, :, None, None, None, :].to(offsets.dtype)
-        locations = reference + offsets / level_sizes[None, None, None, :, None, :].to(offsets.dtype)
+        # location = reference + offset / level size, per (head, level, point, x|y) column of the offsets: the sizes
+        # and reference points laid out along those columns, so that no operand broadcasts over the short inner
+        # dimensions (which CPUs run element by element). Exact conversions for float32/64 (the points and sizes are
+        # float32, the sizes integers).
+        sizes = level_sizes.to(offsets.dtype)[None, :, None, :].expand(heads, levels, points, 2).reshape(-1)
+        reference = reference_points.to(offsets.dtype).repeat(1, heads * levels * points)
+        locations = (reference + offsets / sizes).view(batch_size, num_queries, heads, levels, points, 2)
         if self.implementation == "gather":
             attended = deformable_sample(sampled_value, spatial_shapes, level_sizes, locations, weights)
         else:
