@@ -147,6 +147,27 @@ def _level_layout(spatial_shapes: list[tuple[int, int]]) -> tuple[tuple[int, int
     return tuple(level_layout)
 
 
+def _corner_cells(
+    sampling_locations: torch.Tensor, level_sizes: torch.Tensor, columns: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-left bilinear corner (x, y) of every sample and its position within that cell, both (B * Q, heads *
+    levels * points * 2), from normalised `sampling_locations` (B, Q, heads, levels, points, 2) at the CUDA kernel's
+    pixel position `location * size - 0.5`.
+
+    Per-level constants are laid out along the (head, level, point, x|y) columns of a (B * Q, columns) view, so that
+    every operation broadcasts over rows only (broadcasts over the short inner dimensions run element by element).
+    """
+    sizes = level_sizes[None, :, None, :].expand(*columns, 2).reshape(-1)
+    pixels = sampling_locations.reshape(-1, sizes.numel()) * sizes - 0.5
+    # Top-left corners of positions clamped to the zero frame [-1, size] (beyond it a sample reads zeros only, as it
+    # does there; NaN goes to -1, a valid row, and stays NaN in the fractions). Flooring has no gradient; a position at
+    # or beyond `size` has none either (all its corners are outside the map, as `grid_sample` counts them).
+    clamped = torch.minimum(torch.where(pixels.detach() > -1, pixels.detach(), -1.0), sizes)
+    corners = torch.minimum(clamped.floor(), sizes - 1)
+    cell_positions = pixels - corners
+    return corners, torch.where(cell_positions >= 1, 1.0, cell_positions.clamp(min=0.0))
+
+
 def deformable_sample(
     padded_value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
@@ -174,18 +195,8 @@ def deformable_sample(
     batch_size, num_heads, padded_length, head_dim = padded_value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
     compute_dtype = torch.promote_types(sampling_locations.dtype, torch.float32)
-    # Per-level constants laid out along the (head, level, point[, x|y]) columns of a (B * Q, columns) view, so that
-    # every operation broadcasts over rows only (broadcasts over the short inner dimensions run element by element).
     columns = (num_heads, num_levels, num_points)
-    sizes = level_sizes.to(compute_dtype)[None, :, None, :].expand(*columns, 2).reshape(-1)
-    pixels = sampling_locations.to(compute_dtype).reshape(batch_size * num_queries, -1) * sizes - 0.5
-    # Top-left corners of positions clamped to the zero frame [-1, size] (beyond it a sample reads zeros only, as it
-    # does there; NaN goes to -1, a valid row, and stays NaN in the fractions). Flooring has no gradient; a position at
-    # or beyond `size` has none either (all its corners are outside the map, as `grid_sample` counts them).
-    clamped = torch.minimum(torch.where(pixels.detach() > -1, pixels.detach(), -1.0), sizes)
-    corners = torch.minimum(clamped.floor(), sizes - 1)
-    cell_positions = pixels - corners
-    fractions = torch.where(cell_positions >= 1, 1.0, cell_positions.clamp(min=0.0))
+    corners, fractions = _corner_cells(sampling_locations.to(compute_dtype), level_sizes.to(compute_dtype), columns)
     # Row of each top-left corner in its (image, head) plane: level start + (y + 1) * framed width + (x + 1), exact in
     # float32 below 2**24 rows per plane.
     framed = level_sizes.to(compute_dtype) + 2

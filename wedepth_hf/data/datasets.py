@@ -275,7 +275,6 @@ class _RobustDepthDataset(Dataset):
 
     def __init__(
         self,
-        *,
         on_bad_sample: str,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
         kb_crop: bool,
@@ -377,14 +376,7 @@ class DepthListDataset(_RobustDepthDataset):
         allow_paths_outside_root: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__(
-            on_bad_sample=on_bad_sample,
-            transform=transform,
-            kb_crop=kb_crop,
-            kb_crop_size=kb_crop_size,
-            max_depth=max_depth,
-            allow_empty_depth=allow_empty_depth,
-        )
+        super().__init__(on_bad_sample, transform, kb_crop, kb_crop_size, max_depth, allow_empty_depth)
         _check_depth_scale(depth_scale)
         if depth_decoding not in DEPTH_DECODINGS:
             raise ValueError(f"Unknown depth decoding {depth_decoding!r}; choose one of {', '.join(DEPTH_DECODINGS)}.")
@@ -582,8 +574,8 @@ class HFDepthDataset(_RobustDepthDataset):
         image_column: str = "image",
         depth_column: str = "depth_map",
         depth_scale: float | None = None,
-        focal_column: str | None = None,
         default_focal: float | None = None,
+        focal_column: str | None = None,
         on_bad_sample: str = "raise",
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         kb_crop: bool = False,
@@ -591,14 +583,7 @@ class HFDepthDataset(_RobustDepthDataset):
         max_depth: float | None = None,
         allow_empty_depth: bool = False,
     ) -> None:
-        super().__init__(
-            on_bad_sample=on_bad_sample,
-            transform=transform,
-            kb_crop=kb_crop,
-            kb_crop_size=kb_crop_size,
-            max_depth=max_depth,
-            allow_empty_depth=allow_empty_depth,
-        )
+        super().__init__(on_bad_sample, transform, kb_crop, kb_crop_size, max_depth, allow_empty_depth)
         self.dataset = _load_hf_dataset(dataset_or_name, split)
         self.name = str(dataset_or_name) if isinstance(dataset_or_name, (str, Path)) else "dataset"
         columns = self.dataset.column_names
