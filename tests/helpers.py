@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
-from wedepth_hf import WEDepthConfig
+from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
 from wedepth_hf.training import TrainingConfig
 
 
@@ -119,6 +120,15 @@ def make_tiny_config(**overrides: Any) -> WEDepthConfig:
     }
     values.update(overrides)
     return WEDepthConfig(**values)
+
+
+def save_tiny_model(folder: Path, training_camera: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    """A tiny random WEDepth folder (`make_tiny_config`, seeded) with a default image processor, optionally recording
+    a training camera; returns the folder."""
+    torch.manual_seed(seed)
+    WEDepthForDepthEstimation(make_tiny_config()).save_pretrained(folder)
+    WEDepthImageProcessor(training_camera=training_camera).save_pretrained(folder)
+    return folder
 
 
 def write_pair(

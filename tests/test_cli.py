@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_refused, make_tiny_config, run_wedepth
+from helpers import assert_refused, run_wedepth, save_tiny_model
 from PIL import Image
 
 from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, evaluation, predict
@@ -14,11 +14,7 @@ from wedepth_hf.visualization import default_intrinsics, load_depth_png, read_po
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_wedepth")
-    torch.manual_seed(0)
-    WEDepthForDepthEstimation(make_tiny_config()).save_pretrained(folder)
-    WEDepthImageProcessor().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_wedepth"))
 
 
 def _write_image(path: Path, height: int, width: int, seed: int) -> np.ndarray:

@@ -250,7 +250,7 @@ def test_non_finite_depth_under_autocast_is_predicted_again_in_float32(
     item = predict.InputImage(tmp_path / "x.png", "x", (30, 40))
     loaded = [predict.LoadedModel("tiny", model, WEDepthImageProcessor())]
     arguments = cli.build_parser().parse_args(["predict", "x.png", "--model", "tiny", "--output-dir", str(tmp_path)])
-    cpu = torch.device("cpu")
+    cpu, _ = predict._check_arguments(arguments)
     failures = predict._predict_and_write(loaded, [tmp_path], [(item, image)], arguments, cpu, torch.bfloat16)
     assert failures == 0
     assert "non-finite values; predicting it again in float32" in caplog.text

@@ -89,7 +89,7 @@ def test_point_cloud_follows_the_pinhole_model(tmp_path) -> None:
     depth = np.array([[1.0, 2.0, 0.0], [np.nan, 4.0, 5.0]], dtype=np.float32)
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     path = tmp_path / "cloud.ply"
-    count = save_point_cloud_ply(path, depth, image, fx=2.0, fy=4.0, cx=1.0, cy=0.5)
+    count = save_point_cloud_ply(path, depth, image, (2.0, 4.0, 1.0, 0.5))
     assert count == 4
     header = path.read_bytes().split(b"end_header\n")[0].decode()
     assert "element vertex 4" in header and "format binary_little_endian 1.0" in header
@@ -104,4 +104,4 @@ def test_point_cloud_follows_the_pinhole_model(tmp_path) -> None:
 
 def test_point_cloud_rejects_mismatched_image(tmp_path) -> None:
     with pytest.raises(ValueError, match="matching the depth map"):
-        save_point_cloud_ply(tmp_path / "x.ply", np.ones((2, 3)), np.zeros((3, 2, 3), np.uint8), 1.0, 1.0, 0.0, 0.0)
+        save_point_cloud_ply(tmp_path / "x.ply", np.ones((2, 3)), np.zeros((3, 2, 3), np.uint8), (1.0, 1.0, 0.0, 0.0))

@@ -23,10 +23,21 @@ WEDepthConfig.register_for_auto_class()
 WEDepthForDepthEstimation.register_for_auto_class("AutoModelForDepthEstimation")
 WEDepthImageProcessor.register_for_auto_class("AutoImageProcessor")
 
+
+def __getattr__(name: str) -> object:
+    """`WEDepthOnnxModel`, imported on first use (its runtime, ONNX Runtime, is the optional `[onnx]` extra)."""
+    if name == "WEDepthOnnxModel":
+        from .onnx_export import WEDepthOnnxModel
+
+        return WEDepthOnnxModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "PRESETS",
     "WEDepthConfig",
     "WEDepthForDepthEstimation",
     "WEDepthImageProcessor",
+    "WEDepthOnnxModel",
     "WEDepthPreTrainedModel",
 ]

@@ -10,6 +10,7 @@ traceback instead.
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +30,11 @@ from .command_logging import (
     one_line,
     run_command,
 )
+from .demo import DEFAULT_MAX_FRAMES, run_demo
 from .image_processing_wedepth import DEFAULT_MAX_PIXELS
 from .inference import MODEL_LOADING_ERRORS
 from .predict import DTYPES, run_predict
+from .video import INSTALL_HINT, SAVE_DEPTH_CHOICES, VIDEO_EXTENSIONS, parse_depth_range, parse_fps, parse_frame_list
 from .visualization import DEFAULT_HORIZONTAL_FOV_DEGREES
 
 
@@ -151,11 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         "wedepth",
         "WEDepth metric monocular depth estimation. Exit status: 0 done; 1 a runtime error (one line); 2 a usage "
         "error; 130 stopped by Ctrl-C.",
-        debug_help=f"{DEBUG_HELP} (also accepted after the sub-command, for all four)",
+        debug_help=f"{DEBUG_HELP} (also accepted after the sub-command, for every one)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_predict_command(commands)
     _add_convert_command(commands)
+    _add_demo_command(commands)
+    _add_export_command(commands)
     for name in FORWARDED_COMMANDS:
         commands.add_parser(
             name,
@@ -198,24 +203,30 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict",
         allow_abbrev=False,
-        help="predict depth for image files, folders or glob patterns",
+        help="predict depth for image files, folders or glob patterns, and for videos",
         description=(
             "For each image write <stem>_depth.png (uint16 millimetres, lossless, the image's size; depths beyond "
             "65.535 m are clipped with a warning), <stem>_depth_color.png (colour map with a legend in metres) and, "
             "with --save_ply, <stem>.ply (binary little-endian, x y z in metres and red green blue, one point per "
-            "pixel with a finite depth > 0). Default intrinsics when --fx/--fy/--cx/--cy are not given: a "
-            f"{fov:g}-degree horizontal field of view, fx = fy = width / (2 tan({fov / 2:g} deg)) = 0.866 * width, "
-            "cx = (width - 1) / 2, cy = (height - 1) / 2. Images of the same size are batched together. Inputs with "
+            "pixel with a finite depth > 0). The point clouds' camera: --intrinsics; else fx = fy = the focal length "
+            "of --focal_length / --fov, or the model's training camera brought to the image's resolution (what "
+            f"uncorrected depth assumes), or a {fov:g}-degree horizontal field of view, with the principal point at "
+            "the centre, cx = (width - 1) / 2, cy = (height - 1) / 2. Images of the same size are batched together. "
+            "Inputs with "
             "the same file name from different folders get their parent folder names prefixed (joined with '__'). "
             "An image's outputs are written together: all new, or after an error all as they were. Unreadable or "
             "oversized inputs, and predictions with non-finite depth, are reported and skipped (nothing is written "
             "for them); the exit status is 1 if any input failed, 2 for a usage error (an input that names nothing, "
             "an output folder that cannot be written), checked before any model is loaded. Options are spelled with "
-            "underscores; the hyphen spellings (--output-dir, ...) are accepted too."
+            "underscores; the hyphen spellings (--output-dir, ...) are accepted too. Videos "
+            f"({', '.join(VIDEO_EXTENSIONS)}, and folders of frames with --frames_as_video) give "
+            "<stem>_depth_color.mp4 (same frame rate, one colour range for the whole clip, legend in metres) and "
+            "per-frame depth (--save_depth); they need "
+            f"{INSTALL_HINT}."
         ),
     )
     predict.set_defaults(command_parser=predict)
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or glob patterns")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     predict.add_argument(
         "--model",
         required=True,
@@ -230,6 +241,7 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
     )
     _add_predict_compute_options(predict)
     _add_predict_output_options(predict)
+    _add_predict_video_options(predict)
 
 
 def _add_predict_compute_options(predict: argparse.ArgumentParser) -> None:
@@ -242,6 +254,15 @@ def _add_predict_compute_options(predict: argparse.ArgumentParser) -> None:
         help="images per forward pass (same-size images only)",
     )
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    predict.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help=(
+            "torch (default), or onnxruntime: --model then names a folder or .onnx file written by `wedepth export "
+            'onnx` (float32; needs pip install "wedepth_hf[onnx]")'
+        ),
+    )
     predict.add_argument(
         "--dtype",
         choices=sorted(DTYPES),
@@ -285,10 +306,129 @@ def _add_predict_output_options(predict: argparse.ArgumentParser) -> None:
     predict.add_argument(
         "--save_ply", "--save-ply", action="store_true", help="also write a coloured point cloud <stem>.ply"
     )
-    for name in ("fx", "fy", "cx", "cy"):
-        predict.add_argument(f"--{name}", type=float, default=None, help=f"camera {name} in pixels (all four or none)")
+    predict.add_argument(
+        "--drop_flying_pixels",
+        "--drop-flying-pixels",
+        type=_positive_float,
+        nargs="?",
+        const=0.05,
+        default=None,
+        metavar="REL",
+        help=(
+            "leave out of the point clouds the pixels on depth discontinuities: those whose depth differs from a "
+            "neighbour's by more than REL times the smaller (default REL when given alone: 0.05)"
+        ),
+    )
+    _add_predict_camera_options(predict)
     predict.add_argument("--no_progress", "--no-progress", action="store_true", help="hide the progress bar")
     _add_debug_option(predict)
+
+
+def _focal_length(text: str) -> float | str:
+    """An argparse type: `auto` or a focal length in pixels > 0."""
+    return "auto" if text == "auto" else _positive_float(text)
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _field_of_view(text: str) -> float:
+    """An argparse type: a horizontal field of view in degrees, strictly between 0 and 180."""
+    value = _positive_float(text)
+    if value >= 180:
+        raise argparse.ArgumentTypeError(f"expected degrees between 0 and 180, got {text!r}")
+    return value
+
+
+def _intrinsics(text: str) -> tuple[float, float, float, float]:
+    """An argparse type: `fx,fy,cx,cy` in pixels, the focal lengths > 0."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(value) for value in values) or min(values[:2]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected fx,fy,cx,cy in pixels (fx, fy > 0), got {text!r}")
+    return values
+
+
+def _add_predict_camera_options(predict: argparse.ArgumentParser) -> None:
+    """The options of `wedepth predict` that describe the camera: for metric depth and for point clouds."""
+    predict.add_argument(
+        "--focal_length",
+        "--focal-length",
+        type=_focal_length,
+        default=None,
+        metavar="PX|auto",
+        help=(
+            "the camera's horizontal focal length in pixels at the image's resolution: the depth is rescaled from the "
+            "model's training camera to it (the canonical-camera transform). auto: from each photo's EXIF "
+            "(FocalLengthIn35mmFilm, or FocalLength with FocalPlaneXResolution), naming the source; a photo without "
+            "them is not corrected. Default: no correction, right for images taken like the training images"
+        ),
+    )
+    predict.add_argument(
+        "--fov", type=_field_of_view, default=None, metavar="DEG", help="the horizontal field of view, instead"
+    )
+    predict.add_argument(
+        "--intrinsics",
+        type=_intrinsics,
+        default=None,
+        metavar="FX,FY,CX,CY",
+        help="the full pinhole camera in pixels: the point clouds use it, and the depth is rescaled to FX",
+    )
+    for name in ("fx", "fy", "cx", "cy"):
+        predict.add_argument(f"--{name}", type=float, default=None, help="--intrinsics, one value at a time")
+
+
+def _add_predict_video_options(predict: argparse.ArgumentParser) -> None:
+    """The options of `wedepth predict` for videos: frame folders, frame rate, colour range, per-frame outputs."""
+    predict.add_argument(
+        "--frames_as_video",
+        "--frames-as-video",
+        action="store_true",
+        help="read each folder input as the frames of one video (in file-name order), not as separate images",
+    )
+    predict.add_argument(
+        "--fps",
+        type=parse_fps,
+        default=None,
+        help="frame rate of a --frames_as_video folder's depth video (default 10)",
+    )
+    predict.add_argument(
+        "--depth_range",
+        "--depth-range",
+        type=parse_depth_range,
+        default=None,
+        metavar="MIN,MAX",
+        help="colour range of depth videos in metres (default: from the clip's first second, at most 30 frames)",
+    )
+    predict.add_argument(
+        "--save_depth",
+        "--save-depth",
+        choices=SAVE_DEPTH_CHOICES,
+        default=None,
+        help=(
+            "per-frame depth of videos: png, <stem>_depth/000000.png ... (uint16 millimetres; the default); npz, one "
+            "<stem>_depth.npz holding `depth`, float16 metres (frames, height, width); none"
+        ),
+    )
+    predict.add_argument(
+        "--ply_frames",
+        "--ply-frames",
+        type=parse_frame_list,
+        default=None,
+        metavar="N,N,...",
+        help="also write the point clouds of these video frames (0 is the first), <stem>_frame000010.ply",
+    )
 
 
 def _add_convert_command(commands: argparse._SubParsersAction) -> None:
@@ -335,6 +475,76 @@ def _add_convert_command(commands: argparse._SubParsersAction) -> None:
     _add_debug_option(convert)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 1 to 65535."""
+    port = _positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {port}")
+    return port
+
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
+    """`wedepth demo`: the browser demo page (`wedepth_hf.demo`, needs the `[demo]` extra)."""
+    demo = commands.add_parser(
+        "demo",
+        allow_abbrev=False,
+        help="serve the browser demo page (Gradio, the [demo] extra) on this machine",
+        description=(
+            "Serve a page on http://HOST:PORT where you upload an image (and optionally its focal length in pixels) "
+            "and get its colour depth with a legend in metres, the depth under a click, a table of depth values, an "
+            "interactive 3D point cloud and downloads of the 16-bit depth PNG and the PLY; a second tab turns a short "
+            "clip into a colour depth video. Nothing reaches the network (no analytics, no share link). Needs "
+            'pip install "wedepth_hf[demo]". Ctrl-C stops it.'
+        ),
+    )
+    demo.set_defaults(command_parser=demo)
+    demo.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder or Hub id")
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0 opens it to the network)"
+    )
+    demo.add_argument("--port", type=_port, default=7860, help="port to serve on (default 7860)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    demo.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="compute dtype (default: as `wedepth predict`)"
+    )
+    demo.add_argument(
+        "--max_frames",
+        "--max-frames",
+        type=_positive_int,
+        default=DEFAULT_MAX_FRAMES,
+        help=f"the most frames of an uploaded clip the video tab predicts (default {DEFAULT_MAX_FRAMES})",
+    )
+    _add_debug_option(demo)
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    """`wedepth export onnx`: a WEDepth model as an ONNX graph for ONNX Runtime (`wedepth_hf.onnx_export`)."""
+    export = commands.add_parser(
+        "export", allow_abbrev=False, help="export a WEDepth model for another runtime (onnx: ONNX Runtime)"
+    )
+    formats = export.add_subparsers(dest="format", required=True)
+    onnx = formats.add_parser(
+        "onnx",
+        allow_abbrev=False,
+        help="an ONNX graph (opset 18) with dynamic batch, height and width (multiples of 32)",
+        description=(
+            "Export with torch.onnx.export(dynamo=True): input pixel_values (B, 3, H, W) normalised as the model's "
+            "image processor makes it, output predicted_depth (B, H, W) in metres; the batch dynamic, height and "
+            "width any multiples of 32 of at least 32 x (Swin window + 1) px (256 for the presets). The processor's "
+            'preprocessor_config.json is written beside the .onnx file. Needs pip install "wedepth_hf[onnx]". Exit '
+            "status: 1 a model that does not load or a missing extra; 2 a usage error (an existing --output, a "
+            "--height/--width the graph cannot be traced at)."
+        ),
+    )
+    onnx.set_defaults(command_parser=onnx)
+    onnx.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder (VFM-free too) or Hub id")
+    onnx.add_argument("--output", required=True, help="the .onnx file to write, or a folder (then FOLDER/model.onnx)")
+    onnx.add_argument("--height", type=_positive_int, default=None, help="trace height (default: picked for the model)")
+    onnx.add_argument("--width", type=_positive_int, default=None, help="trace width (default: picked for the model)")
+    onnx.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
+    _add_debug_option(onnx)
+
+
 def _run_forwarded_command(name: str, argv: list[str], debug: bool) -> int:
     """`wedepth train` / `wedepth evaluate`: the package's own command with every argument after the sub-command
     (and `--debug` when it was given before it)."""
@@ -356,6 +566,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_command_logging()
     if args.command == "convert-original":
         work, explain = run_convert_original, _conversion_failure
+    elif args.command == "demo":
+        work, explain = run_demo, explain_command_error
+    elif args.command == "export":
+        from .onnx_export import run_export_onnx
+
+        work, explain = run_export_onnx, explain_command_error
     else:
         work, explain = run_predict, explain_command_error
     return run_command(lambda: work(args), debug=args.debug, parser=args.command_parser, explain=explain)

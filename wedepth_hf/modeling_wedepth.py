@@ -67,8 +67,8 @@ def sine_position_encoding(height: int, width: int, num_channels: int, device: t
     scale = 2 * math.pi
     rows = torch.arange(1, height + 1, device=device, dtype=torch.float32)
     cols = torch.arange(1, width + 1, device=device, dtype=torch.float32)
-    rows = rows / (rows[-1:] + 1e-6) * scale
-    cols = cols / (cols[-1:] + 1e-6) * scale
+    rows = rows / (rows[-1] + 1e-6) * scale
+    cols = cols / (cols[-1] + 1e-6) * scale
     frequencies = torch.arange(num_features, device=device, dtype=torch.float32)
     frequencies = 10000 ** (2 * torch.div(frequencies, 2, rounding_mode="floor") / num_features)
 
@@ -721,8 +721,9 @@ class WEDepthDeformablePixelDecoder(nn.Module):
         """Normalised (x, y) centre of every token of every level, (sum(h * w), 2), in float32."""
         points = []
         for height, width in spatial_shapes:
-            y = torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device) / height
-            x = torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device) / width
+            # i + 0.5 exactly, as linspace(0.5, size - 0.5, size) gives it; arange also exports with symbolic sizes.
+            y = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height
+            x = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width
             grid_y, grid_x = torch.meshgrid(y, x, indexing="ij")
             points.append(torch.stack((grid_x.flatten(), grid_y.flatten()), dim=-1))
         return torch.cat(points, dim=0)

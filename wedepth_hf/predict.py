@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
+from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
+from .camera import CameraRequest, FocalLength, point_cloud_intrinsics
 from .command_logging import CommandError, UsageError
-from .image_processing_wedepth import check_pixel_budget, to_rgb_array
+from .image_processing_wedepth import check_pixel_budget, processing_resolution, to_rgb_array
 from .inference import MODEL_LOADING_ERRORS, batches_by_size, model_loading_failure, predict_from_pixel_values
 from .visualization import (
     atomic_output,
@@ -196,11 +198,13 @@ def predict_images(
     flip_tta: bool,
     processing_size: int | None = None,
     max_pixels: int | None = None,
+    focal_lengths: Sequence[float | None] | None = None,
 ) -> torch.Tensor:
     """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
     prediction with the un-flipped prediction of the horizontally flipped input. `processing_size` overrides the
     processor's (the shorter side the model sees; 0: the image's own size), and so does `max_pixels` (the largest
-    image a WEDepth processor takes; 0: any)."""
+    image a WEDepth processor takes; 0: any). `focal_lengths` (pixels at each image's resolution, None where
+    unknown) rescale the depth from the training camera to each image's (`post_process_depth_estimation`)."""
     settings: dict[str, int | None] = {} if processing_size is None else {"processing_size": processing_size or None}
     if max_pixels is not None and hasattr(processor, "max_pixels"):
         settings["max_pixels"] = max_pixels
@@ -209,7 +213,8 @@ def predict_images(
     with torch.inference_mode(), _autocast(device, dtype):
         depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
     target_sizes = [(image.height, image.width) for image in images]
-    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes)
+    camera = {} if focal_lengths is None else {"focal_length": list(focal_lengths)}
+    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes, **camera)
     return torch.stack([result["predicted_depth"].float().cpu() for result in results])
 
 
@@ -235,12 +240,53 @@ def _model_labels(names: Sequence[str]) -> list[str]:
     return labels
 
 
-def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
-    """The models (eval mode, on `device`) and their image processors. WEDepth models whose frozen VFMs are the same
-    weights share one VFM in memory; a checkpoint without a processor config gets `WEDepthImageProcessor()`."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
+def load_onnx_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
+    """`--backend onnxruntime`: exported graphs (folders or .onnx files, `wedepth export onnx`) run by ONNX Runtime on
+    `device` (cpu, or cuda with onnxruntime-gpu), with the processor saved beside each graph."""
+    from transformers import AutoImageProcessor
 
-    from . import WEDepthConfig, WEDepthImageProcessor
+    from .onnx_export import WEDepthOnnxModel, onnx_path
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
+    loaded: list[LoadedModel] = []
+    for name in names:
+        try:
+            model = WEDepthOnnxModel.from_pretrained(name, providers)
+            processor = AutoImageProcessor.from_pretrained(str(onnx_path(name).parent))
+        except ImportError as error:
+            raise CommandError(str(error)) from error
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own error types
+            raise CommandError(model_loading_failure(name, error)) from error
+        loaded.append(LoadedModel(name, model, processor))
+    return loaded
+
+
+def load_processor(name: str, model: torch.nn.Module) -> object:
+    """The image processor of the checkpoint `name`, or `WEDepthImageProcessor()` (with a warning) where it has none;
+    a processor without a training camera takes the one the model's config records."""
+    from transformers import AutoImageProcessor
+
+    from . import WEDepthImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        logger.warning("No image processor found with %r (%s); using WEDepthImageProcessor().", name, error)
+        processor = WEDepthImageProcessor()
+    if getattr(processor, "training_camera", None) is None and getattr(model.config, "training_camera", None):
+        processor.training_camera = model.config.training_camera
+    return processor
+
+
+def load_models(names: Sequence[str], device: torch.device, backend: str = "torch") -> list[LoadedModel]:
+    """The models (eval mode, on `device`) and their image processors. WEDepth models whose frozen VFMs are the same
+    weights share one VFM in memory; a checkpoint without a processor config gets `WEDepthImageProcessor()`. With
+    `backend="onnxruntime"`, `load_onnx_models`."""
+    if backend == "onnxruntime":
+        return load_onnx_models(names, device)
+    from transformers import AutoConfig, AutoModelForDepthEstimation
+
+    from . import WEDepthConfig
     from .modeling_wedepth import WEDepthForDepthEstimation, vfm_fingerprint
 
     shared_vfms: dict[str, torch.nn.Module] = {}
@@ -260,12 +306,7 @@ def load_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]
             if fingerprint in shared_vfms and model.vfm is not shared_vfms[fingerprint]:
                 model.attach_vfm(shared_vfms[fingerprint], verified=True)
             shared_vfms.setdefault(fingerprint, model.vfm)
-        try:
-            processor = AutoImageProcessor.from_pretrained(name)
-        except (OSError, ValueError) as error:
-            logger.warning("No image processor found with %r (%s); using WEDepthImageProcessor().", name, error)
-            processor = WEDepthImageProcessor()
-        loaded.append(LoadedModel(name, model, processor))
+        loaded.append(LoadedModel(name, model, load_processor(name, model)))
     # Moving a model moves its (possibly shared) VFM in place, so shared VFMs stay shared on the device.
     for item in loaded:
         item.model.to(device).eval()
@@ -279,8 +320,10 @@ def _write_outputs(
     output_dir: Path,
     args: argparse.Namespace,
     dtype: torch.dtype,
+    intrinsics: tuple[float, float, float, float],
 ) -> bool:
-    """The depth PNG, the colour map and, with --save_ply, the point cloud of one image, written together
+    """The depth PNG, the colour map and, with --save_ply, the point cloud of one image (through `intrinsics`),
+    written together
     (`write_together`: all new, or after an error all as they were); returns whether they were written.
 
     A depth map with a non-finite value is not depth: nothing is written for it, and neither when writing fails (a
@@ -311,12 +354,9 @@ def _write_outputs(
         output_dir / f"{item.output_stem}_depth_color.png": lambda handle: color.save(handle, format="PNG"),
     }
     if args.save_ply:
-        height, width = depth_array.shape
-        intrinsics = (args.fx, args.fy, args.cx, args.cy)
-        fx, fy, cx, cy = intrinsics if args.fx is not None else default_intrinsics(height, width)
         colours = np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
         writers[output_dir / f"{item.output_stem}.ply"] = lambda handle: write_point_cloud_ply(
-            handle, depth_array, colours, fx, fy, cx, cy
+            handle, depth_array, colours, intrinsics, max_relative_jump=args.drop_flying_pixels
         )
     try:
         write_together(writers)
@@ -351,6 +391,7 @@ def _repredict_non_finite_in_float32(
     model_item: LoadedModel,
     loaded: Sequence[tuple[InputImage, Image.Image]],
     depths: torch.Tensor,
+    focals: Sequence[FocalLength | None],
     args: argparse.Namespace,
     device: torch.device,
     dtype: torch.dtype,
@@ -379,6 +420,7 @@ def _repredict_non_finite_in_float32(
             args.flip_tta,
             args.processing_size,
             args.max_pixels,
+            _model_focal_lengths(model_item, focals[index : index + 1]),
         )[0]
 
 
@@ -396,6 +438,7 @@ def _predict_and_write(
     its images are tried one by one, so that every failure is reported with its file and the other images are still
     written.
     """
+    focals = _image_focal_lengths(loaded, args)
     try:
         depths = [
             predict_images(
@@ -407,6 +450,7 @@ def _predict_and_write(
                 args.flip_tta,
                 args.processing_size,
                 args.max_pixels,
+                _model_focal_lengths(model_item, focals),
             )
             for model_item in models
         ]
@@ -418,23 +462,132 @@ def _predict_and_write(
         return sum(_predict_and_write(models, model_dirs, [pair], args, device, dtype) for pair in loaded)
     if dtype != torch.float32:
         for model_item, model_depths in zip(models, depths):
-            _repredict_non_finite_in_float32(model_item, loaded, model_depths, args, device, dtype)
+            _repredict_non_finite_in_float32(model_item, loaded, model_depths, focals, args, device, dtype)
     failures = 0
     for index, (item, image) in enumerate(loaded):
         written = [
-            _write_outputs(item, image, model_depths[index], model_dir, args, dtype)
-            for model_depths, model_dir in zip(depths, model_dirs)
+            _write_outputs(
+                item,
+                image,
+                model_depths[index],
+                model_dir,
+                args,
+                dtype,
+                _intrinsics(model_item, focals[index], image, args),
+            )
+            for model_item, model_depths, model_dir in zip(models, depths, model_dirs)
         ]
         failures += not all(written)
     return failures
 
 
+def _model_focal_lengths(model_item: LoadedModel, focals: Sequence[FocalLength | None]) -> list[float | None] | None:
+    """The focal lengths in pixels for `predict_images`, or None when no image has one or the model records no
+    training camera to rescale from (`check_training_cameras` allows that only for --intrinsics)."""
+    if getattr(model_item.processor, "training_camera", None) is None or all(focal is None for focal in focals):
+        return None
+    return [focal and focal.pixels for focal in focals]
+
+
+def check_training_cameras(models: Sequence[LoadedModel], camera: CameraRequest) -> None:
+    """Refuse a focal length for a model that records no training camera to rescale its depth from; with
+    --intrinsics, such a model's depth is written as predicted (said once), and the intrinsics serve the PLY."""
+    unknown = [item.name for item in models if getattr(item.processor, "training_camera", None) is None]
+    if not unknown or camera == CameraRequest():
+        return
+    if camera.intrinsics is not None:
+        logger.warning(
+            "%s records no training camera: its depth is not rescaled to --intrinsics' fx (the point clouds use them).",
+            ", ".join(unknown),
+        )
+        return
+    raise CommandError(
+        f"{', '.join(unknown)} records no training camera (its preprocessor_config.json has no `training_camera`), so "
+        "its depth cannot be rescaled to your camera's focal length; leave out --focal_length and --fov, or add the "
+        'camera it was trained with, e.g. "training_camera": {"focal_length": 518.8579, "image_size": [480, 640]}.'
+    )
+
+
+def _image_focal_lengths(
+    loaded: Sequence[tuple[InputImage, Image.Image]], args: argparse.Namespace
+) -> list[FocalLength | None]:
+    """Each image's focal length by --focal_length / --fov / --intrinsics; with `auto`, which EXIF tag gave it, or
+    (once per run) that images without one keep the training camera's depth."""
+    focals = []
+    for item, image in loaded:
+        focal = args.camera.focal_for(image)
+        if args.camera.auto and focal is not None:
+            logger.info("%s: focal length %.1f px, from %s.", item.path, focal.pixels, focal.source)
+        elif args.camera.auto and not args.reported_missing_exif:
+            args.reported_missing_exif = True
+            logger.warning(
+                "%s: no EXIF focal length (FocalLengthIn35mmFilm, or FocalLength with FocalPlaneXResolution); its "
+                "depth, and that of any other such image, is not corrected (the training camera is assumed).",
+                item.path,
+            )
+        focals.append(focal)
+    return focals
+
+
+def _intrinsics(
+    model_item: LoadedModel, focal: FocalLength | None, image: Image.Image, args: argparse.Namespace
+) -> tuple[float, float, float, float]:
+    """The point-cloud intrinsics of one image and model by the command's options (`image_intrinsics`)."""
+    return image_intrinsics(model_item.processor, image, args.camera, focal, args.processing_size)
+
+
+def image_intrinsics(
+    processor: object,
+    image: Image.Image,
+    camera: CameraRequest,
+    focal: FocalLength | None,
+    processing_size: int | None = None,
+) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of an image's point cloud: as `camera` gives them, from the image's focal length, or the
+    training camera's focal length brought to the image's resolution (what uncorrected depth assumes), or a
+    60-degree view (`camera.point_cloud_intrinsics`). `processing_size` as in `predict_images`."""
+    training_focal = None
+    training_camera = getattr(processor, "training_camera", None)
+    size = getattr(processor, "size", None)
+    if training_camera is not None and size is not None:
+        resize = getattr(processor, "do_resize", True) and processing_size != 0
+        if processing_size:
+            size = SizeDict(shortest_edge=processing_size)
+        _, processed_width = processing_resolution(image.height, image.width, size) if resize else image.size[::-1]
+        training_focal = training_camera["focal_length"] * image.width / processed_width
+    default_focal = default_intrinsics(image.height, image.width)[0]
+    return point_cloud_intrinsics(camera, focal, image.height, image.width, training_focal, default_focal)
+
+
+def _camera_request(args: argparse.Namespace) -> CameraRequest:
+    """The camera the options describe; --fx --fy --cx --cy are the older spelling of --intrinsics."""
+    old_spelling = (args.fx, args.fy, args.cx, args.cy)
+    if any(value is not None for value in old_spelling):
+        if any(value is None for value in old_spelling):
+            raise UsageError("give all four of --fx --fy --cx --cy, or none (the default intrinsics are then used).")
+        if args.intrinsics is not None:
+            raise UsageError("give --intrinsics or --fx --fy --cx --cy, not both.")
+        args.intrinsics = old_spelling
+    given = [name for name in ("focal_length", "fov", "intrinsics") if getattr(args, name) is not None]
+    if len(given) > 1:
+        raise UsageError(f"give one of --focal_length, --fov and --intrinsics, not {' and '.join(given)}.")
+    auto = args.focal_length == "auto"
+    return CameraRequest(
+        focal_length=None if auto else args.focal_length, auto=auto, fov=args.fov, intrinsics=args.intrinsics
+    )
+
+
 def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
     """The device and dtype to predict with, after the checks of the options that argparse cannot make alone."""
-    intrinsics = (args.fx, args.fy, args.cx, args.cy)
-    if any(value is not None for value in intrinsics) and any(value is None for value in intrinsics):
-        raise UsageError("give all four of --fx --fy --cx --cy, or none (the default intrinsics are then used).")
+    args.camera = _camera_request(args)
+    args.reported_missing_exif = False
     device = resolve_device(args.device)
+    if getattr(args, "backend", "torch") == "onnxruntime":
+        if args.dtype not in (None, "float32") or device.type not in ("cpu", "cuda"):
+            raise UsageError(
+                "--backend onnxruntime runs float32 graphs on cpu or cuda; leave out --dtype and --device."
+            )
+        return device, torch.float32
     return device, resolve_dtype(args.dtype, device)
 
 
@@ -501,17 +654,27 @@ def run_predict(args: argparse.Namespace) -> int:
     Raises `UsageError` for a mistake on the command line (found before any model is loaded) and `CommandError` when
     no input is left to predict or a model does not load.
     """
+    from .video import check_video_arguments, predict_videos, split_video_inputs, video_settings
+
     device, dtype = _check_arguments(args)
-    images, failures = collect_inputs(args.inputs, args.max_pixels)
-    if not images:
+    image_inputs, videos = split_video_inputs(args.inputs, args.frames_as_video)
+    check_video_arguments(args, videos)
+    images, failures = collect_inputs(image_inputs, args.max_pixels) if image_inputs else ([], 0)
+    if not images and not videos:
         raise CommandError(f"{failures} input(s) failed; none is left to predict.")
     output_dir = Path(args.output_dir)
     labels = _model_labels(args.model)
     model_dirs = [output_dir / label if len(labels) > 1 else output_dir for label in labels]
     prepare_output_dirs(model_dirs)
-    models = load_models(args.model, device)
-    written, batch_failures = _predict_batches(models, model_dirs, images, args, device, dtype)
+    models = load_models(args.model, device, getattr(args, "backend", "torch"))
+    check_training_cameras(models, args.camera)
+    written, batch_failures = _predict_batches(models, model_dirs, images, args, device, dtype) if images else (0, 0)
     failures += batch_failures
+    if videos:
+        settings = video_settings(
+            args, lambda model, frame: _intrinsics(model, args.camera.focal_for(frame), frame, args)
+        )
+        failures += predict_videos(models, model_dirs, videos, settings, device, dtype)
     if failures:
         logger.error("%d input(s) failed; %d image(s) were written to %s.", failures, written, output_dir)
         return 1
@@ -527,8 +690,10 @@ __all__ = [
     "cpu_has_native_bfloat16",
     "depth_to_uint16_millimetres",
     "expand_inputs",
+    "image_intrinsics",
     "load_image",
     "load_models",
+    "load_processor",
     "predict_images",
     "prepare_output_dirs",
     "read_image_size",

@@ -270,21 +270,21 @@ def flying_pixels(depth: np.ndarray, max_relative_jump: float) -> np.ndarray:
     return mask
 
 
+Intrinsics = tuple[float, float, float, float]
+"""(fx, fy, cx, cy) of a pinhole camera, in pixels."""
+
+
 def depth_to_points(
-    depth: np.ndarray,
-    image: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    max_relative_jump: float | None = None,
+    depth: np.ndarray, image: np.ndarray, intrinsics: Intrinsics, max_relative_jump: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Back-project a depth map (z, metres) through a pinhole camera: (N, 3) float32 points and (N, 3) uint8 colours.
+    """Back-project a depth map (z, metres) through a pinhole camera (fx, fy, cx, cy): (N, 3) float32 points and
+    (N, 3) uint8 colours.
 
     Pixel (row v, column u) with depth z gives x = (u - cx) * z / fx, y = (v - cy) * z / fy (x right, y down,
     z forward). Only pixels with a finite depth > 0 give a point, in row-major order; with `max_relative_jump`, not
     the `flying_pixels` either.
     """
+    fx, fy, cx, cy = intrinsics
     depth = np.asarray(depth, dtype=np.float64)
     image = np.asarray(image)
     if image.shape[:2] != depth.shape or image.ndim != 3 or image.shape[2] != 3:
@@ -301,21 +301,15 @@ def depth_to_points(
 
 
 def write_point_cloud_ply(
-    handle: BinaryIO,
-    depth: np.ndarray,
-    image: np.ndarray,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    max_relative_jump: float | None = None,
+    file: BinaryIO, depth: np.ndarray, image: np.ndarray, intrinsics: Intrinsics, max_relative_jump: float | None = None
 ) -> int:
     """Write the coloured point cloud of `depth_to_points` (without flying pixels when `max_relative_jump` is
     given) to an open binary file as a binary little-endian PLY; returns the point count.
 
     Vertex properties: float x, y, z (metres) and uchar red, green, blue.
     """
-    points, colors = depth_to_points(depth, image, fx, fy, cx, cy, max_relative_jump)
+    points, colors = depth_to_points(depth, image, intrinsics, max_relative_jump)
+    fx, fy, cx, cy = intrinsics
     vertex = np.empty(
         len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
     )
@@ -328,18 +322,16 @@ def write_point_cloud_ply(
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
-    handle.write(header.encode("ascii"))
-    handle.write(vertex.tobytes())
+    file.write(header.encode("ascii"))
+    file.write(vertex.tobytes())
     return len(points)
 
 
-def save_point_cloud_ply(
-    path: str | Path, depth: np.ndarray, image: np.ndarray, fx: float, fy: float, cx: float, cy: float
-) -> int:
+def save_point_cloud_ply(path: str | Path, depth: np.ndarray, image: np.ndarray, intrinsics: Intrinsics) -> int:
     """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY (`write_point_cloud_ply`),
     atomically; returns the point count."""
     with atomic_output(path) as handle:
-        return write_point_cloud_ply(handle, depth, image, fx, fy, cx, cy)
+        return write_point_cloud_ply(handle, depth, image, intrinsics)
 
 
 def read_point_cloud_ply(path: str | Path) -> np.ndarray:
@@ -357,6 +349,7 @@ def read_point_cloud_ply(path: str | Path) -> np.ndarray:
 
 __all__ = [
     "DEFAULT_HORIZONTAL_FOV_DEGREES",
+    "Intrinsics",
     "MAX_UINT16_DEPTH_METRES",
     "atomic_output",
     "colorize_depth",
