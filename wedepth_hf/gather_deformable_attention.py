@@ -84,8 +84,11 @@ class _DeformableGather(torch.autograd.Function):
         `attention`: (N, J); `fractions`: (N, J, 2); `corner_steps`: (J, 4) row offsets of the four corners;
         `layout`: (planes, rows per plane, per level (first row, rows, steps of corners 1-3)). Returns (N, head_dim)."""
         num_bags = base_rows.shape[0]
-        # A bag's taps corner by corner, (N, 4, J): the corner steps then add along contiguous rows of J samples.
-        indices = (base_rows[:, None, :] + corner_steps.T.contiguous()).view(num_bags, -1)
+        # A bag's taps corner by corner, (N, 4, J): the corner steps then add along contiguous rows of J samples; in
+        # int32 where the table allows (half the index memory, which a forward writes fresh each time).
+        index_dtype = torch.int32 if table.shape[0] < 2**31 else torch.int64
+        steps = corner_steps.T.to(index_dtype).contiguous()
+        indices = (base_rows.to(index_dtype)[:, None, :] + steps).view(num_bags, -1)
         weights = _corner_weights(attention, fractions, dim=1).to(table.dtype).view(num_bags, -1)
         ctx.save_for_backward(table, base_rows, attention, fractions, corner_steps)
         ctx.layout = layout
