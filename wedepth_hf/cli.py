@@ -44,6 +44,44 @@ FORWARDED_COMMANDS = ("evaluate", "train")
 """The sub-commands whose own parsers own every option after the sub-command (`wedepth train --help` shows them)."""
 
 
+# What `wedepth <command> --help` says of each command (argparse folds the line breaks).
+_CONVERT_DESCRIPTION = """
+Reads the .pth (weights only) or .safetensors state dict the authors' train.py saves and their config
+(configs/nyu.json or kitti.json), checks that every tensor has its place, and writes a folder with safetensors
+weights, the remote code, the image processor and a model card, which `pipeline('depth-estimation', model=FOLDER)`
+loads. The VFM defaults to DINOv2-L/14 and the encoder to the Swin the config names; use the Python API
+(wedepth_hf.conversion) for other architectures. Exit status: 1 a file that does not convert or a failed upload; 2 a
+usage error (a missing --checkpoint or --config, an --output folder that is refused), checked before anything is
+read.
+"""
+_DEMO_DESCRIPTION = """
+Serve a page on http://HOST:PORT where you upload an image (and optionally its focal length in pixels) and get its
+colour depth with a legend in metres, the depth under a click, a table of depth values, an interactive 3D point
+cloud and downloads of the 16-bit depth PNG and the PLY; a second tab turns a short clip into a colour depth video.
+Nothing reaches the network (no analytics, no share link). Needs pip install "wedepth_hf[demo]". Ctrl-C stops it.
+"""
+_ONNX_DESCRIPTION = """
+Export with torch.onnx.export(dynamo=True): input pixel_values (B, 3, H, W) normalised as the model's image
+processor makes it, output predicted_depth (B, H, W) in metres; the batch dynamic, height and width any multiples of
+32 of at least 32 x (Swin window + 1) px (256 for the presets). The processor's preprocessor_config.json is written
+beside the .onnx file. Needs pip install "wedepth_hf[onnx]". Exit status: 1 a model that does not load or a missing
+extra; 2 a usage error (an existing --output, a --height/--width the graph cannot be traced at).
+"""
+
+_COMMAND_TEXTS = {
+    "convert-original": (
+        "convert a checkpoint of the authors' code (github book-book24/WEDepth) into a WEDepth folder",
+        _CONVERT_DESCRIPTION,
+    ),
+    "demo": ("serve the browser demo page (Gradio, the [demo] extra) on this machine", _DEMO_DESCRIPTION),
+    "export onnx": (
+        "an ONNX graph (opset 18) with dynamic batch, height and width (multiples of 32)",
+        _ONNX_DESCRIPTION,
+    ),
+}
+"""(summary, description) of the sub-commands built from constants: their --help texts in one place."""
+
+
 def _load_config(name_or_path: str, model_type: str) -> PreTrainedConfig:
     """A transformers config from a folder, a config.json file or a Hub id, checked to be of `model_type`."""
     path = Path(name_or_path)
@@ -171,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A sub-command's parser: no abbreviated options, and itself as the parser that reports its usage errors."""
+    parser = commands.add_parser(name, allow_abbrev=False, help=summary, description=description)
+    parser.set_defaults(command_parser=parser)
+    return parser
+
+
 def _add_debug_option(parser: argparse.ArgumentParser) -> None:
     """`--debug` after the sub-command; left unset unless given, so that `wedepth --debug COMMAND` is not undone."""
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
@@ -200,11 +247,11 @@ def _int_at_least(text: str, minimum: int) -> int:
 def _add_predict_command(commands: argparse._SubParsersAction) -> None:
     """`wedepth predict`: depth maps, colour maps and point clouds for images, folders and glob patterns."""
     fov = DEFAULT_HORIZONTAL_FOV_DEGREES
-    predict = commands.add_parser(
+    predict = _subcommand(
+        commands,
         "predict",
-        allow_abbrev=False,
-        help="predict depth for image files, folders or glob patterns, and for videos",
-        description=(
+        "predict depth for image files, folders or glob patterns, and for videos",
+        (
             "For each image write <stem>_depth.png (uint16 millimetres, lossless, the image's size; depths beyond "
             "65.535 m are clipped with a warning), <stem>_depth_color.png (colour map with a legend in metres) and, "
             "with --save_ply, <stem>.ply (binary little-endian, x y z in metres and red green blue, one point per "
@@ -225,7 +272,6 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
             f"{INSTALL_HINT}."
         ),
     )
-    predict.set_defaults(command_parser=predict)
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     predict.add_argument(
         "--model",
@@ -433,21 +479,7 @@ def _add_predict_video_options(predict: argparse.ArgumentParser) -> None:
 
 def _add_convert_command(commands: argparse._SubParsersAction) -> None:
     """`wedepth convert-original`: a checkpoint of the authors' code into a WEDepth folder."""
-    convert = commands.add_parser(
-        "convert-original",
-        allow_abbrev=False,
-        help="convert a checkpoint of the authors' code (github book-book24/WEDepth) into a WEDepth folder",
-        description=(
-            "Reads the .pth (weights only) or .safetensors state dict the authors' train.py saves and their config "
-            "(configs/nyu.json or kitti.json), checks that every tensor has its place, and writes a folder with "
-            "safetensors weights, the remote code, the image processor and a model card, which "
-            "`pipeline('depth-estimation', model=FOLDER)` loads. The VFM defaults to DINOv2-L/14 and the encoder to "
-            "the Swin the config names; use the Python API (wedepth_hf.conversion) for other architectures. Exit "
-            "status: 1 a file that does not convert or a failed upload; 2 a usage error (a missing --checkpoint or "
-            "--config, an --output folder that is refused), checked before anything is read."
-        ),
-    )
-    convert.set_defaults(command_parser=convert)
+    convert = _subcommand(commands, "convert-original", *_COMMAND_TEXTS["convert-original"])
     convert.add_argument("--checkpoint", required=True, help="the authors' checkpoint (.pth or .safetensors)")
     convert.add_argument("--config", required=True, help="the authors' config JSON it was trained with")
     convert.add_argument(
@@ -485,19 +517,7 @@ def _port(text: str) -> int:
 
 def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     """`wedepth demo`: the browser demo page (`wedepth_hf.demo`, needs the `[demo]` extra)."""
-    demo = commands.add_parser(
-        "demo",
-        allow_abbrev=False,
-        help="serve the browser demo page (Gradio, the [demo] extra) on this machine",
-        description=(
-            "Serve a page on http://HOST:PORT where you upload an image (and optionally its focal length in pixels) "
-            "and get its colour depth with a legend in metres, the depth under a click, a table of depth values, an "
-            "interactive 3D point cloud and downloads of the 16-bit depth PNG and the PLY; a second tab turns a short "
-            "clip into a colour depth video. Nothing reaches the network (no analytics, no share link). Needs "
-            'pip install "wedepth_hf[demo]". Ctrl-C stops it.'
-        ),
-    )
-    demo.set_defaults(command_parser=demo)
+    demo = _subcommand(commands, "demo", *_COMMAND_TEXTS["demo"])
     demo.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder or Hub id")
     demo.add_argument(
         "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0 opens it to the network)"
@@ -523,20 +543,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
         "export", allow_abbrev=False, help="export a WEDepth model for another runtime (onnx: ONNX Runtime)"
     )
     formats = export.add_subparsers(dest="format", required=True)
-    onnx = formats.add_parser(
-        "onnx",
-        allow_abbrev=False,
-        help="an ONNX graph (opset 18) with dynamic batch, height and width (multiples of 32)",
-        description=(
-            "Export with torch.onnx.export(dynamo=True): input pixel_values (B, 3, H, W) normalised as the model's "
-            "image processor makes it, output predicted_depth (B, H, W) in metres; the batch dynamic, height and "
-            "width any multiples of 32 of at least 32 x (Swin window + 1) px (256 for the presets). The processor's "
-            'preprocessor_config.json is written beside the .onnx file. Needs pip install "wedepth_hf[onnx]". Exit '
-            "status: 1 a model that does not load or a missing extra; 2 a usage error (an existing --output, a "
-            "--height/--width the graph cannot be traced at)."
-        ),
-    )
-    onnx.set_defaults(command_parser=onnx)
+    onnx = _subcommand(formats, "onnx", *_COMMAND_TEXTS["export onnx"])
     onnx.add_argument("--model", required=True, help="a WEDepth checkpoint: local folder (VFM-free too) or Hub id")
     onnx.add_argument("--output", required=True, help="the .onnx file to write, or a folder (then FOLDER/model.onnx)")
     onnx.add_argument("--height", type=_positive_int, default=None, help="trace height (default: picked for the model)")
