@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,25 @@ def test_a_port_in_use_is_one_line(gradio, model_folder: Path, caplog: pytest.Lo
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and f"Cannot serve the page on 127.0.0.1:{port}" in errors[0], errors
     assert "give another --port" in errors[0]
+
+
+def test_ctrl_c_ends_the_command_even_when_the_server_does_not_stop(
+    gradio, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gradio's close joins its busy workers: after the grace period the command ends with 130 all the same."""
+    from wedepth_hf import demo
+
+    class Page:
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
+
+        def close(self, verbose: bool) -> None:
+            time.sleep(self.seconds)
+
+    exits: list[int] = []
+    monkeypatch.setattr(demo.os, "_exit", exits.append)
+    demo._close_within(Page(0.0), 5.0)
+    assert exits == []
+    with caplog.at_level(logging.WARNING):
+        demo._close_within(Page(3.0), 0.2)
+    assert exits == [130] and "did not stop within 0.2 s" in caplog.text

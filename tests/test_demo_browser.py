@@ -113,7 +113,7 @@ def server(model_folder: Path, tmp_folder: Path, package_parent: str) -> Iterato
     yield url
     process.send_signal(signal.SIGINT)
     try:
-        assert process.wait(timeout=30) == 130, (tmp_folder / "demo.log").read_text()[-3000:]
+        assert process.wait(timeout=60) == 130, (tmp_folder / "demo.log").read_text()[-3000:]
     finally:
         process.kill()
         log.close()

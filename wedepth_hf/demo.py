@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -51,6 +52,8 @@ OUTPUT_MAX_AGE_SECONDS = 3600
 """A request's files are removed from the page's temporary folder after an hour (Gradio serves its own copies)."""
 DEFAULT_MAX_FRAMES = 300
 """The most frames of an uploaded clip the video tab predicts."""
+CLOSE_TIMEOUT_SECONDS = 10.0
+"""How long Ctrl-C waits for the page's server to stop before the command ends regardless."""
 MAX_UPLOAD_SIZE = "500mb"
 """The largest file the page accepts (an image or a short clip)."""
 _OFFLINE_SETTINGS = {"share": False, "ssr_mode": False, "mcp_server": False}
@@ -344,7 +347,19 @@ def launch_demo(blocks: Any, host: str = "127.0.0.1", port: int = 7860) -> None:
         while blocks.is_running:
             time.sleep(0.5)
     finally:
-        blocks.close(verbose=False)
+        _close_within(blocks, CLOSE_TIMEOUT_SECONDS)
+
+
+def _close_within(blocks: Any, seconds: float) -> None:
+    """Close the page's server, waiting at most `seconds`: Gradio's close joins its worker threads, and one still busy
+    (a request being processed when Ctrl-C came) would keep the command from ending; after that long the process ends
+    at once, with Ctrl-C's exit status 130, and says so."""
+    closer = threading.Thread(target=blocks.close, kwargs={"verbose": False}, name="close the demo page", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        logger.warning("The page's server did not stop within %g s (a request still running); ending it.", seconds)
+        os._exit(130)
 
 
 def run_demo(args: argparse.Namespace) -> int:
