@@ -81,6 +81,11 @@ def model_folder(tmp_folder: Path) -> Path:
     return tmp_folder / "model"
 
 
+def _default_sigint() -> None:
+    """In the child before it runs: SIGINT back to its default, for which Python installs its KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def server(model_folder: Path, tmp_folder: Path, package_parent: str) -> Iterator[str]:
     """The URL of `wedepth demo` (this checkout's) serving `model_folder`; stopped with Ctrl-C (SIGINT), which must
@@ -98,6 +103,9 @@ def server(model_folder: Path, tmp_folder: Path, package_parent: str) -> Iterato
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &` in a script) has SIGINT
+        # ignored, which its children inherit, and Python then raises no KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_TIMEOUT
