@@ -7,7 +7,7 @@ from transformers import AutoModelForDepthEstimation, Dinov2Config, Dinov2Model,
 from transformers.modeling_outputs import DepthEstimatorOutput
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation
-from wedepth_hf.modeling_wedepth import grid_sample_deformable_attention, multi_scale_deformable_attention
+from wedepth_hf.modeling_wedepth import multi_scale_deformable_attention
 
 
 def _labels(batch: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
@@ -460,32 +460,7 @@ def test_train_mode_needs_more_than_one_value_per_channel_at_stride_32(tiny_mode
 
 # ---- deformable attention implementations ----------------------------------------------------------------------------
 
-
-def _deformable_inputs(dtype: torch.dtype) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Values, locations (some outside the maps) and softmax weights over four levels."""
-    generator = torch.Generator().manual_seed(0)
-    shapes = [(3, 4), (5, 7), (1, 9), (2, 1)]
-    batch, queries, heads, head_dim, points = 2, 11, 3, 5, 4
-    value = torch.randn(batch, sum(h * w for h, w in shapes), heads, head_dim, generator=generator, dtype=dtype)
-    locations = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=generator, dtype=dtype) * 1.4 - 0.2
-    weights = torch.randn(batch, queries, heads, len(shapes) * points, generator=generator, dtype=dtype).softmax(-1)
-    return shapes, value, locations, weights.view(batch, queries, heads, len(shapes), points)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_gather_and_grid_sample_deformable_attention_agree_with_their_gradients(dtype: torch.dtype) -> None:
-    shapes, *inputs = _deformable_inputs(dtype)
-    results = []
-    for attention in (grid_sample_deformable_attention, multi_scale_deformable_attention):
-        leaves = [tensor.clone().requires_grad_() for tensor in inputs]
-        output = attention(leaves[0], shapes, leaves[1], leaves[2])
-        output.backward(torch.cos(torch.arange(output.numel(), dtype=dtype)).view_as(output))
-        results.append([output.detach()] + [leaf.grad for leaf in leaves])
-    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
-    for name, actual, expected in zip(("output", "value", "locations", "weights"), results[1], results[0]):
-        torch.testing.assert_close(
-            actual, expected, rtol=tolerance, atol=tolerance * expected.abs().max().item(), msg=lambda m, n=name: n + m
-        )
+# The two kernels against each other, values and gradients: test_speed_paths.py; here the models built with either.
 
 
 def test_models_with_either_deformable_attention_agree_with_their_gradients(tiny_config) -> None:
