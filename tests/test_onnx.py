@@ -111,6 +111,23 @@ def test_export_refuses_a_size_the_graph_cannot_take(
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.parametrize("existing", ["notes.txt", "preprocessor_config.json"])
+def test_export_keeps_existing_files(
+    exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, existing: str
+) -> None:
+    """An --output that is a file of the user's, or a folder whose processor config would be replaced: exit 2, one
+    line, the file as it was."""
+    free, _ = exported
+    (tmp_path / existing).write_text("keep me")
+    output = tmp_path / existing if existing == "notes.txt" else tmp_path
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "onnx", "--model", str(free), "--output", str(output)])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ("is a file that is not a .onnx" if existing == "notes.txt" else "--overwrite to replace them") in message
+    assert (tmp_path / existing).read_text() == "keep me" and not (tmp_path / "model.onnx").exists()
+
+
 def test_predict_with_onnxruntime_writes_the_depth_of_the_torch_backend(
     exported: tuple[Path, Path], tmp_path: Path
 ) -> None:

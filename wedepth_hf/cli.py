@@ -548,7 +548,11 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     onnx.add_argument("--output", required=True, help="the .onnx file to write, or a folder (then FOLDER/model.onnx)")
     onnx.add_argument("--height", type=_positive_int, default=None, help="trace height (default: picked for the model)")
     onnx.add_argument("--width", type=_positive_int, default=None, help="trace width (default: picked for the model)")
-    onnx.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
+    onnx.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing .onnx file and the preprocessor_config.json beside it",
+    )
     _add_debug_option(onnx)
 
 

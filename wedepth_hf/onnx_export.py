@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import DepthEstimatorOutput
-from transformers.utils import logging
+from transformers.utils import IMAGE_PROCESSOR_NAME, logging
 
 from .command_logging import CommandError, UsageError
 from .configuration_wedepth import WEDepthConfig
@@ -280,8 +280,17 @@ def _check_export_arguments(args: argparse.Namespace) -> tuple[Path, tuple[int, 
     """The .onnx path and the trace size of `wedepth export onnx`, after the checks made before the model loads."""
     require_onnx_extra()
     path = onnx_path(args.output)
-    if path.exists() and not args.overwrite:
-        raise UsageError(f"--output {args.output}: {path} exists; give another --output, or --overwrite to replace it.")
+    if path != Path(args.output) and Path(args.output).is_file():
+        raise UsageError(
+            f"--output {args.output} is a file that is not a .onnx; give a path ending in .onnx or a folder."
+        )
+    # The graph and, beside it, the processor's config (which `save_pretrained` would replace silently).
+    existing = [str(file) for file in (path, path.parent / IMAGE_PROCESSOR_NAME) if file.exists()]
+    if existing and not args.overwrite:
+        raise UsageError(
+            f"--output {args.output}: {' and '.join(existing)} exist; give another --output, or --overwrite to replace "
+            "them."
+        )
     if (args.height is None) != (args.width is None):
         raise UsageError("give both --height and --width, or neither (the trace size is then picked for the model).")
     if args.height is None:
