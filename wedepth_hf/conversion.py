@@ -17,7 +17,7 @@ import math
 import re
 import reprlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,12 +76,28 @@ _MLP_LINEARS = {"0": "fc1", "2": "fc2"}
 _FPN_CONVS = {"lateral_fpn": "lateral", "out": "output", "fpn": "fpn"}
 """The authors' pixel-decoder convolution groups and this package's names for them (`<name>_convs`)."""
 _HEAD_PARTS = {"0": "input_norm", "1": "conv1", "2": "upsample", "3": "conv2", "4": "norm", "5": "log_depth"}
+_INPUT_ADAPTER_PARTS = {"0": "projection", "1": "norm"}
+"""The two modules of the authors' pixel-decoder input adapters (`nn.Sequential`), by their index in it."""
+_INJECTION_MLP_PARTS = {"0": "norm", "1": "fc1", "3": "fc2"}
+"""The norm and linear layers of the authors' prompt-injection MLPs (`nn.Sequential`), by their index in it."""
 _DECODER_LAYER_PARTS = {
     "self_attn": "self_attn",
     "norm1": "self_attn_layer_norm",
     "norm2": "final_layer_norm",
     "linear1": "fc1",
     "linear2": "fc2",
+}
+# The lookup tables of the renaming rules, by the name of the pattern group whose text is looked up (see `_renamed`).
+_GROUP_TABLES: dict[str, Mapping[str, str]] = {
+    "swin_block_part": _SWIN_BLOCK_PARTS,
+    "dinov2_part": _DINOV2_PARTS,
+    "perceiver_part": _PERCEIVER_PARTS,
+    "mlp_linear": _MLP_LINEARS,
+    "injection_mlp_part": _INJECTION_MLP_PARTS,
+    "input_adapter_part": _INPUT_ADAPTER_PARTS,
+    "decoder_layer_part": _DECODER_LAYER_PARTS,
+    "fpn_conv": _FPN_CONVS,
+    "head_part": _HEAD_PARTS,
 }
 
 
@@ -90,14 +106,31 @@ def _index(text: str) -> int:
     return int(text) - 1
 
 
-def _perceiver(prefix: str, part: str, rest: str) -> str:
-    """The name of a parameter of the authors' perceiver attention `part` under this package's module `prefix`."""
-    return f"{prefix}.{_PERCEIVER_PARTS[part]}.{rest}"
+def _group_value(name: str, text: str) -> int | str:
+    """What the pattern group `name`, which matched `text`, puts into a renaming rule's template."""
+    if name.endswith("_index"):
+        return _index(text)
+    if name.endswith("_number"):
+        return int(text) + 1
+    return _GROUP_TABLES[name][text] if name in _GROUP_TABLES else text
 
 
-def _numbered(official: str, ours: str) -> tuple[re.Pattern[str], Callable[[re.Match[str]], str]]:
+def _compiled(*rules: tuple[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    """Renaming rules (pattern, `str.format` template of the new key) with their patterns compiled."""
+    return [(re.compile(pattern), template) for pattern, template in rules]
+
+
+def _renamed(rules: list[tuple[re.Pattern[str], str]], key: str) -> str | None:
+    """`key` renamed by the first of `rules` whose pattern matches it; None if none does."""
+    for pattern, template in rules:
+        if match := pattern.match(key):
+            return template.format(**{name: _group_value(name, text) for name, text in match.groupdict().items()})
+    return None
+
+
+def _numbered(official: str, ours: str) -> tuple[str, str]:
     """The rule for one of the authors' numbered modules, `<official><n>.<rest>` -> `<ours>.<n - 1>.<rest>`."""
-    return re.compile(rf"^{re.escape(official)}(\d)\.(.+)$"), lambda m: f"{ours}.{_index(m[1])}.{m[2]}"
+    return rf"^{re.escape(official)}(?P<module_index>\d)\.(?P<rest>.+)$", f"{ours}.{{module_index}}.{{rest}}"
 
 
 # ---- Swin-repository keys -> transformers' SwinBackbone --------------------------------------------------------------
@@ -106,31 +139,28 @@ def _numbered(official: str, ours: str) -> tuple[re.Pattern[str], Callable[[re.M
 # LayerNorm per output stage, `norm0`..`norm3`). timm's Swin differs only in where it keeps the patch merging (see
 # `_swin_repository_keys`). Shared by the authors' checkpoint (its `encoder.*` keys) and `convert_swin_state_dict`.
 
-# (pattern on a Swin-repository key, function of the match giving the SwinBackbone key). The first match wins.
-_SWIN_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+# (pattern on a Swin-repository key, `str.format` template of the SwinBackbone key); the first match wins. A named
+# group ending in `_index` gives the template a 1-based number as the 0-based index, one ending in `_number` a 0-based
+# index as the 1-based number, one named in `_GROUP_TABLES` its entry in that table; any other gives its text.
+_SWIN_RULES = _compiled(
+    (r"^patch_embed\.proj\.(?P<rest>weight|bias)$", "swin.embeddings.patch_embeddings.projection.{rest}"),
+    (r"^patch_embed\.norm\.(?P<rest>weight|bias)$", "swin.embeddings.norm.{rest}"),
+    (r"^absolute_pos_embed$", "swin.embeddings.position_embeddings"),
     (
-        re.compile(r"^patch_embed\.proj\.(weight|bias)$"),
-        lambda m: f"swin.embeddings.patch_embeddings.projection.{m[1]}",
-    ),
-    (re.compile(r"^patch_embed\.norm\.(weight|bias)$"), lambda m: f"swin.embeddings.norm.{m[1]}"),
-    (re.compile(r"^absolute_pos_embed$"), lambda m: "swin.embeddings.position_embeddings"),
-    (
-        re.compile(
-            r"^layers\.(\d+)\.blocks\.(\d+)\.(norm1|norm2|attn\.proj|attn\.relative_position_bias_table|"
-            r"mlp\.fc1|mlp\.fc2)(\.weight|\.bias|)$"
-        ),
-        lambda m: f"swin.encoder.layers.{m[1]}.blocks.{m[2]}.{_SWIN_BLOCK_PARTS[m[3]]}{m[4]}",
+        r"^layers\.(?P<layer>\d+)\.blocks\.(?P<block>\d+)\.(?P<swin_block_part>norm1|norm2|attn\.proj|"
+        r"attn\.relative_position_bias_table|mlp\.fc1|mlp\.fc2)(?P<rest>\.weight|\.bias|)$",
+        "swin.encoder.layers.{layer}.blocks.{block}.{swin_block_part}{rest}",
     ),
     (
-        re.compile(r"^layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$"),
-        lambda m: f"swin.encoder.layers.{m[1]}.downsample.{m[2]}.{m[3]}",
+        r"^layers\.(?P<layer>\d+)\.downsample\.(?P<rest>(?:reduction|norm)\.(?:weight|bias))$",
+        "swin.encoder.layers.{layer}.downsample.{rest}",
     ),
     # The detection backbone's per-stage output norms are SwinBackbone's `hidden_states_norms`.
-    (re.compile(r"^norm(\d)\.(weight|bias)$"), lambda m: f"hidden_states_norms.stage{int(m[1]) + 1}.{m[2]}"),
+    (r"^norm(?P<stage_number>\d)\.(?P<rest>weight|bias)$", "hidden_states_norms.stage{stage_number}.{rest}"),
     # The classifier's final norm: SwinModel's `layernorm`, which SwinBackbone keeps but never applies (as a
     # transformers classification checkpoint loaded into SwinBackbone keeps it too).
-    (re.compile(r"^norm\.(weight|bias)$"), lambda m: f"swin.layernorm.{m[1]}"),
-]
+    (r"^norm\.(?P<rest>weight|bias)$", "swin.layernorm.{rest}"),
+)
 _SWIN_QKV = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
 _SWIN_POSITION_INDEX = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$")
 _SWIN_ATTENTION_MASK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.attn_mask$")
@@ -147,10 +177,8 @@ def swin_backbone_tensors(key: str, tensor: torch.Tensor) -> dict[str, torch.Ten
         block = f"swin.encoder.layers.{match[1]}.blocks.{match[2]}.attention"
         parts = zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3))
         return {f"{block}.{name}.{match[3]}": part for name, part in parts}
-    for pattern, rename in _SWIN_RULES:
-        if match := pattern.match(key):
-            return {rename(match): tensor}
-    return None
+    renamed = _renamed(_SWIN_RULES, key)
+    return None if renamed is None else {renamed: tensor}
 
 
 def _swin_position_index_target(key: str) -> str | None:
@@ -169,89 +197,86 @@ def _same_position_index(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
 
 # ---- the authors' WEDepth checkpoint ---------------------------------------------------------------------------------
 
-# (pattern on the official key, function of the match giving the new key). Tried in order; the first match wins. Their
-# `encoder.*` keys are Swin-repository keys, converted by `swin_backbone_tensors` before these rules are tried.
-_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+# (pattern on the official key, `str.format` template of the new key), tried in order; the first match wins. Named
+# groups fill the template as in `_SWIN_RULES` (`*_index`: 1-based number -> 0-based index; a `_GROUP_TABLES` name:
+# looked up; others verbatim). Their `encoder.*` keys are Swin keys, converted by `swin_backbone_tensors` first.
+_RULES = _compiled(
     _numbered("sf.fc", "stream_split.projections"),
-    (re.compile(r"^sf\.dwconv1\.(.+)$"), lambda m: f"stream_split.depthwise.{m[1]}"),
+    (r"^sf\.dwconv1\.(?P<rest>.+)$", "stream_split.depthwise.{rest}"),
     (
-        re.compile(
-            r"^partition_enhance\.model_hf\.encoder\.layer\.(\d+)\.(attention\.attention\.(?:query|key|value)|"
-            r"attention\.output\.dense)\.(.+)$"
-        ),
-        lambda m: f"vfm.encoder.layer.{m[1]}.{_DINOV2_PARTS[m[2]]}.{m[3]}",
+        r"^partition_enhance\.model_hf\.encoder\.layer\.(?P<layer>\d+)\."
+        r"(?P<dinov2_part>attention\.attention\.(?:query|key|value)|attention\.output\.dense)\.(?P<rest>.+)$",
+        "vfm.encoder.layer.{layer}.{dinov2_part}.{rest}",
     ),
-    (re.compile(r"^partition_enhance\.model_hf\.(.+)$"), lambda m: f"vfm.{m[1]}"),
+    (r"^partition_enhance\.model_hf\.(?P<rest>.+)$", "vfm.{rest}"),
     (
-        re.compile(r"^partition_enhance\.extra_pat_(\d)\.gamma_(\d+)$"),
-        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.gamma",
+        r"^partition_enhance\.extra_pat_(?P<block_index>\d)\.gamma_(?P<layer_index>\d+)$",
+        "prompted_vfm.extraction_blocks.{block_index}.layers.{layer_index}.gamma",
     ),
     (
-        re.compile(r"^partition_enhance\.extra_pat_(\d)\.cross_attn_(\d+)\.(\w+)\.(.+)$"),
-        lambda m: _perceiver(
-            f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.cross_attention", m[3], m[4]
-        ),
+        r"^partition_enhance\.extra_pat_(?P<block_index>\d)\.cross_attn_(?P<layer_index>\d+)\."
+        r"(?P<perceiver_part>\w+)\.(?P<rest>.+)$",
+        "prompted_vfm.extraction_blocks.{block_index}.layers.{layer_index}.cross_attention.{perceiver_part}.{rest}",
     ),
     (
-        re.compile(r"^partition_enhance\.extra_pat_(\d)\.self_attn_(\d+)\.(\w+)\.(.+)$"),
-        lambda m: _perceiver(
-            f"prompted_vfm.extraction_blocks.{_index(m[1])}.layers.{_index(m[2])}.self_attention", m[3], m[4]
-        ),
+        r"^partition_enhance\.extra_pat_(?P<block_index>\d)\.self_attn_(?P<layer_index>\d+)\."
+        r"(?P<perceiver_part>\w+)\.(?P<rest>.+)$",
+        "prompted_vfm.extraction_blocks.{block_index}.layers.{layer_index}.self_attention.{perceiver_part}.{rest}",
     ),
     (
-        re.compile(r"^partition_enhance\.extra_pat_(\d)\.proj\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.extraction_blocks.{_index(m[1])}.lift.{_MLP_LINEARS[m[2]]}.{m[3]}",
+        r"^partition_enhance\.extra_pat_(?P<block_index>\d)\.proj\.(?P<mlp_linear>[02])\.(?P<rest>.+)$",
+        "prompted_vfm.extraction_blocks.{block_index}.lift.{mlp_linear}.{rest}",
     ),
     (
-        re.compile(r"^partition_enhance\.down_pat_(\d)\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.prompt_projections.{_index(m[1])}.{_MLP_LINEARS[m[2]]}.{m[3]}",
+        r"^partition_enhance\.down_pat_(?P<stage_index>\d)\.(?P<mlp_linear>[02])\.(?P<rest>.+)$",
+        "prompted_vfm.prompt_projections.{stage_index}.{mlp_linear}.{rest}",
     ),
     (
-        re.compile(r"^partition_enhance\.down_feat_4\.([02])\.(.+)$"),
-        lambda m: f"prompted_vfm.patch_projection.{_MLP_LINEARS[m[1]]}.{m[2]}",
+        r"^partition_enhance\.down_feat_4\.(?P<mlp_linear>[02])\.(?P<rest>.+)$",
+        "prompted_vfm.patch_projection.{mlp_linear}.{rest}",
     ),
     (
-        re.compile(r"^inject_pt\.head_(\d)\.self_attn_enc\.(\w+)\.(.+)$"),
-        lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.prompt_self_attention", m[2], m[3]),
+        r"^inject_pt\.head_(?P<head_index>\d)\.self_attn_enc\.(?P<perceiver_part>\w+)\.(?P<rest>.+)$",
+        "prompt_injections.{head_index}.prompt_self_attention.{perceiver_part}.{rest}",
     ),
     (
-        re.compile(r"^inject_pt\.head_(\d)\.cross_attn_enc_(\d+)\.(\w+)\.(.+)$"),
-        lambda m: _perceiver(f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.cross_attention", m[3], m[4]),
+        r"^inject_pt\.head_(?P<head_index>\d)\.cross_attn_enc_(?P<layer_index>\d+)\."
+        r"(?P<perceiver_part>\w+)\.(?P<rest>.+)$",
+        "prompt_injections.{head_index}.layers.{layer_index}.cross_attention.{perceiver_part}.{rest}",
     ),
     (
-        re.compile(r"^inject_pt\.head_(\d)\.mlp_attn_enc_(\d+)\.mlp\.([013])\.(.+)$"),
-        lambda m: (
-            f"prompt_injections.{_index(m[1])}.layers.{_index(m[2])}.mlp."
-            f"{ {'0': 'norm', '1': 'fc1', '3': 'fc2'}[m[3]] }.{m[4]}"
-        ),
+        r"^inject_pt\.head_(?P<head_index>\d)\.mlp_attn_enc_(?P<layer_index>\d+)\.mlp\."
+        r"(?P<injection_mlp_part>[013])\.(?P<rest>.+)$",
+        "prompt_injections.{head_index}.layers.{layer_index}.mlp.{injection_mlp_part}.{rest}",
     ),
     _numbered("inject_it.conv_fuse_", "feature_injection.pixel_convs"),
     _numbered("inject_it.liner_", "feature_injection.vfm_projections"),
     _numbered("inject_it.conv_fuse_v_", "feature_injection.fused_convs"),
     _numbered("inject_it.norm_", "feature_injection.norms"),
-    (re.compile(r"^inject_it\.conv_all\.(.+)$"), lambda m: f"feature_injection.output_projection.{m[1]}"),
+    (r"^inject_it\.conv_all\.(?P<rest>.+)$", "feature_injection.output_projection.{rest}"),
     (
-        re.compile(r"^decoder\.input_adapter_(\d)\.([01])\.(.+)$"),
-        lambda m: f"pixel_decoder.input_adapters.{_index(m[1])}.{'projection' if m[2] == '0' else 'norm'}.{m[3]}",
+        r"^decoder\.input_adapter_(?P<level_index>\d)\.(?P<input_adapter_part>[01])\.(?P<rest>.+)$",
+        "pixel_decoder.input_adapters.{level_index}.{input_adapter_part}.{rest}",
     ),
-    (re.compile(r"^decoder\.transformer\.level_embed$"), lambda m: "pixel_decoder.level_embeddings"),
+    (r"^decoder\.transformer\.level_embed$", "pixel_decoder.level_embeddings"),
     (
-        re.compile(r"^decoder\.transformer\.encoder\.layer_(\d+)\.(self_attn|norm1|norm2|linear1|linear2)\.(.+)$"),
-        lambda m: f"pixel_decoder.layers.{_index(m[1])}.{_DECODER_LAYER_PARTS[m[2]]}.{m[3]}",
-    ),
-    (
-        re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.weight$"),
-        lambda m: f"pixel_decoder.{_FPN_CONVS[m[1]]}_convs.{_index(m[2])}.conv.weight",
+        r"^decoder\.transformer\.encoder\.layer_(?P<layer_index>\d+)\."
+        r"(?P<decoder_layer_part>self_attn|norm1|norm2|linear1|linear2)\.(?P<rest>.+)$",
+        "pixel_decoder.layers.{layer_index}.{decoder_layer_part}.{rest}",
     ),
     (
-        re.compile(r"^decoder\.(lateral_fpn|out|fpn)_conv_(\d)\.norm\.(.+)$"),
-        lambda m: f"pixel_decoder.{_FPN_CONVS[m[1]]}_convs.{_index(m[2])}.norm.{m[3]}",
+        r"^decoder\.(?P<fpn_conv>lateral_fpn|out|fpn)_conv_(?P<level_index>\d)\.weight$",
+        "pixel_decoder.{fpn_conv}_convs.{level_index}.conv.weight",
     ),
     (
-        re.compile(r"^project\.proj_output_(\d)\.(\d)\.(.+)$"),
-        lambda m: f"depth_heads.{_index(m[1])}.{_HEAD_PARTS[m[2]]}.{m[3]}",
+        r"^decoder\.(?P<fpn_conv>lateral_fpn|out|fpn)_conv_(?P<level_index>\d)\.norm\.(?P<rest>.+)$",
+        "pixel_decoder.{fpn_conv}_convs.{level_index}.norm.{rest}",
     ),
-]
+    (
+        r"^project\.proj_output_(?P<head_index>\d)\.(?P<head_part>\d)\.(?P<rest>.+)$",
+        "depth_heads.{head_index}.{head_part}.{rest}",
+    ),
+)
 _PROMPT = re.compile(r"^partition_enhance\.prompt_embeddings_(\d)$")
 
 
@@ -528,13 +553,10 @@ def convert_state_dict(
                     f"The checkpoint's {key} has shape {tuple(tensor.shape)}; prompts are (1, number, width)."
                 )
             prompts[_index(match[1])] = tensor.reshape(tensor.shape[-2:])
+        elif (renamed := _renamed(_RULES, key)) is not None:
+            converted[renamed] = tensor
         else:
-            for pattern, rename in _RULES:
-                if match := pattern.match(key):
-                    converted[rename(match)] = tensor
-                    break
-            else:
-                unknown.append(key)
+            unknown.append(key)
     if prompts:
         converted["prompted_vfm.prompt_embeddings"] = _stacked_prompts(prompts)
     _check_fits_model(converted, unknown, reference)
