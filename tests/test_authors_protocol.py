@@ -91,7 +91,9 @@ def assert_matches_their_loop(name: str, ours: dict[str, float], num_images: int
 
 @pytest.mark.parametrize("name", list(AUTHORS_DATASETS))
 def test_committed_set_scores_as_their_loop_in_float64(model: torch.nn.Module, name: str) -> None:
-    result = evaluate_authors_dataset(copy.deepcopy(model).double(), name, S0 / name, progress=False)
+    result = evaluate_authors_dataset(
+        copy.deepcopy(model).double(), AuthorsEvaluationDataset(name, S0 / name), progress=False
+    )
     assert_matches_their_loop(name, result.metrics, result.num_images, their_results("s0"), "float64")
     assert 0.0 < result.metrics["delta1"] < 1.0
 
@@ -100,7 +102,7 @@ def test_committed_set_scores_as_their_loop_in_float64(model: torch.nn.Module, n
 @pytest.mark.parametrize("name", list(AUTHORS_DATASETS))
 def test_generated_second_set_scores_as_their_loop(model: torch.nn.Module, s1_root: Path, name: str, dtype) -> None:
     network = copy.deepcopy(model).to(getattr(torch, dtype))
-    result = evaluate_authors_dataset(network, name, s1_root / name, progress=False)
+    result = evaluate_authors_dataset(network, AuthorsEvaluationDataset(name, s1_root / name), progress=False)
     assert_matches_their_loop(name, result.metrics, result.num_images, their_results("s1"), dtype)
 
 
@@ -192,6 +194,8 @@ def test_the_authors_protocol_takes_no_community_crop(model) -> None:
         evaluate_depth_model(model, dataset, protocol="authors", min_depth=0.01, max_depth=10.0, crop="eigen_nyu")
     with pytest.raises(ValueError, match="Unknown protocol"):
         evaluate_depth_model(model, dataset, protocol="paper", min_depth=0.01, max_depth=10.0)
+    with pytest.raises(TypeError, match=r"AuthorsEvaluationDataset\(name, data_root"):
+        evaluate_authors_dataset(model, "ibims")
 
 
 # ---- the pieces, on hand-made inputs ---------------------------------------------------------------------------------
@@ -293,7 +297,7 @@ def test_in_training_validation_computes_what_wedepth_evaluate_computes(tmp_path
     validation = json.loads(completed.stdout.strip().splitlines()[-1])
     assert set(validation) == {"step", *AUTHORS_METRIC_NAMES}
     model = WEDepthForDepthEstimation.from_pretrained(tmp_path / "run" / "model")
-    expected = evaluate_authors_dataset(model, "nyu", data, "val.txt", progress=False)
+    expected = evaluate_authors_dataset(model, AuthorsEvaluationDataset("nyu", data, "val.txt"), progress=False)
     assert expected.num_images == 1 and expected.num_skipped == 1  # the second image has 9 valid pixels
     for metric in AUTHORS_METRIC_NAMES:
         assert validation[metric] == pytest.approx(expected.metrics[metric], rel=1e-6), metric

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from wedepth_hf import WEDepthForDepthEstimation, cli
 from wedepth_hf.data import write_synthetic_nyu_layout
+from wedepth_hf.data.authors import AuthorsEvaluationDataset
 from wedepth_hf.data.datasets import BadSampleError, NYUDepthDataset, bad_sample_message
 from wedepth_hf.data.synthetic import foreign_synthetic_entries
 from wedepth_hf.evaluation import evaluate_authors_dataset
@@ -92,7 +93,7 @@ def test_an_all_zero_ground_truth_map_is_skipped_and_counted_authors(
     """(The authors' reader already skipped such a map; this keeps it so.)"""
     shutil.copytree(FIXTURES / "authors_eval_s0" / "nyu", tmp_path / "nyu")
     Image.fromarray(np.zeros((480, 640), np.uint16)).save(tmp_path / "nyu" / "kitchen" / "sync_depth_00100.png")
-    result = evaluate_authors_dataset(model, "nyu", tmp_path / "nyu", progress=False)
+    result = evaluate_authors_dataset(model, AuthorsEvaluationDataset("nyu", tmp_path / "nyu"), progress=False)
     # bathroom is scored; kitchen (zeroed) and living_room (fewer than 10 valid pixels in the fixture) are skipped.
     assert (result.num_images, result.num_skipped) == (1, 2)
 

@@ -11,9 +11,10 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,10 @@ class DatasetSpec:
     depth_decoding: str = "auto"
     default_focal: float | None = None
     default_split_file: str | None = None
+
+    def evaluation_arguments(self) -> dict[str, Any]:
+        """The `evaluate_depth_model` arguments the dataset fixes: its valid depth range and its crops."""
+        return dict(min_depth=self.min_depth, max_depth=self.max_depth, crop=self.crop, kb_crop=self.kb_crop)
 
 
 _LIST = "list layout: a text file of lines '<rgb> <depth> <focal>', paths relative to the data root"
@@ -386,11 +391,10 @@ def evaluate_depth_model(
     The model (a `WEDepthForDepthEstimation`, or any module returning `predicted_depth` (B, H, W)) runs in eval mode
     under `torch.inference_mode`, in its own precision (a mixed-precision wrapper from `accelerator.prepare` and any
     enclosing autocast are set aside), on the device of its parameters; its training mode is restored afterwards.
-    The dataloader is sharded over the processes of `accelerator` (a new `Accelerator()` if None) with accelerate's
+    The dataloader is sharded over the processes of `accelerator` (a new `Accelerator()` if None) by accelerate's
     `prepare_data_loader`, which leaves the accelerator's own state (the loaders `save_state` checkpoints) alone;
-    per-image metrics are collected with `accelerator.gather_for_metrics`, which drops the samples duplicated to
-    even out the last batch, so every process returns the same result over each image exactly once. Batches may mix
-    image sizes: the images of a batch are grouped by size and each group is one forward pass.
+    per-image metrics are gathered by `accelerator.gather_for_metrics`, which drops the samples duplicated to even
+    out the last batch: every process returns the same result, over each image once. A batch may mix image sizes.
 
     Protocols:
         "community" (BTS/ZoeDepth; `METRIC_NAMES`): full-size SAMPLEs. Per image the prediction is resized to the
@@ -417,8 +421,11 @@ def evaluate_depth_model(
     names = PROTOCOL_METRIC_NAMES[protocol]
     accumulator = DepthMetricsAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop, metric_names=names)
     network = accelerator.unwrap_model(model)
+    device = _model_device(network, accelerator)
+    scoring = _Scoring(device, min_depth, max_depth, crop, kb_crop, tuple(kb_crop_size), crop_on_kb_crop, flip_tta)
+    score = _score_authors_batch if protocol == "authors" else partial(_score_batch, alignment=alignment)
     with _evaluation_mode(network):
-        _score_shards(network, loader, accelerator, accumulator, settings, kb_crop_size, progress)
+        _score_shards(partial(score, network, scoring=scoring), loader, accelerator, accumulator, progress)
     _warn_of_skipped_images(accumulator.num_skipped, protocol)
     return EvaluationResult(accumulator.compute(), accumulator.num_images, accumulator.num_skipped, settings)
 
@@ -500,35 +507,45 @@ def _check_evaluation_arguments(
         )
 
 
+def _model_device(network: torch.nn.Module, accelerator: Any) -> torch.device:
+    """The device of the model's parameters (the accelerator's for a model without any): where its inputs go."""
+    parameter = next(network.parameters(), None)
+    return parameter.device if parameter is not None else accelerator.device
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What scoring a batch needs besides the model: where the model runs, the valid depth range, the crops and
+    whether to average with the flipped image (the arguments of `evaluate_depth_model` of the same names)."""
+
+    device: torch.device
+    min_depth: float
+    max_depth: float
+    crop: str | None
+    kb_crop: bool
+    kb_crop_size: tuple[int, int]
+    crop_on_kb_crop: bool
+    flip_tta: bool
+
+
 def _score_shards(
-    network: torch.nn.Module,
+    score: Callable[[list[dict[str, Any]]], torch.Tensor],
     loader: DataLoader,
     accelerator: Any,
     accumulator: DepthMetricsAccumulator,
-    settings: dict[str, Any],
-    kb_crop_size: tuple[int, int],
     progress: bool,
 ) -> None:
-    """Score this process's shard and add every process's per-image metrics to `accumulator`, each image once."""
-    parameter = next(network.parameters(), None)
-    device = parameter.device if parameter is not None else accelerator.device
-    score = _score_authors_batch if settings["protocol"] == "authors" else _score_batch
+    """Score this process's shard (`score` gives a batch's rows) and add every process's per-image metrics to
+    `accumulator`, each image once."""
     bar = tqdm(loader, desc="evaluating", disable=not (progress and accelerator.is_main_process))
     for samples in bar:
-        rows = score(network, samples, device, settings, kb_crop_size)
+        rows = score(samples)
         for row in accelerator.gather_for_metrics(rows.to(accelerator.device)).cpu():
             accumulator.add(dict(zip(accumulator.metric_names, row[:-1].tolist())) if row[-1] > 0 else None)
 
 
-def _score_authors_batch(
-    model: torch.nn.Module,
-    samples: list[dict[str, Any]],
-    device: torch.device,
-    settings: dict[str, Any],
-    kb_crop_size: tuple[int, int],
-) -> torch.Tensor:
+def _score_authors_batch(model: torch.nn.Module, samples: list[dict[str, Any]], scoring: _Scoring) -> torch.Tensor:
     """(len(samples), 10) float64 rows as `_score_batch`, scored as the authors' validation loop scores."""
-    min_depth, max_depth = settings["min_depth"], settings["max_depth"]
     rows = torch.zeros((len(samples), len(AUTHORS_METRIC_NAMES) + 1), dtype=torch.float64)
 
     def sizes(index: int) -> tuple[int, ...]:
@@ -541,10 +558,10 @@ def _score_authors_batch(
                     f"Sample {samples[index].get('id')} has no 'mask': the authors' protocol scores samples prepared "
                     f"by wedepth_hf.data.AuthorsEvaluationDataset (or AuthorsPreparedDataset)."
                 )
-        images = torch.stack([samples[index]["image"] for index in indices]).to(device)
+        images = torch.stack([samples[index]["image"] for index in indices]).to(scoring.device)
         output_size = tuple(samples[indices[0]]["depth"].shape[-2:])
-        depth = predict_depth(model, images, flip_tta=settings["flip_tta"], output_size=output_size)
-        for index, prediction in zip(indices, depth.clamp(min_depth, max_depth)):
+        depth = predict_depth(model, images, flip_tta=scoring.flip_tta, output_size=output_size)
+        for index, prediction in zip(indices, depth.clamp(scoring.min_depth, scoring.max_depth)):
             sample = samples[index]
             metrics = compute_authors_metrics(prediction, sample["depth"].to(prediction.device), sample["mask"])
             _record_metrics(rows[index], metrics, AUTHORS_METRIC_NAMES)
@@ -552,27 +569,25 @@ def _score_authors_batch(
 
 
 def _score_batch(
-    model: torch.nn.Module,
-    samples: list[dict[str, Any]],
-    device: torch.device,
-    settings: dict[str, Any],
-    kb_crop_size: tuple[int, int],
+    model: torch.nn.Module, samples: list[dict[str, Any]], scoring: _Scoring, alignment: str
 ) -> torch.Tensor:
-    """(len(samples), 10) float64: each image's metrics and a last column 1 (scored) or 0 (no valid pixel)."""
-    min_depth, max_depth, crop = settings["min_depth"], settings["max_depth"], settings["crop"]
+    """(len(samples), 10) float64: each image's metrics, aligned per `alignment` ("none", "median", ...), and a last
+    column 1 (scored) or 0 (no valid pixel)."""
     rows = torch.zeros((len(samples), len(METRIC_NAMES) + 1), dtype=torch.float64)
     for indices in batches_by_size(range(len(samples)), lambda index: samples[index]["image"].shape[-2:], len(samples)):
         height, width = samples[indices[0]]["image"].shape[-2:]
-        images = torch.stack([samples[index]["image"] for index in indices]).to(device)
+        images = torch.stack([samples[index]["image"] for index in indices]).to(scoring.device)
         depth = predict_depth(
-            model, images, flip_tta=settings["flip_tta"], kb_crop=settings["kb_crop"], kb_crop_size=kb_crop_size
+            model, images, flip_tta=scoring.flip_tta, kb_crop=scoring.kb_crop, kb_crop_size=scoring.kb_crop_size
         )
         for index, prediction in zip(indices, depth):
             target = samples[index]["depth"].to(device=prediction.device, dtype=torch.float64)
-            if settings.get("crop_on_kb_crop"):
-                prediction, target = _kb_cropped(prediction, target, kb_crop_size, samples[index].get("id"))
-            prediction = _aligned_prediction(prediction, target, settings, kb_crop_size, (height, width))
-            metrics = compute_depth_metrics(prediction, target, min_depth=min_depth, max_depth=max_depth, crop=crop)
+            if scoring.crop_on_kb_crop:
+                prediction, target = _kb_cropped(prediction, target, scoring.kb_crop_size, samples[index].get("id"))
+            prediction = _aligned_prediction(prediction, target, scoring, alignment, (height, width))
+            metrics = compute_depth_metrics(
+                prediction, target, min_depth=scoring.min_depth, max_depth=scoring.max_depth, crop=scoring.crop
+            )
             _record_metrics(rows[index], metrics, METRIC_NAMES)
     return rows
 
@@ -600,24 +615,21 @@ def _kb_cropped(
 
 
 def _aligned_prediction(
-    prediction: torch.Tensor,
-    target: torch.Tensor,
-    settings: dict[str, Any],
-    kb_crop_size: tuple[int, int],
-    image_size: tuple[int, int],
+    prediction: torch.Tensor, target: torch.Tensor, scoring: _Scoring, alignment: str, image_size: tuple[int, int]
 ) -> torch.Tensor:
-    """The prediction at the target's size, non-finite values replaced, aligned per `settings["alignment"]`."""
-    min_depth, max_depth = settings["min_depth"], settings["max_depth"]
+    """The prediction at the target's size, non-finite values replaced, aligned per `alignment`."""
+    min_depth, max_depth = scoring.min_depth, scoring.max_depth
     prediction = torch.nan_to_num(prediction.double(), nan=min_depth, posinf=max_depth, neginf=min_depth)
-    if settings["alignment"] == "none":
+    if alignment == "none":
         return prediction
     if prediction.shape != target.shape:
         prediction = F.interpolate(prediction[None, None], size=target.shape, mode="bilinear", align_corners=False)[
             0, 0
         ]
-    mask = valid_depth_mask(target, min_depth=min_depth, max_depth=max_depth, crop=settings["crop"])
-    if settings["kb_crop"] and not settings.get("crop_on_kb_crop"):
+    mask = valid_depth_mask(target, min_depth=min_depth, max_depth=max_depth, crop=scoring.crop)
+    if scoring.kb_crop and not scoring.crop_on_kb_crop:
         # Only the pasted-back region holds predictions; the zero border must not enter the fit.
+        kb_crop_size = scoring.kb_crop_size
         top, left = kb_crop_box(*image_size, kb_crop_size)
         region = torch.zeros_like(mask)
         scale_y, scale_x = target.shape[0] / image_size[0], target.shape[1] / image_size[1]
@@ -626,7 +638,7 @@ def _aligned_prediction(
             int(left * scale_x) : int((left + kb_crop_size[1]) * scale_x),
         ] = True
         mask &= region
-    return align_depth(prediction, target, mask, settings["alignment"])
+    return align_depth(prediction, target, mask, alignment)
 
 
 # ---- the `wedepth evaluate` command ----------------------------------------------------------------------------------
@@ -819,35 +831,26 @@ def suite_folder(data_root: str | Path, name: str) -> Path | None:
 
 
 def evaluate_authors_dataset(
-    model: torch.nn.Module,
-    name: str,
-    data_root: str | Path,
-    split_file: str | Path | None = None,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    allow_paths_outside_root: bool = False,
-    **kwargs: Any,
+    model: torch.nn.Module, dataset: AuthorsEvaluationDataset, **kwargs: Any
 ) -> EvaluationResult:
-    """One of the authors' six test sets, read and scored as their code does (`AuthorsEvaluationDataset` and
-    `evaluate_depth_model(protocol="authors")`); `kwargs` go to `evaluate_depth_model` (accelerator, flip_tta, ...)."""
-    dataset = AuthorsEvaluationDataset(
-        name, data_root, split_file, max_pixels=max_pixels, allow_paths_outside_root=allow_paths_outside_root
-    )
-    return _score_authors_dataset(model, dataset, split_file, **kwargs)
-
-
-def _score_authors_dataset(
-    model: torch.nn.Module, dataset: AuthorsEvaluationDataset, split_file: str | Path | None, **kwargs: Any
-) -> EvaluationResult:
-    """`evaluate_depth_model(protocol="authors")` on one of the authors' test sets, with where it was read from."""
+    """One of the authors' six test sets, as read by `AuthorsEvaluationDataset(name, data_root)`, scored as their code
+    scores it (`evaluate_depth_model(protocol="authors")` at the dataset's depth range); the result's settings say
+    where it was read from. `kwargs` go to `evaluate_depth_model` (accelerator, flip_tta, batch_size, ...)."""
+    if not isinstance(dataset, AuthorsEvaluationDataset):
+        raise TypeError(
+            f"evaluate_authors_dataset scores an AuthorsEvaluationDataset, got {type(dataset).__name__}: pass "
+            "AuthorsEvaluationDataset(name, data_root, split_file)."
+        )
     spec = dataset.spec
     result = evaluate_depth_model(
         model, dataset, protocol="authors", min_depth=spec.min_depth, max_depth=spec.max_depth, **kwargs
     )
-    result.settings.update(
-        dataset=spec.name, data_root=str(dataset.root), split_file=str(split_file or spec.split_file)
-    )
+    result.settings.update(dataset=spec.name, data_root=str(dataset.root), split_file=dataset.split_file)
     return result
+
+
+_SOURCE_OPTIONS = ("image_root", "depth_root", "split", "image_column", "depth_column")
+"""The command's options that say where a community dataset's images and depth maps are (`build_evaluation_dataset`)."""
 
 
 def _command_datasets(
@@ -871,16 +874,9 @@ def _command_datasets(
         elif args.protocol == "authors":
             datasets[args.dataset] = AuthorsEvaluationDataset(args.dataset, args.data_root, args.split_file, **reading)
         else:
+            sources = {option: getattr(args, option) for option in _SOURCE_OPTIONS}
             datasets[args.dataset] = build_evaluation_dataset(
-                spec,
-                args.data_root,
-                args.split_file,
-                image_root=args.image_root,
-                depth_root=args.depth_root,
-                split=args.split,
-                image_column=args.image_column,
-                depth_column=args.depth_column,
-                **reading,
+                spec, args.data_root, args.split_file, **sources, **reading
             )
     except (FileNotFoundError, ValueError, ImportError) as error:
         parser.error(" ".join(str(error).split()))
@@ -899,26 +895,15 @@ def _evaluate_command(
         batch_size=args.batch_size, flip_tta=args.flip_tta, accelerator=accelerator, num_workers=args.num_workers
     )
     if args.protocol == "authors":
-        split_file = args.split_file if args.suite is None else None
         results = {}
         for name, dataset in datasets.items():
             if args.suite is not None:
                 logger.info("%s: %s", name, dataset.root)
-            results[name] = _score_authors_dataset(model, dataset, split_file, **common)
+            results[name] = evaluate_authors_dataset(model, dataset, **common)
         return results
     ((name, dataset),) = datasets.items()
-    result = evaluate_depth_model(
-        model,
-        dataset,
-        min_depth=spec.min_depth,
-        max_depth=spec.max_depth,
-        crop=spec.crop,
-        kb_crop=spec.kb_crop,
-        kb_crop_size=tuple(args.kb_crop_size),
-        crop_on_kb_crop=args.crop_on_kb_crop,
-        alignment=args.alignment,
-        **common,
-    )
+    common.update(kb_crop_size=tuple(args.kb_crop_size), crop_on_kb_crop=args.crop_on_kb_crop, alignment=args.alignment)
+    result = evaluate_depth_model(model, dataset, **spec.evaluation_arguments(), **common)
     return {name: result}
 
 
@@ -1066,18 +1051,10 @@ def _command_report(
     args: argparse.Namespace, results: dict[str, EvaluationResult], missing: dict[str, str], spec: DatasetSpec | None
 ) -> dict[str, Any]:
     """The JSON report of the command (`results_report`) with the command's settings."""
-    return results_report(
-        results,
-        missing,
-        args.protocol,
-        model=args.model,
-        suite=args.suite,
-        dataset=args.dataset,
-        data_root=str(args.data_root),
-        split_file=args.split_file,
-        dtype=args.dtype,
-        depth_scale=spec.depth_scale if spec is not None else None,
-    )
+    options = ("model", "suite", "dataset", "data_root", "split_file", "dtype")
+    settings = {option: getattr(args, option) for option in options}
+    settings.update(data_root=str(args.data_root), depth_scale=spec.depth_scale if spec is not None else None)
+    return results_report(results, missing, args.protocol, **settings)
 
 
 __all__ = [

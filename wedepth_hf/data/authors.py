@@ -322,6 +322,7 @@ class AuthorsEvaluationDataset(Dataset):
         check_max_pixels(max_pixels)
         self.max_pixels = max_pixels
         self.split_path = split_path
+        self.split_file = str(split_file if split_file is not None else spec.split_file)
         containment = RootContainment(self.root, allow_paths_outside_root)
         for rgb, depth, _ in self.entries:
             containment.check(rgb, str(split_path))
