@@ -22,7 +22,8 @@ from ..hub import render_model_card, vfm_storage_text
 from ..image_processing_wedepth import WEDepthImageProcessor
 from ..modeling_wedepth import WEDepthForDepthEstimation
 from .config import TrainingConfig
-from .run_folder import CONFIG_FILE, EXPORT_STEP_FILE, OutputDirError, launch_command
+from .data import TrainingData
+from .run_folder import CONFIG_FILE, EXPORT_STEP_FILE, OutputDirError, TrainingState, launch_command
 
 
 logger = logging.get_logger(__name__)
@@ -62,37 +63,25 @@ def export_model_folder(
     accelerator: Accelerator,
     config: TrainingConfig,
     model_dir: Path,
-    *,
-    best_metrics: dict[str, float] | None,
-    best_step: int | None,
-    global_step: int,
-    train_shortest_edge: int | None = None,
-    training_camera: dict[str, Any] | None = None,
-    dropped_validation_samples: int = 0,
+    state: TrainingState,
+    data: TrainingData,
 ) -> None:
-    """Complete the exported folder: weights (when not already the best ones), image processor, model card.
+    """Complete the exported folder at the end of a run: weights (when not already the best ones), image processor,
+    model card.
 
-    The image processor resizes to the resolution of training (`train_shortest_edge`, the shorter side of the
-    training batches) and records the training images' camera (`training_camera`). The card records the command and
-    public configuration that reproduce the run, never argv.
+    The image processor resizes to the resolution of training (`state.train_shortest_edge`, the shorter side of the
+    training batches) and records the training images' camera (`data.camera`). The card says which weights the
+    folder holds and records the command and public configuration that reproduce the run, never argv.
     """
     unwrapped = accelerator.unwrap_model(model)
     include_vfm = exports_vfm(config, unwrapped)
-    if best_metrics is None:
-        save_model_weights(model, accelerator, model_dir, include_vfm, global_step)
+    if state.best_metrics is None:
+        save_model_weights(model, accelerator, model_dir, include_vfm, state.global_step)
     if not accelerator.is_main_process:
         return
-    _save_image_processor(model_dir, train_shortest_edge, training_camera)
-    selection = _selection_text(config, best_metrics, best_step, global_step, dropped_validation_samples)
-    _write_model_card(
-        unwrapped,
-        config,
-        model_dir,
-        best_metrics=best_metrics,
-        selection=selection,
-        include_vfm=include_vfm,
-        num_processes=accelerator.num_processes,
-    )
+    _save_image_processor(model_dir, state.train_shortest_edge, data.camera)
+    selection = _selection_text(config, state, len(data.dropped_validation_samples))
+    _write_model_card(unwrapped, config, model_dir, state.best_metrics, selection, accelerator.num_processes)
 
 
 def _save_image_processor(
@@ -108,21 +97,15 @@ def _save_image_processor(
         WEDepthImageProcessor(do_resize=True, size=size, training_camera=training_camera).save_pretrained(model_dir)
 
 
-def _selection_text(
-    config: TrainingConfig,
-    best_metrics: dict[str, float] | None,
-    best_step: int | None,
-    global_step: int,
-    dropped_validation_samples: int,
-) -> str:
+def _selection_text(config: TrainingConfig, state: TrainingState, dropped_validation_samples: int) -> str:
     """The card's account of which weights the folder holds, and of the validation samples left out."""
-    if best_metrics is not None:
+    if state.best_metrics is not None:
         selection = (
             f"the weights with the best validation `{config.metric_for_best_model}` "
-            f"({best_metrics[config.metric_for_best_model]:.4f}, step {best_step} of {global_step})"
+            f"({state.best_metrics[config.metric_for_best_model]:.4f}, step {state.best_step} of {state.global_step})"
         )
     else:
-        selection = f"the weights after the last step ({global_step}); no validation split was configured"
+        selection = f"the weights after the last step ({state.global_step}); no validation split was configured"
     if dropped_validation_samples:
         selection += (
             f"; {dropped_validation_samples} bad validation sample(s) were left out of validation "
@@ -167,13 +150,12 @@ def _write_model_card(
     model: WEDepthForDepthEstimation,
     config: TrainingConfig,
     model_dir: Path,
-    *,
     best_metrics: dict[str, float] | None,
     selection: str,
-    include_vfm: bool,
     num_processes: int,
 ) -> None:
-    """The folder's README.md: results, base models and datasets, the command and public configuration of the run."""
+    """The folder's README.md: results, base models and datasets, the command and public configuration of the run;
+    `selection` says which weights the folder holds (`_selection_text`)."""
     metadata = _card_metadata(config, model)
     card = render_model_card(
         model_name=config.model_name or (config.hub_model_id or Path(config.output_dir).name).split("/")[-1],
@@ -190,7 +172,7 @@ def _write_model_card(
             + launch_command(num_processes, CONFIG_FILE)
         ),
         training_config=config.to_public_dict(),
-        model_description=_model_description(model, include_vfm),
+        model_description=_model_description(model, exports_vfm(config, model)),
         selection_text=selection,
     )
     card.save(model_dir / "README.md")

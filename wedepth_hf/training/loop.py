@@ -196,17 +196,8 @@ def _set_up_run(config: TrainingConfig, accelerator: Accelerator) -> TrainingRun
         warmup_start_ratio=config.warmup_start_ratio,
     )
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
-    return TrainingRun(
-        config=config,
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        dataloader=dataloader,
-        data=data,
-        trainable=[parameter for parameter in model.parameters() if parameter.requires_grad],
-        state=state,
-    )
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    return TrainingRun(config, accelerator, model, optimizer, scheduler, dataloader, data, trainable, state)
 
 
 def _check_data(config: TrainingConfig, model: torch.nn.Module, data: TrainingData) -> None:
@@ -506,18 +497,7 @@ def _finish_training(run: TrainingRun) -> None:
 def _export_and_push(run: TrainingRun) -> TrainingResult:
     """Complete the exported folder, end the trackers, upload the folder when asked; the run's result."""
     config, accelerator, state = run.config, run.accelerator, run.state
-    export_model_folder(
-        run.model,
-        accelerator,
-        config,
-        run.model_dir,
-        best_metrics=state.best_metrics,
-        best_step=state.best_step,
-        global_step=state.global_step,
-        train_shortest_edge=state.train_shortest_edge,
-        training_camera=run.data.camera,
-        dropped_validation_samples=len(run.data.dropped_validation_samples),
-    )
+    export_model_folder(run.model, accelerator, config, run.model_dir, state, run.data)
     result = TrainingResult(
         output_dir=run.output_dir,
         model_dir=run.model_dir,
