@@ -57,6 +57,18 @@ def test_missing_list_file_and_root(tmp_path: Path) -> None:
         NYUDepthDataset(tmp_path / "missing_root", "x.txt")
 
 
+def test_a_misspelt_reading_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    """The options shared by every dataset (`SampleReading`) are declared once; a typo must not fall through."""
+    rgb, depth, _ = write_pair(tmp_path, "a")
+    write_list(tmp_path / "list.txt", [f"{rgb} {depth} 500"])
+    with pytest.raises(TypeError, match="on_bad_samples"):
+        NYUDepthDataset(tmp_path, "list.txt", on_bad_samples="skip")
+    with pytest.raises(ValueError, match="on_bad_sample must be"):
+        NYUDepthDataset(tmp_path, "list.txt", on_bad_sample="ignore")
+    dataset = KITTIDepthDataset(tmp_path, "list.txt", on_bad_sample="skip", max_depth=80.0)
+    assert (dataset.on_bad_sample, dataset.max_depth, dataset.kb_crop) == ("skip", 80.0, False)
+
+
 def test_bad_samples_raise_naming_the_file_or_are_skipped_and_counted(tmp_path: Path) -> None:
     good = write_pair(tmp_path, "good")
     small = write_pair(tmp_path, "small", seed=1)

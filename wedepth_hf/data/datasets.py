@@ -11,11 +11,13 @@ Layouts read here:
 - A Hugging Face `datasets` dataset with an image column and a depth column (`HFDepthDataset`).
 """
 
+from __future__ import annotations
+
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -26,6 +28,10 @@ from transformers.utils import logging
 
 from ..constants import HYPERSIM_FOCAL, KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL
 from ..image_processing_wedepth import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixel_budget
+
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 logger = logging.get_logger(__name__)
@@ -268,18 +274,31 @@ def _check_depth_scale(depth_scale: float) -> None:
         raise ValueError(f"depth_scale must be a positive number (raw units per metre); got {depth_scale}.")
 
 
+class SampleReading(TypedDict, total=False):
+    """The keyword arguments every depth dataset of this module takes, with their defaults in `_RobustDepthDataset`:
+    what a bad sample does, the transform, the KB crop and what makes a depth map valid (see `DepthListDataset`)."""
+
+    on_bad_sample: str
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None
+    kb_crop: bool
+    kb_crop_size: tuple[int, int]
+    max_depth: float | None
+    allow_empty_depth: bool
+
+
 class _RobustDepthDataset(Dataset):
     """Shared bad-sample policy: raise (a `BadSampleError`), or replace a bad sample by the next good one and count it
     in `skipped`. With `allow_empty_depth` (evaluation) a depth map without a valid pixel is returned as it is, for
-    the evaluator to skip and count, rather than being a bad sample."""
+    the evaluator to skip and count, rather than being a bad sample. Its arguments are `SampleReading`'s."""
 
     def __init__(
         self,
-        on_bad_sample: str,
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
-        kb_crop: bool,
-        kb_crop_size: tuple[int, int],
-        max_depth: float | None,
+        *,
+        on_bad_sample: str = "raise",
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        kb_crop: bool = False,
+        kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
+        max_depth: float | None = None,
         allow_empty_depth: bool = False,
     ) -> None:
         if on_bad_sample not in ("raise", "skip"):
@@ -366,17 +385,12 @@ class DepthListDataset(_RobustDepthDataset):
         image_root: str | Path | None = None,
         depth_root: str | Path | None = None,
         default_focal: float | None = None,
-        on_bad_sample: str = "raise",
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        kb_crop: bool = False,
-        kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
-        max_depth: float | None = None,
         depth_decoding: str = "auto",
-        allow_empty_depth: bool = False,
         allow_paths_outside_root: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        **reading: Unpack[SampleReading],
     ) -> None:
-        super().__init__(on_bad_sample, transform, kb_crop, kb_crop_size, max_depth, allow_empty_depth)
+        super().__init__(**reading)
         _check_depth_scale(depth_scale)
         if depth_decoding not in DEPTH_DECODINGS:
             raise ValueError(f"Unknown depth decoding {depth_decoding!r}; choose one of {', '.join(DEPTH_DECODINGS)}.")
@@ -576,14 +590,9 @@ class HFDepthDataset(_RobustDepthDataset):
         depth_scale: float | None = None,
         default_focal: float | None = None,
         focal_column: str | None = None,
-        on_bad_sample: str = "raise",
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        kb_crop: bool = False,
-        kb_crop_size: tuple[int, int] = KB_CROP_SIZE,
-        max_depth: float | None = None,
-        allow_empty_depth: bool = False,
+        **reading: Unpack[SampleReading],
     ) -> None:
-        super().__init__(on_bad_sample, transform, kb_crop, kb_crop_size, max_depth, allow_empty_depth)
+        super().__init__(**reading)
         self.dataset = _load_hf_dataset(dataset_or_name, split)
         self.name = str(dataset_or_name) if isinstance(dataset_or_name, (str, Path)) else "dataset"
         columns = self.dataset.column_names
@@ -661,6 +670,7 @@ __all__ = [
     "NYUDepthDataset",
     "PathOutsideRootError",
     "RootContainment",
+    "SampleReading",
     "bad_sample_message",
     "collate_depth_samples",
     "hypersim_distance_to_depth",

@@ -16,7 +16,7 @@ bit-identical output on every call.
 import colorsys
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -481,31 +481,27 @@ def _dataset_seed(seed: int, index: int) -> int:
     return seed * SEEDS_PER_DATASET + index
 
 
+@dataclass(eq=False)
 class SyntheticDepthDataset(torch.utils.data.Dataset):
     """`num_samples` procedural RGB-D samples rendered on the fly; sample i is the scene with seed
     `seed * SEEDS_PER_DATASET + i` (its id says which), so any worker or process reproduces it. `transform`
     (a callable sample -> sample, e.g. `DepthAugmentation`) is applied last."""
 
-    def __init__(
-        self,
-        num_samples: int,
-        *,
-        seed: int = 0,
-        height: int = 240,
-        width: int = 320,
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> None:
-        if not 0 < num_samples <= SEEDS_PER_DATASET:
-            raise ValueError(f"num_samples must lie in [1, {SEEDS_PER_DATASET}], got {num_samples}.")
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}.")
-        if height < 1 or width < 1:
-            raise ValueError(f"height and width must be positive, got {height}x{width}.")
-        self.num_samples = num_samples
-        self.seed = seed
-        self.height = height
-        self.width = width
-        self.transform = transform
+    num_samples: int
+    _: KW_ONLY
+    seed: int = 0
+    height: int = 240
+    width: int = 320
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a sample count, seed or size that cannot be rendered."""
+        if not 0 < self.num_samples <= SEEDS_PER_DATASET:
+            raise ValueError(f"num_samples must lie in [1, {SEEDS_PER_DATASET}], got {self.num_samples}.")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}.")
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"height and width must be positive, got {self.height}x{self.width}.")
 
     def __len__(self) -> int:
         """Number of samples."""
