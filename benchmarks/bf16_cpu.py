@@ -3,7 +3,7 @@
 `wedepth predict` runs under bfloat16 autocast by default on CPUs with native bfloat16 (AVX512-BF16, AMX, Arm BF16;
 `--dtype float32` opts out). This script measures what that buys and costs:
 
-- time: `wedepth_hf.predict.predict_images` (the step `wedepth predict` runs per batch: image processing, forward,
+- time: `wedepth_hf.inference.predict_images` (the step `wedepth predict` runs per batch: image processing, forward,
   resizing the depth to the image) on one photo, float32 and bfloat16 alternately after a warm-up, median of
   `--repeats`; and once the whole command (`wedepth predict`, model loading and PNG writing included) per dtype;
 - depth difference, |bf16 - fp32| / fp32 per pixel (mean and max): on that photo, and on the golden inputs of the
@@ -29,7 +29,8 @@ from inference_speed import alternate
 from PIL import Image
 
 from wedepth_hf import WEDepthConfig, WEDepthForDepthEstimation, WEDepthImageProcessor
-from wedepth_hf.predict import cpu_has_native_bfloat16, predict_images
+from wedepth_hf.inference import predict_images
+from wedepth_hf.predict import cpu_has_native_bfloat16
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]

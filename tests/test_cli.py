@@ -8,7 +8,7 @@ import torch
 from helpers import assert_refused, run_wedepth, save_tiny_model
 from PIL import Image
 
-from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, evaluation, predict
+from wedepth_hf import WEDepthForDepthEstimation, WEDepthImageProcessor, cli, evaluation, predict, prediction_inputs
 from wedepth_hf.visualization import default_intrinsics, load_depth_png, read_point_cloud_ply
 
 
@@ -41,7 +41,7 @@ def test_predict_folder_glob_and_corrupt_file(model_dir: Path, tmp_path: Path) -
     _write_image(first / "cut.jpg", 30, 40, 4)
     encoded = (first / "cut.jpg").read_bytes()
     (first / "cut.jpg").write_bytes(encoded[: len(encoded) * 2 // 3])
-    assert predict.read_image_size(first / "cut.jpg") == (30, 40)
+    assert prediction_inputs.read_image_size(first / "cut.jpg") == (30, 40)
     _write_image(second / "a.png", 30, 40, 3)
     (second / "notes.txt").write_text("ignored by the glob")
     output = tmp_path / "out"
@@ -156,7 +156,7 @@ def test_underscore_options_and_their_hyphen_aliases_are_the_same_option(capsys:
 
 def test_unique_output_stems() -> None:
     files = [Path("/d1/x/a.png"), Path("/d2/x/a.png"), Path("/d1/b.png"), Path("/d1/b.jpg")]
-    stems = predict.unique_output_stems(files)
+    stems = prediction_inputs.unique_output_stems(files)
     assert stems[2:] == ["b_png", "b_jpg"]
     assert stems[:2] == ["d1__x__a", "d2__x__a"]
 

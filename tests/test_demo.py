@@ -104,7 +104,7 @@ def test_visitor_errors_are_shown_on_the_page(blocks, gradio, photo: Path, path,
 
 def test_an_oversized_image_is_refused_before_decoding(gradio, model_folder: Path, tmp_path: Path) -> None:
     from wedepth_hf.demo import DepthDemo
-    from wedepth_hf.predict import load_models
+    from wedepth_hf.prediction_inputs import load_models
 
     demo = DepthDemo(load_models([str(model_folder)], torch.device("cpu"))[0], torch.device("cpu"), torch.float32, 100)
     path = tmp_path / "big.png"

@@ -243,7 +243,7 @@ def test_predict_runs_several_models_over_the_same_images_with_one_vfm(tmp_path:
     from PIL import Image
 
     from wedepth_hf import cli
-    from wedepth_hf.predict import load_models
+    from wedepth_hf.prediction_inputs import load_models
     from wedepth_hf.visualization import load_depth_png
 
     for name, seed, include_vfm in (("nyu", 1, False), ("kitti", 2, True)):

@@ -13,7 +13,8 @@ from helpers import save_tiny_model
 from PIL import Image
 
 from wedepth_hf import cli
-from wedepth_hf.predict import load_models, predict_images
+from wedepth_hf.inference import predict_images
+from wedepth_hf.prediction_inputs import load_models
 from wedepth_hf.video import depth_video, npz_depth_writer
 from wedepth_hf.visualization import depth_color_image, load_depth_png, read_point_cloud_ply
 

@@ -1,8 +1,10 @@
-"""Running a depth model: the one definition of flip test-time augmentation, and batches of same-size inputs.
+"""Running a depth model: the one definition of flip test-time augmentation, batches of same-size inputs, and depth
+for PIL images through an image processor (`predict_images`).
 
-The evaluator (`wedepth_hf.evaluation`) and the command line (`wedepth predict`) both predict through these.
+The evaluator (`wedepth_hf.evaluation`), `wedepth predict` (images and videos) and the demo all predict through these.
 """
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
@@ -10,6 +12,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
+from PIL import Image
 
 from .command_logging import one_line
 
@@ -90,4 +93,40 @@ def batches_by_size(
             yield group[start : start + batch_size]
 
 
-__all__ = ["accepts_output_size", "batches_by_size", "model_depth", "predict_from_pixel_values"]
+def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on the device's type, or nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_images(
+    model: torch.nn.Module,
+    processor: object,
+    images: Sequence[Image.Image],
+    device: torch.device,
+    dtype: torch.dtype,
+    flip_tta: bool,
+    processing_size: int | None = None,
+    max_pixels: int | None = None,
+    focal_lengths: Sequence[float | None] | None = None,
+) -> torch.Tensor:
+    """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
+    prediction with the un-flipped prediction of the horizontally flipped input. `processing_size` overrides the
+    processor's (the shorter side the model sees; 0: the image's own size), and so does `max_pixels` (the largest
+    image a WEDepth processor takes; 0: any). `focal_lengths` (pixels at each image's resolution, None where
+    unknown) rescale the depth from the training camera to each image's (`post_process_depth_estimation`)."""
+    settings: dict[str, int | None] = {} if processing_size is None else {"processing_size": processing_size or None}
+    if max_pixels is not None and hasattr(processor, "max_pixels"):
+        settings["max_pixels"] = max_pixels
+    inputs = processor(images=list(images), return_tensors="pt", **settings)
+    pixel_values = inputs["pixel_values"].to(device)
+    with torch.inference_mode(), _autocast(device, dtype):
+        depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
+    target_sizes = [(image.height, image.width) for image in images]
+    camera = {} if focal_lengths is None else {"focal_length": list(focal_lengths)}
+    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes, **camera)
+    return torch.stack([result["predicted_depth"].float().cpu() for result in results])
+
+
+__all__ = ["accepts_output_size", "batches_by_size", "model_depth", "predict_from_pixel_values", "predict_images"]

@@ -15,13 +15,14 @@ patched, and the model is left as it was (but in float32 and eval mode).
 import argparse
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from transformers import AutoImageProcessor
 from transformers.modeling_outputs import DepthEstimatorOutput
 from transformers.utils import IMAGE_PROCESSOR_NAME, logging
 
@@ -29,6 +30,7 @@ from .command_logging import CommandError, UsageError
 from .configuration_wedepth import WEDepthConfig
 from .inference import MODEL_LOADING_ERRORS, model_loading_failure
 from .modeling_wedepth import WEDepthForDepthEstimation, WEDepthMultiScaleDeformableAttention
+from .prediction_inputs import LoadedModel, load_processor
 
 
 logger = logging.get_logger(__name__)
@@ -263,12 +265,27 @@ class WEDepthOnnxModel:
     __call__ = forward
 
 
+def load_onnx_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
+    """`--backend onnxruntime`: exported graphs (folders or .onnx files, `wedepth export onnx`) run by ONNX Runtime on
+    `device` (cpu, or cuda with onnxruntime-gpu), with the processor saved beside each graph."""
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
+    loaded: list[LoadedModel] = []
+    for name in names:
+        try:
+            model = WEDepthOnnxModel.from_pretrained(name, providers)
+            processor = AutoImageProcessor.from_pretrained(str(onnx_path(name).parent))
+        except ImportError as error:
+            raise CommandError(str(error)) from error
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own error types
+            raise CommandError(model_loading_failure(name, error)) from error
+        loaded.append(LoadedModel(name, model, processor))
+    return loaded
+
+
 def _load_for_export(name: str) -> tuple[WEDepthForDepthEstimation, Any]:
     """The WEDepth model `name` (folder or Hub id, VFM-free folders included) and its image processor (a default
     `WEDepthImageProcessor` when it has none), which gets the model's training camera; a model that does not load is a
     `CommandError`."""
-    from .predict import load_processor
-
     try:
         model = WEDepthForDepthEstimation.from_pretrained(name)
     except MODEL_LOADING_ERRORS as error:
@@ -337,6 +354,7 @@ __all__ = [
     "check_trace_size",
     "export_friendly",
     "export_onnx",
+    "load_onnx_models",
     "minimum_export_side",
     "onnx_path",
     "require_onnx_extra",

@@ -7,26 +7,30 @@ its file and skipped (the exit status is then 1).
 """
 
 import argparse
-import contextlib
-import glob
 import platform
-import warnings
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
 from .camera import CameraRequest, FocalLength, point_cloud_intrinsics
 from .command_logging import CommandError, UsageError
-from .image_processing_wedepth import check_pixel_budget, processing_resolution, to_rgb_array
-from .inference import MODEL_LOADING_ERRORS, batches_by_size, model_loading_failure, predict_from_pixel_values
+from .image_processing_wedepth import processing_resolution, to_rgb_array
+from .inference import batches_by_size, predict_images
+from .onnx_export import load_onnx_models
+from .prediction_inputs import (
+    InputImage,
+    LoadedModel,
+    collect_inputs,
+    load_image,
+    load_models,
+)
+from .video import check_video_arguments, predict_videos, split_video_inputs, video_settings
 from .visualization import (
     atomic_output,
     default_intrinsics,
@@ -39,110 +43,7 @@ from .visualization import (
 
 logger = logging.get_logger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# EXIF orientations that swap width and height (transposed / rotated by 90 degrees).
-_EXIF_ORIENTATION_TAG = 0x0112
-_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-
-
-@dataclass
-class InputImage:
-    """One input file, the output name stem it gets, and its (height, width) after EXIF orientation."""
-
-    path: Path
-    output_stem: str
-    size: tuple[int, int]
-
-
-def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Image files from files, folders (their image files, sorted, not recursive) and glob patterns.
-
-    Returns the files (each once, in the order given) and an error message for every input that matched nothing.
-    """
-    files: list[Path] = []
-    errors: list[str] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        """Append a file once, whichever input names it first."""
-        resolved = path.resolve()
-        if resolved not in seen:
-            seen.add(resolved)
-            files.append(path)
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                errors.append(f"{item}: folder has no image files ({', '.join(IMAGE_EXTENSIONS)}).")
-            for candidate in found:
-                add(candidate)
-        elif path.is_file():
-            add(path)
-        elif glob.has_magic(item):
-            found = sorted(Path(match) for match in glob.glob(item, recursive=True) if Path(match).is_file())
-            if not found:
-                errors.append(f"{item}: pattern matches no file.")
-            for candidate in found:
-                add(candidate)
-        else:
-            errors.append(f"{item}: no such file or folder.")
-    return files, errors
-
-
-def unique_output_stems(files: Sequence[Path]) -> list[str]:
-    """Output name stems, unique among `files`: the file's stem, suffixed with its extension where two files differ
-    only by extension, then, where names still collide, prefixed with as many parent folder names as make them
-    unique (joined with "__")."""
-    keys = [path.resolve().with_suffix("") for path in files]
-    key_counts: dict[Path, int] = defaultdict(int)
-    for key in keys:
-        key_counts[key] += 1
-    bases = [
-        f"{path.stem}_{path.suffix.lstrip('.').lower()}" if key_counts[key] > 1 else path.stem
-        for path, key in zip(files, keys)
-    ]
-    folders = [[part for part in key.parent.parts if part not in (key.anchor, "")] for key in keys]
-    stems = list(bases)
-    depth = 0
-    while True:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, stem in enumerate(stems):
-            groups[stem].append(index)
-        colliding = [index for indices in groups.values() if len(indices) > 1 for index in indices]
-        if not colliding:
-            return stems
-        depth += 1
-        if depth > max(len(folders[index]) for index in colliding):
-            names = sorted({str(files[index]) for index in colliding})
-            raise ValueError(f"Cannot give these inputs distinct output names: {names}. Rename or move one of them.")
-        for index in colliding:
-            stems[index] = "__".join([*folders[index][-depth:], bases[index]])
-
-
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image after its EXIF orientation, from the header only (nothing is decoded)."""
-    with warnings.catch_warnings():
-        # `--max_pixels` is checked on this size next; Pillow's decompression-bomb warning would only say it first
-        # (its hard limit, twice `Image.MAX_IMAGE_PIXELS`, still applies).
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(path)
-    with image:
-        width, height = image.size
-        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG)
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return height, width
-
-
-def load_image(path: Path) -> Image.Image:
-    """The fully decoded image, EXIF orientation applied, in its own mode (16-bit and float images stay so: the image
-    processor reads them by its rules); raises on a truncated or corrupt file."""
-    with Image.open(path) as image:
-        image.load()
-        return ImageOps.exif_transpose(image)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,137 +81,6 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
         logger.info("This CPU has native bfloat16: predicting under bfloat16 autocast (--dtype float32 to opt out).")
         return torch.bfloat16
     return torch.float32
-
-
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Autocast to `dtype` on the device's type, or nothing for float32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def predict_images(
-    model: torch.nn.Module,
-    processor: object,
-    images: Sequence[Image.Image],
-    device: torch.device,
-    dtype: torch.dtype,
-    flip_tta: bool,
-    processing_size: int | None = None,
-    max_pixels: int | None = None,
-    focal_lengths: Sequence[float | None] | None = None,
-) -> torch.Tensor:
-    """Metric depth (B, H, W) float32 on the CPU, at the images' sizes, for same-size images; flip TTA averages the
-    prediction with the un-flipped prediction of the horizontally flipped input. `processing_size` overrides the
-    processor's (the shorter side the model sees; 0: the image's own size), and so does `max_pixels` (the largest
-    image a WEDepth processor takes; 0: any). `focal_lengths` (pixels at each image's resolution, None where
-    unknown) rescale the depth from the training camera to each image's (`post_process_depth_estimation`)."""
-    settings: dict[str, int | None] = {} if processing_size is None else {"processing_size": processing_size or None}
-    if max_pixels is not None and hasattr(processor, "max_pixels"):
-        settings["max_pixels"] = max_pixels
-    inputs = processor(images=list(images), return_tensors="pt", **settings)
-    pixel_values = inputs["pixel_values"].to(device)
-    with torch.inference_mode(), _autocast(device, dtype):
-        depth = predict_from_pixel_values(model, pixel_values, flip_tta=flip_tta)
-    target_sizes = [(image.height, image.width) for image in images]
-    camera = {} if focal_lengths is None else {"focal_length": list(focal_lengths)}
-    results = processor.post_process_depth_estimation({"predicted_depth": depth}, target_sizes=target_sizes, **camera)
-    return torch.stack([result["predicted_depth"].float().cpu() for result in results])
-
-
-@dataclass
-class LoadedModel:
-    """One `--model` of `wedepth predict`: its name, the model and its image processor."""
-
-    name: str
-    model: torch.nn.Module
-    processor: object
-
-
-def _model_labels(names: Sequence[str]) -> list[str]:
-    """Output sub-folder names for several models: the last part of each name, made unique with a suffix."""
-    labels: list[str] = []
-    for name in names:
-        base = Path(name.rstrip("/")).name or "model"
-        label, count = base, 1
-        while label in labels:
-            count += 1
-            label = f"{base}_{count}"
-        labels.append(label)
-    return labels
-
-
-def load_onnx_models(names: Sequence[str], device: torch.device) -> list[LoadedModel]:
-    """`--backend onnxruntime`: exported graphs (folders or .onnx files, `wedepth export onnx`) run by ONNX Runtime on
-    `device` (cpu, or cuda with onnxruntime-gpu), with the processor saved beside each graph."""
-    from transformers import AutoImageProcessor
-
-    from .onnx_export import WEDepthOnnxModel, onnx_path
-
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
-    loaded: list[LoadedModel] = []
-    for name in names:
-        try:
-            model = WEDepthOnnxModel.from_pretrained(name, providers)
-            processor = AutoImageProcessor.from_pretrained(str(onnx_path(name).parent))
-        except ImportError as error:
-            raise CommandError(str(error)) from error
-        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own error types
-            raise CommandError(model_loading_failure(name, error)) from error
-        loaded.append(LoadedModel(name, model, processor))
-    return loaded
-
-
-def load_processor(name: str, model: torch.nn.Module) -> object:
-    """The image processor of the checkpoint `name`, or `WEDepthImageProcessor()` (with a warning) where it has none;
-    a processor without a training camera takes the one the model's config records."""
-    from transformers import AutoImageProcessor
-
-    from . import WEDepthImageProcessor
-
-    try:
-        processor = AutoImageProcessor.from_pretrained(name)
-    except (OSError, ValueError) as error:
-        logger.warning("No image processor found with %r (%s); using WEDepthImageProcessor().", name, error)
-        processor = WEDepthImageProcessor()
-    if getattr(processor, "training_camera", None) is None and getattr(model.config, "training_camera", None):
-        processor.training_camera = model.config.training_camera
-    return processor
-
-
-def load_models(names: Sequence[str], device: torch.device, backend: str = "torch") -> list[LoadedModel]:
-    """The models (eval mode, on `device`) and their image processors. WEDepth models whose frozen VFMs are the same
-    weights share one VFM in memory; a checkpoint without a processor config gets `WEDepthImageProcessor()`. With
-    `backend="onnxruntime"`, `load_onnx_models`."""
-    if backend == "onnxruntime":
-        return load_onnx_models(names, device)
-    from transformers import AutoConfig, AutoModelForDepthEstimation
-
-    from . import WEDepthConfig
-    from .modeling_wedepth import WEDepthForDepthEstimation, vfm_fingerprint
-
-    shared_vfms: dict[str, torch.nn.Module] = {}
-    loaded: list[LoadedModel] = []
-    for name in names:
-        try:
-            config = AutoConfig.from_pretrained(name)
-            fingerprint = config.vfm_fingerprint if isinstance(config, WEDepthConfig) else None
-            if fingerprint in shared_vfms:
-                model = AutoModelForDepthEstimation.from_pretrained(name, vfm=shared_vfms[fingerprint])
-            else:
-                model = AutoModelForDepthEstimation.from_pretrained(name)
-        except MODEL_LOADING_ERRORS as error:
-            raise CommandError(model_loading_failure(name, error)) from error
-        if isinstance(model, WEDepthForDepthEstimation) and len(names) > 1:
-            fingerprint = fingerprint or vfm_fingerprint(model.vfm)
-            if fingerprint in shared_vfms and model.vfm is not shared_vfms[fingerprint]:
-                model.attach_vfm(shared_vfms[fingerprint], verified=True)
-            shared_vfms.setdefault(fingerprint, model.vfm)
-        loaded.append(LoadedModel(name, model, load_processor(name, model)))
-    # Moving a model moves its (possibly shared) VFM in place, so shared VFMs stay shared on the device.
-    for item in loaded:
-        item.model.to(device).eval()
-    return loaded
 
 
 def _write_outputs(
@@ -591,35 +361,6 @@ def _check_arguments(args: argparse.Namespace) -> tuple[torch.device, torch.dtyp
     return device, resolve_dtype(args.dtype, device)
 
 
-def collect_inputs(inputs: Sequence[str], max_pixels: int) -> tuple[list[InputImage], int]:
-    """The input images with their output stems and sizes, and the number of inputs that failed (unreadable, or over
-    `max_pixels`: logged and skipped). An input that names nothing, or two that cannot get distinct output names, is
-    a `UsageError`."""
-    files, errors = expand_inputs(inputs)
-    if errors:
-        raise UsageError(" ".join(errors))
-    try:
-        stems = unique_output_stems(files)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    images: list[InputImage] = []
-    for path, stem in zip(files, stems):
-        if stem != path.stem:
-            logger.warning("%s: another input has the same name; its outputs are named %s_*.", path, stem)
-        try:
-            size = read_image_size(path)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is reported and skipped
-            logger.error("%s: cannot read the image (%s: %s); skipped.", path, type(error).__name__, error)
-            continue
-        try:
-            check_pixel_budget(*size, max_pixels, name=str(path), setting="--max_pixels")
-        except ValueError as error:  # a decompression bomb, or a genuine image over the limit: refused undecoded
-            logger.error("%s Skipped.", error)
-            continue
-        images.append(InputImage(path, stem, size))
-    return images, len(files) - len(images)
-
-
 def _predict_batches(
     models: Sequence[LoadedModel],
     model_dirs: Sequence[Path],
@@ -648,14 +389,25 @@ def _predict_batches(
     return written, failures
 
 
+def _model_labels(names: Sequence[str]) -> list[str]:
+    """Output sub-folder names for several models: the last part of each name, made unique with a suffix."""
+    labels: list[str] = []
+    for name in names:
+        base = Path(name.rstrip("/")).name or "model"
+        label, count = base, 1
+        while label in labels:
+            count += 1
+            label = f"{base}_{count}"
+        labels.append(label)
+    return labels
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """`wedepth predict` with parsed arguments: returns the exit status (0 if every image was written, 1 otherwise).
 
     Raises `UsageError` for a mistake on the command line (found before any model is loaded) and `CommandError` when
     no input is left to predict or a model does not load.
     """
-    from .video import check_video_arguments, predict_videos, split_video_inputs, video_settings
-
     device, dtype = _check_arguments(args)
     image_inputs, videos = split_video_inputs(args.inputs, args.frames_as_video)
     check_video_arguments(args, videos)
@@ -666,7 +418,8 @@ def run_predict(args: argparse.Namespace) -> int:
     labels = _model_labels(args.model)
     model_dirs = [output_dir / label if len(labels) > 1 else output_dir for label in labels]
     prepare_output_dirs(model_dirs)
-    models = load_models(args.model, device, getattr(args, "backend", "torch"))
+    onnx = getattr(args, "backend", "torch") == "onnxruntime"
+    models = load_onnx_models(args.model, device) if onnx else load_models(args.model, device)
     check_training_cameras(models, args.camera)
     written, batch_failures = _predict_batches(models, model_dirs, images, args, device, dtype) if images else (0, 0)
     failures += batch_failures
@@ -683,22 +436,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 __all__ = [
     "DTYPES",
-    "IMAGE_EXTENSIONS",
-    "InputImage",
-    "LoadedModel",
-    "collect_inputs",
     "cpu_has_native_bfloat16",
     "depth_to_uint16_millimetres",
-    "expand_inputs",
     "image_intrinsics",
-    "load_image",
-    "load_models",
-    "load_processor",
-    "predict_images",
     "prepare_output_dirs",
-    "read_image_size",
     "resolve_device",
     "resolve_dtype",
     "run_predict",
-    "unique_output_stems",
 ]

@@ -32,7 +32,8 @@ from transformers.utils import logging
 from .camera import CameraRequest, FocalLength, point_cloud_intrinsics
 from .command_logging import CommandError, UsageError
 from .image_processing_wedepth import check_pixel_budget, to_rgb_array
-from .predict import IMAGE_EXTENSIONS, LoadedModel, load_image, predict_images, unique_output_stems
+from .inference import predict_images
+from .prediction_inputs import IMAGE_EXTENSIONS, LoadedModel, load_image, unique_output_stems
 from .visualization import (
     atomic_output,
     default_intrinsics,
