@@ -113,6 +113,31 @@ def test_an_oversized_image_is_refused_before_decoding(gradio, model_folder: Pat
         demo.predict_image(str(path), None)
 
 
+def test_depth_that_autocast_spoils_is_predicted_again_and_never_shown_non_finite(
+    gradio, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `wedepth predict`: a non-finite map under bfloat16 autocast is predicted again in float32; a map that is
+    non-finite in float32 too is refused, never drawn."""
+    from wedepth_hf.demo import DepthDemo
+    from wedepth_hf.prediction_inputs import load_models
+
+    cpu = torch.device("cpu")
+    loaded = load_models([str(model_folder)], cpu)[0]
+    spoil = {"always": False}
+    hook = loaded.model.depth_heads[0].register_forward_hook(
+        lambda module, inputs, output: output * np.nan if spoil["always"] or torch.is_autocast_enabled("cpu") else None
+    )
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    expected = DepthDemo(loaded, cpu, torch.float32, 10**6)._predict(image, None)
+    assert np.isfinite(expected).all()
+    assert np.array_equal(DepthDemo(loaded, cpu, torch.bfloat16, 10**6)._predict(image, None), expected)
+    assert "the image: the depth predicted under bfloat16 autocast has non-finite values" in caplog.text
+    spoil["always"] = True
+    with pytest.raises(ValueError, match="non-finite values .* even in float32"):
+        DepthDemo(loaded, cpu, torch.bfloat16, 10**6)._predict(image, None)
+    hook.remove()
+
+
 def test_click_readout(gradio) -> None:
     from wedepth_hf.demo import depth_at
 

@@ -157,23 +157,21 @@ class DepthDemo:
 
     def _predict(self, image: Image.Image, focal_length: float | None) -> np.ndarray:
         """Metric depth (H, W) in metres at the image's size; predicted again in float32 when autocast gave a
-        non-finite value (as `wedepth predict` does), and refused when float32 does too."""
-        dtypes = [self.dtype] if self.dtype == torch.float32 else [self.dtype, torch.float32]
-        for dtype in dtypes:
-            depth = predict_images(
-                self.loaded.model,
-                self.loaded.processor,
-                [image],
-                self.device,
-                dtype,
-                flip_tta=False,
-                max_pixels=self.max_pixels,
-                focal_lengths=[focal_length],
-            )[0].numpy()
-            if np.isfinite(depth).all():
-                return depth
-            logger.warning("The depth predicted under %s has non-finite values.", str(dtype).removeprefix("torch."))
-        raise ValueError("The predicted depth has non-finite values (NaN or infinite) even in float32; not shown.")
+        non-finite value (`predict_images`, as in `wedepth predict`), and refused when float32 does too."""
+        depth = predict_images(
+            self.loaded.model,
+            self.loaded.processor,
+            [image],
+            self.device,
+            self.dtype,
+            flip_tta=False,
+            max_pixels=self.max_pixels,
+            focal_lengths=[focal_length],
+            labels=["the image"],
+        )[0].numpy()
+        if not np.isfinite(depth).all():
+            raise ValueError("The predicted depth has non-finite values (NaN or infinite) even in float32; not shown.")
+        return depth
 
     def predict_image(
         self, path: str | None, focal_length: float | None

@@ -157,43 +157,6 @@ def prepare_output_dirs(folders: Sequence[Path]) -> None:
             ) from error
 
 
-def _repredict_non_finite_in_float32(
-    model_item: LoadedModel,
-    loaded: Sequence[tuple[InputImage, Image.Image]],
-    depths: torch.Tensor,
-    focals: Sequence[FocalLength | None],
-    args: argparse.Namespace,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> None:
-    """Predict again, in float32, each image whose depth under `dtype` autocast has a non-finite value, in place.
-
-    A hostile-input probe saw NaN depth for images 1-12 px wide under CPU bfloat16 autocast, intermittently, first
-    at the Swin patch embedding's convolution; it did not recur here (about 700 runs of those widths, torch 2.13.0,
-    AVX512-BF16 CPU; `--dtype float32` was always clean). A map that is still not finite in float32 is the model's
-    and is refused by `_write_outputs`.
-    """
-    for index, (item, image) in enumerate(loaded):
-        if bool(torch.isfinite(depths[index]).all()):
-            continue
-        logger.warning(
-            "%s: the depth predicted under %s autocast has non-finite values; predicting it again in float32.",
-            item.path,
-            str(dtype).removeprefix("torch."),
-        )
-        depths[index] = predict_images(
-            model_item.model,
-            model_item.processor,
-            [image],
-            device,
-            torch.float32,
-            args.flip_tta,
-            args.processing_size,
-            args.max_pixels,
-            _model_focal_lengths(model_item, focals[index : index + 1]),
-        )[0]
-
-
 def _predict_and_write(
     models: Sequence[LoadedModel],
     model_dirs: Sequence[Path],
@@ -221,6 +184,7 @@ def _predict_and_write(
                 args.processing_size,
                 args.max_pixels,
                 _model_focal_lengths(model_item, focals),
+                labels=[str(item.path) for item, _ in loaded],
             )
             for model_item in models
         ]
@@ -230,9 +194,6 @@ def _predict_and_write(
             logger.error("%s: prediction failed (%s: %s); skipped.", item.path, type(error).__name__, error)
             return 1
         return sum(_predict_and_write(models, model_dirs, [pair], args, device, dtype) for pair in loaded)
-    if dtype != torch.float32:
-        for model_item, model_depths in zip(models, depths):
-            _repredict_non_finite_in_float32(model_item, loaded, model_depths, focals, args, device, dtype)
     failures = 0
     for index, (item, image) in enumerate(loaded):
         written = [

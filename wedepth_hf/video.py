@@ -263,9 +263,10 @@ def _predict(
     device: torch.device,
     dtype: torch.dtype,
     settings: VideoSettings,
+    labels: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """(B, H, W) depth of same-size frames by `predict_images`, rescaled to the camera of focal length `focal`
-    (pixels) when the model records its training camera."""
+    (pixels) when the model records its training camera; `labels` name the frames in its warnings."""
     rescale = focal is not None and getattr(model.processor, "training_camera", None) is not None
     return predict_images(
         model.model,
@@ -277,6 +278,7 @@ def _predict(
         settings.processing_size,
         settings.max_pixels,
         [focal] * len(frames) if rescale else None,
+        labels,
     )
 
 
@@ -289,14 +291,12 @@ def _depth_batches(
     settings: VideoSettings,
 ) -> Iterator[tuple[list[Image.Image], np.ndarray]]:
     """(frames, their depth (B, H, W) float32) batch by batch. A frame whose depth under a reduced-precision
-    autocast is not finite is predicted again in float32."""
+    autocast is not finite is predicted again in float32 (`predict_images`)."""
+    start = 0
     while batch := list(islice(frames, settings.batch_size)):
-        depth = _predict(model, batch, focal, device, dtype, settings)
-        if dtype != torch.float32:
-            for index in range(len(batch)):
-                if not bool(torch.isfinite(depth[index]).all()):
-                    depth[index] = _predict(model, batch[index : index + 1], focal, device, torch.float32, settings)[0]
-        yield batch, depth.numpy()
+        labels = [f"frame {start + index}" for index in range(len(batch))]
+        yield batch, _predict(model, batch, focal, device, dtype, settings, labels).numpy()
+        start += len(batch)
 
 
 def _clip_focal(camera: CameraRequest, first_frame: Image.Image, source: Path) -> FocalLength | None:
