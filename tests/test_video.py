@@ -13,10 +13,11 @@ from helpers import save_tiny_model
 from PIL import Image
 
 from wedepth_hf import cli
+from wedepth_hf.camera import CameraRequest, image_intrinsics
 from wedepth_hf.inference import predict_images
 from wedepth_hf.prediction_inputs import load_models
-from wedepth_hf.video import depth_video, npz_depth_writer
-from wedepth_hf.visualization import depth_color_image, load_depth_png, read_point_cloud_ply
+from wedepth_hf.video import VideoSettings, depth_video, npz_depth_writer, write_clip
+from wedepth_hf.visualization import default_intrinsics, depth_color_image, load_depth_png, read_point_cloud_ply
 
 
 FPS = 12
@@ -162,6 +163,22 @@ def test_depth_video_api(av: ModuleType, clip: Path, model_dir: Path, tmp_path: 
     colour, rate = _decode(av, destination)
     assert len(colour) == 5 and rate == FPS
     assert sorted(path.name for path in tmp_path.iterdir()) == ["depth.mp4"]
+
+
+def test_clip_point_clouds_use_the_camera_the_depth_assumes(av: ModuleType, clip: Path, tmp_path: Path) -> None:
+    """Without a focal length, a frame's point cloud uses the model's training camera at the frame's resolution (as
+    an image's does), not a 60-degree default."""
+    camera = {"focal_length": 40.0, "image_size": [48, 64], "source": "test"}
+    model = load_models([str(save_tiny_model(tmp_path / "model", training_camera=camera))], torch.device("cpu"))[0]
+    settings = VideoSettings(ply_frames=frozenset({1}), max_frames=2)
+    write_clip(model, clip, tmp_path / "d.mp4", tmp_path / "d", settings, torch.device("cpu"), torch.float32)
+    frame = _decode(av, clip)[0][1]
+    fx, fy, cx, cy = image_intrinsics(model.processor, frame, CameraRequest(), None)
+    assert fx != pytest.approx(default_intrinsics(frame.height, frame.width)[0])
+    points = read_point_cloud_ply(tmp_path / "d_frame000001.ply")
+    rows, columns = np.divmod(np.arange(frame.height * frame.width), frame.width)
+    np.testing.assert_allclose(points["x"], (columns - cx) * points["z"] / fx, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(points["y"], (rows - cy) * points["z"] / fy, rtol=1e-5, atol=1e-6)
 
 
 def test_npz_writer_streams_frames_and_leaves_nothing_after_an_error(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from transformers.image_utils import SizeDict
 
 from .constants import KB_CROP_SIZE, KITTI_FOCAL, NYU_FOCAL, NYU_SIZE
+from .image_processing_wedepth import processing_resolution
+from .visualization import default_intrinsics
 
 
 _EXIF_IFD = 0x8769
@@ -154,7 +157,31 @@ def point_cloud_intrinsics(
     return fx, fx, cx, cy
 
 
+def image_intrinsics(
+    processor: object,
+    image: Image.Image,
+    camera: CameraRequest,
+    focal: FocalLength | None,
+    processing_size: int | None = None,
+) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of an image's point cloud: as `camera` gives them, from the image's focal length, or the
+    training camera's focal length brought to the image's resolution (what uncorrected depth assumes), or a
+    60-degree view (`point_cloud_intrinsics`). `processing_size` as in `predict_images`."""
+    training_focal = None
+    training_camera = getattr(processor, "training_camera", None)
+    size = getattr(processor, "size", None)
+    if training_camera is not None and size is not None:
+        resize = getattr(processor, "do_resize", True) and processing_size != 0
+        if processing_size:
+            size = SizeDict(shortest_edge=processing_size)
+        _, processed_width = processing_resolution(image.height, image.width, size) if resize else image.size[::-1]
+        training_focal = training_camera["focal_length"] * image.width / processed_width
+    default_focal = default_intrinsics(image.height, image.width)[0]
+    return point_cloud_intrinsics(camera, focal, image.height, image.width, training_focal, default_focal)
+
+
 __all__ = [
+    "image_intrinsics",
     "FULL_FRAME_DIAGONAL_MM",
     "KITTI_TRAINING_CAMERA",
     "NYU_TRAINING_CAMERA",

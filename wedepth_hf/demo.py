@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
-from .camera import CameraRequest
+from .camera import CameraRequest, image_intrinsics
 from .command_logging import CommandError, one_line
 from .image_processing_wedepth import DEFAULT_MAX_PIXELS, check_pixel_budget, to_rgb_array
 from .inference import predict_images
-from .predict import image_intrinsics, resolve_device, resolve_dtype
+from .predict import resolve_device, resolve_dtype
 from .prediction_inputs import LoadedModel, load_image, load_models, read_image_size
 from .visualization import depth_color_image, save_depth_png, save_point_cloud_ply
 

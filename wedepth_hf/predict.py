@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers.image_utils import SizeDict
 from transformers.utils import logging
 
-from .camera import CameraRequest, FocalLength, point_cloud_intrinsics
+from .camera import CameraRequest, FocalLength, image_intrinsics
 from .command_logging import CommandError, UsageError
-from .image_processing_wedepth import processing_resolution, to_rgb_array
+from .image_processing_wedepth import to_rgb_array
 from .inference import batches_by_size, predict_images
 from .onnx_export import load_onnx_models
 from .prediction_inputs import (
@@ -33,7 +32,6 @@ from .prediction_inputs import (
 from .video import check_video_arguments, predict_videos, split_video_inputs, video_settings
 from .visualization import (
     atomic_output,
-    default_intrinsics,
     depth_color_image,
     depth_to_uint16_millimetres,
     write_point_cloud_ply,
@@ -267,29 +265,6 @@ def _intrinsics(
     return image_intrinsics(model_item.processor, image, args.camera, focal, args.processing_size)
 
 
-def image_intrinsics(
-    processor: object,
-    image: Image.Image,
-    camera: CameraRequest,
-    focal: FocalLength | None,
-    processing_size: int | None = None,
-) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) of an image's point cloud: as `camera` gives them, from the image's focal length, or the
-    training camera's focal length brought to the image's resolution (what uncorrected depth assumes), or a
-    60-degree view (`camera.point_cloud_intrinsics`). `processing_size` as in `predict_images`."""
-    training_focal = None
-    training_camera = getattr(processor, "training_camera", None)
-    size = getattr(processor, "size", None)
-    if training_camera is not None and size is not None:
-        resize = getattr(processor, "do_resize", True) and processing_size != 0
-        if processing_size:
-            size = SizeDict(shortest_edge=processing_size)
-        _, processed_width = processing_resolution(image.height, image.width, size) if resize else image.size[::-1]
-        training_focal = training_camera["focal_length"] * image.width / processed_width
-    default_focal = default_intrinsics(image.height, image.width)[0]
-    return point_cloud_intrinsics(camera, focal, image.height, image.width, training_focal, default_focal)
-
-
 def _camera_request(args: argparse.Namespace) -> CameraRequest:
     """The camera the options describe; --fx --fy --cx --cy are the older spelling of --intrinsics."""
     old_spelling = (args.fx, args.fy, args.cx, args.cy)
@@ -385,9 +360,7 @@ def run_predict(args: argparse.Namespace) -> int:
     written, batch_failures = _predict_batches(models, model_dirs, images, args, device, dtype) if images else (0, 0)
     failures += batch_failures
     if videos:
-        settings = video_settings(
-            args, lambda model, frame: _intrinsics(model, args.camera.focal_for(frame), frame, args)
-        )
+        settings = video_settings(args)
         failures += predict_videos(models, model_dirs, videos, settings, device, dtype)
     if failures:
         logger.error("%d input(s) failed; %d image(s) were written to %s.", failures, written, output_dir)
@@ -399,7 +372,6 @@ __all__ = [
     "DTYPES",
     "cpu_has_native_bfloat16",
     "depth_to_uint16_millimetres",
-    "image_intrinsics",
     "prepare_output_dirs",
     "resolve_device",
     "resolve_dtype",

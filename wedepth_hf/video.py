@@ -29,14 +29,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .camera import CameraRequest, FocalLength, point_cloud_intrinsics
+from .camera import CameraRequest, FocalLength, image_intrinsics
 from .command_logging import CommandError, UsageError
 from .image_processing_wedepth import check_pixel_budget, to_rgb_array
 from .inference import predict_images
 from .prediction_inputs import IMAGE_EXTENSIONS, LoadedModel, load_image, unique_output_stems
 from .visualization import (
     atomic_output,
-    default_intrinsics,
     depth_color_image,
     save_depth_png,
     write_point_cloud_ply,
@@ -94,7 +93,6 @@ class VideoSettings:
     camera: CameraRequest = field(default_factory=CameraRequest)
     save_depth: str = "none"
     ply_frames: frozenset[int] = frozenset()
-    intrinsics_for: Callable[[LoadedModel, Image.Image], tuple[float, float, float, float]] | None = None
     drop_flying_pixels: float | None = None
     frame_folder_fps: Fraction = DEFAULT_FRAME_FOLDER_FPS
     max_frames: int | None = None
@@ -498,10 +496,15 @@ def write_clip(
             range_frames = min(RANGE_MAX_FRAMES, max(1, int(np.ceil(clip.fps * RANGE_SECONDS))))
             held, depth_range = _first_frames_range(batches, range_frames, source)
             logger.info("%s: colour range %.3f-%.3f m, from its first %d frame(s).", source, *depth_range, range_frames)
-        if settings.intrinsics_for is not None:
-            intrinsics = functools.partial(settings.intrinsics_for, model)
-        else:
-            intrinsics = functools.partial(_centred_intrinsics, settings.camera, focal)
+        # The point clouds' camera is the one the depth was rescaled to: the clip's focal length, else the model's
+        # training camera at the frame's resolution, else a 60-degree view (as `wedepth predict` on an image).
+        intrinsics = functools.partial(
+            image_intrinsics,
+            model.processor,
+            camera=settings.camera,
+            focal=focal,
+            processing_size=settings.processing_size,
+        )
         outputs = _FrameOutputs(prefix, settings, intrinsics)
         total = clip.frame_count if settings.max_frames is None else min(settings.max_frames, clip.frame_count or 0)
         count, problems = _write_frames(av, chain(held, batches), destination, clip.fps, depth_range, outputs, total)
@@ -509,15 +512,6 @@ def write_clip(
     if missing:
         logger.error("%s: --ply_frames %s are past the clip's last frame, %d.", source, missing, count - 1)
     return count, problems + bool(missing)
-
-
-def _centred_intrinsics(
-    camera: CameraRequest, focal: FocalLength | None, frame: Image.Image
-) -> tuple[float, float, float, float]:
-    """A frame's point-cloud intrinsics without a model's training camera: as requested, else the clip's focal
-    length, else a 60-degree horizontal view, with the principal point at the centre."""
-    default_focal = default_intrinsics(frame.height, frame.width)[0]
-    return point_cloud_intrinsics(camera, focal, frame.height, frame.width, None, default_focal)
 
 
 def _write_frames(
@@ -593,19 +587,14 @@ def depth_video(
     return destination
 
 
-def video_settings(
-    args: argparse.Namespace,
-    intrinsics_for: Callable[[LoadedModel, Image.Image], tuple[float, float, float, float]] | None = None,
-) -> VideoSettings:
-    """The `VideoSettings` of `wedepth predict`'s parsed arguments (after `args.camera` is set); `intrinsics_for`
-    gives the point clouds the image path's intrinsics."""
+def video_settings(args: argparse.Namespace) -> VideoSettings:
+    """The `VideoSettings` of `wedepth predict`'s parsed arguments (after `args.camera` is set)."""
     return VideoSettings(
         batch_size=args.batch_size,
         depth_range=args.depth_range,
         camera=args.camera,
         save_depth=args.save_depth or "png",
         ply_frames=args.ply_frames or frozenset(),
-        intrinsics_for=intrinsics_for,
         drop_flying_pixels=args.drop_flying_pixels,
         frame_folder_fps=args.fps or DEFAULT_FRAME_FOLDER_FPS,
         flip_tta=args.flip_tta,
