@@ -12,7 +12,7 @@ import torch
 from helpers import save_tiny_model
 from PIL import Image
 
-from wedepth_hf import cli
+from wedepth_hf import cli, video
 from wedepth_hf.camera import CameraRequest, image_intrinsics
 from wedepth_hf.inference import predict_images
 from wedepth_hf.prediction_inputs import load_models
@@ -179,6 +179,23 @@ def test_clip_point_clouds_use_the_camera_the_depth_assumes(av: ModuleType, clip
     rows, columns = np.divmod(np.arange(frame.height * frame.width), frame.width)
     np.testing.assert_allclose(points["x"], (columns - cx) * points["z"] / fx, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(points["y"], (rows - cy) * points["z"] / fy, rtol=1e-5, atol=1e-6)
+
+
+def test_frame_folder_frames_are_refused_by_their_headers_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame over the pixel budget, or of another size than the first, is refused before it is decoded."""
+    for name, (height, width) in (("a.png", (30, 40)), ("b.png", (30, 40)), ("c.png", (20, 40))):
+        Image.new("RGB", (width, height)).save(tmp_path / name)
+    decoded: list[str] = []
+    monkeypatch.setattr(video, "load_image", lambda path: decoded.append(path.name) or Image.open(path))
+    with pytest.raises(video.VideoError, match=r"a\.png is 40x30 = 1,200 pixels, more than the limit of 100"):
+        next(video._folder_frames(sorted(tmp_path.glob("*.png")), 100))
+    assert decoded == []
+    frames = video._folder_frames(sorted(tmp_path.glob("*.png")), 0)
+    with pytest.raises(video.VideoError, match=r"c\.png: the frame is 40x20, the folder's first frame 40x30"):
+        list(frames)
+    assert decoded == ["a.png", "b.png"]
 
 
 def test_npz_writer_streams_frames_and_leaves_nothing_after_an_error(tmp_path: Path) -> None:

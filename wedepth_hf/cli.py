@@ -33,6 +33,7 @@ from .command_logging import (
 from .demo import DEFAULT_MAX_FRAMES, run_demo
 from .image_processing_wedepth import DEFAULT_MAX_PIXELS
 from .inference import MODEL_LOADING_ERRORS
+from .onnx_export import run_export_onnx
 from .predict import DTYPES, run_predict
 from .video import INSTALL_HINT, SAVE_DEPTH_CHOICES, VIDEO_EXTENSIONS, parse_depth_range, parse_fps, parse_frame_list
 from .visualization import DEFAULT_HORIZONTAL_FOV_DEGREES
@@ -259,17 +260,15 @@ def _add_predict_command(commands: argparse._SubParsersAction) -> None:
             "of --focal_length / --fov, or the model's training camera brought to the image's resolution (what "
             f"uncorrected depth assumes), or a {fov:g}-degree horizontal field of view, with the principal point at "
             "the centre, cx = (width - 1) / 2, cy = (height - 1) / 2. Images of the same size are batched together. "
-            "Inputs with "
-            "the same file name from different folders get their parent folder names prefixed (joined with '__'). "
-            "An image's outputs are written together: all new, or after an error all as they were. Unreadable or "
-            "oversized inputs, and predictions with non-finite depth, are reported and skipped (nothing is written "
-            "for them); the exit status is 1 if any input failed, 2 for a usage error (an input that names nothing, "
-            "an output folder that cannot be written), checked before any model is loaded. Options are spelled with "
-            "underscores; the hyphen spellings (--output-dir, ...) are accepted too. Videos "
+            "Inputs with the same file name from different folders get their parent folder names prefixed (joined "
+            "with '__'). An image's outputs are written together: all new, or after an error all as they were. "
+            "Unreadable or oversized inputs, and predictions with non-finite depth, are reported and skipped "
+            "(nothing is written for them); the exit status is 1 if any input failed, 2 for a usage error (an input "
+            "that names nothing, an output folder that cannot be written), checked before any model is loaded. "
+            "Options are spelled with underscores; the hyphen spellings (--output-dir, ...) are accepted too. Videos "
             f"({', '.join(VIDEO_EXTENSIONS)}, and folders of frames with --frames_as_video) give "
             "<stem>_depth_color.mp4 (same frame rate, one colour range for the whole clip, legend in metres) and "
-            "per-frame depth (--save_depth); they need "
-            f"{INSTALL_HINT}."
+            f"per-frame depth (--save_depth); they need {INSTALL_HINT}."
         ),
     )
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
@@ -580,8 +579,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         work, explain = run_demo, explain_command_error
     elif args.command == "export":
-        from .onnx_export import run_export_onnx
-
         work, explain = run_export_onnx, explain_command_error
     else:
         work, explain = run_predict, explain_command_error

@@ -26,19 +26,18 @@ from transformers.utils import logging
 
 from .camera import CameraRequest, image_intrinsics
 from .command_logging import CommandError, one_line
-from .image_processing_wedepth import DEFAULT_MAX_PIXELS, check_pixel_budget, to_rgb_array
+from .image_processing_wedepth import DEFAULT_MAX_PIXELS, check_pixel_budget
 from .inference import predict_images
 from .predict import resolve_device, resolve_dtype
 from .prediction_inputs import LoadedModel, load_image, load_models, read_image_size
-from .visualization import depth_color_image, save_depth_png, save_point_cloud_ply
+from .video import depth_video
+from .visualization import depth_color_image, point_colours, save_depth_png, save_point_cloud_ply
 
 
 logger = logging.get_logger(__name__)
 
 DEMO_EXTRA_HINT = 'pip install "wedepth_hf[demo]"'
 """How to install what the page needs; every message about a missing Gradio ends with it."""
-VIDEO_EXTRA_HINT = 'pip install "wedepth_hf[video]"'
-"""How to install what the video tab needs (PyAV)."""
 VIEW_MAX_POINTS = 150_000
 """The most points the interactive 3D view gets (every n-th row and column); the PLY download has every pixel."""
 OUTPUT_MAX_AGE_SECONDS = 3600
@@ -187,7 +186,7 @@ class DepthDemo:
         depth = self._predict(image, focal)
         camera = CameraRequest(focal_length=focal)
         intrinsics = image_intrinsics(self.loaded.processor, image, camera, camera.focal_for(image))
-        colours = np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
+        colours = point_colours(image)
         folder = self._request_folder()
         png_path, ply_path, view_path = (folder / f"{source.stem}{end}" for end in ("_depth.png", ".ply", "_view.ply"))
         save_depth_png(depth, png_path)
@@ -200,10 +199,6 @@ class DepthDemo:
         written by `wedepth_hf.video.depth_video`."""
         if not path:
             raise ValueError("Upload a video first.")
-        try:
-            from .video import depth_video
-        except ImportError as error:
-            raise ValueError(f"Depth for video needs the video extra ({error}): {VIDEO_EXTRA_HINT}") from error
         destination = self._request_folder() / f"{Path(path).stem}_depth.mp4"
         try:
             written = depth_video(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoImageProcessor
+from transformers import AutoConfig, AutoImageProcessor
 from transformers.modeling_outputs import DepthEstimatorOutput
 from transformers.utils import IMAGE_PROCESSOR_NAME, logging
 
@@ -312,8 +312,6 @@ def _check_export_arguments(args: argparse.Namespace) -> tuple[Path, tuple[int, 
         raise UsageError("give both --height and --width, or neither (the trace size is then picked for the model).")
     if args.height is None:
         return path, None
-    from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(args.model)
     except MODEL_LOADING_ERRORS as error:

@@ -19,7 +19,6 @@ from transformers.utils import logging
 
 from .camera import CameraRequest, FocalLength, image_intrinsics
 from .command_logging import CommandError, UsageError
-from .image_processing_wedepth import to_rgb_array
 from .inference import batches_by_size, predict_images
 from .onnx_export import load_onnx_models
 from .prediction_inputs import (
@@ -34,6 +33,7 @@ from .visualization import (
     atomic_output,
     depth_color_image,
     depth_to_uint16_millimetres,
+    point_colours,
     write_point_cloud_ply,
     write_together,
 )
@@ -87,31 +87,24 @@ def _write_outputs(
     depth: torch.Tensor,
     output_dir: Path,
     args: argparse.Namespace,
-    dtype: torch.dtype,
     intrinsics: tuple[float, float, float, float],
 ) -> bool:
     """The depth PNG, the colour map and, with --save_ply, the point cloud of one image (through `intrinsics`),
-    written together
-    (`write_together`: all new, or after an error all as they were); returns whether they were written.
+    written together (`write_together`: all new, or after an error all as they were); returns whether they were
+    written.
 
-    A depth map with a non-finite value is not depth: nothing is written for it, and neither when writing fails (a
-    full disk); both are logged with the file.
+    A depth map with a non-finite value is not depth (`predict_images` has already predicted it again in float32
+    when autocast was on): nothing is written for it, and neither when writing fails (a full disk); both are logged
+    with the file.
     """
     depth_array = depth.numpy()
     non_finite = int(np.count_nonzero(~np.isfinite(depth_array)))
     if non_finite:
-        autocast = str(dtype).removeprefix("torch.")
-        hint = (
-            f" (predicted under {autocast} autocast; --dtype float32 predicts in float32)"
-            if autocast != "float32"
-            else ""
-        )
         logger.error(
-            "%s: the predicted depth has %d non-finite values (NaN or infinite) of %d; nothing written for it%s.",
+            "%s: the predicted depth has %d non-finite values (NaN or infinite) of %d; nothing written for it.",
             item.path,
             non_finite,
             depth_array.size,
-            hint,
         )
         return False
     depth_path = output_dir / f"{item.output_stem}_depth.png"
@@ -122,7 +115,7 @@ def _write_outputs(
         output_dir / f"{item.output_stem}_depth_color.png": lambda handle: color.save(handle, format="PNG"),
     }
     if args.save_ply:
-        colours = np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
+        colours = point_colours(image)
         writers[output_dir / f"{item.output_stem}.ply"] = lambda handle: write_point_cloud_ply(
             handle, depth_array, colours, intrinsics, max_relative_jump=args.drop_flying_pixels
         )
@@ -201,7 +194,6 @@ def _predict_and_write(
                 model_depths[index],
                 model_dir,
                 args,
-                dtype,
                 _intrinsics(model_item, focals[index], image, args),
             )
             for model_item, model_depths, model_dir in zip(models, depths, model_dirs)

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import glob
 import os
-import secrets
 import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,14 +30,16 @@ from transformers.utils import logging
 
 from .camera import CameraRequest, FocalLength, image_intrinsics
 from .command_logging import CommandError, UsageError
-from .image_processing_wedepth import check_pixel_budget, to_rgb_array
+from .image_processing_wedepth import check_pixel_budget
 from .inference import predict_images
-from .prediction_inputs import IMAGE_EXTENSIONS, LoadedModel, load_image, unique_output_stems
+from .prediction_inputs import IMAGE_EXTENSIONS, LoadedModel, load_image, read_image_size, unique_output_stems
 from .visualization import (
     atomic_output,
     depth_color_image,
+    point_colours,
     save_depth_png,
-    write_point_cloud_ply,
+    save_point_cloud_ply,
+    temporary_path_beside,
 )
 
 
@@ -236,21 +237,25 @@ def _frame_folder_clip(folder: Path, settings: VideoSettings) -> Clip:
 
 
 def _folder_frames(files: Sequence[Path], max_pixels: int | None) -> Iterator[Image.Image]:
-    """The frames of a frame folder, decoded one at a time; a frame of another size than the first is an error."""
+    """The frames of a frame folder, decoded one at a time; each frame's size is read from its header first, and a
+    frame over the `--max_pixels` budget, or of another size than the first, is an error before it is decoded."""
     first_size: tuple[int, int] | None = None
     for path in files:
         try:
+            size = read_image_size(path)
+            if first_size is None:
+                first_size = size
+                _check_frame_size(path, *size, max_pixels)
+            elif size != first_size:
+                raise VideoError(
+                    f"{path}: the frame is {size[1]}x{size[0]}, the folder's first frame "
+                    f"{first_size[1]}x{first_size[0]}; the frames of one video must all have one size."
+                )
             image = load_image(path)
+        except VideoError:
+            raise
         except Exception as error:  # noqa: BLE001 - any undecodable frame ends the clip with its name
             raise VideoError(f"{path}: cannot decode the frame ({type(error).__name__}: {error}).") from error
-        if first_size is None:
-            first_size = image.size
-            _check_frame_size(path, image.height, image.width, max_pixels)
-        elif image.size != first_size:
-            raise VideoError(
-                f"{path}: the frame is {image.width}x{image.height}, the folder's first frame "
-                f"{first_size[0]}x{first_size[1]}; the frames of one video must all have one size."
-            )
         yield image
 
 
@@ -345,11 +350,6 @@ def _colour_frame(depth: np.ndarray, depth_range: tuple[float, float]) -> np.nda
     )
 
 
-def _temporary_beside(path: Path) -> Path:
-    """A new, unused name beside `path` for a file that will replace it (or be removed)."""
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
 def video_encoder(av: ModuleType) -> str:
     """The encoder of the colour videos: H.264 (libx264, plays in browsers) where PyAV offers it, else MPEG-4."""
     available = set(av.codecs_available)
@@ -364,7 +364,7 @@ def colour_video_writer(av: ModuleType, destination: Path, fps: Fraction) -> Ite
     """A function that appends an RGB frame (H, W, 3) uint8, even-sized, to an MP4 at `fps`; the file replaces
     `destination` when the block completes, and is removed after an error."""
     codec = video_encoder(av)
-    temporary = _temporary_beside(destination)
+    temporary = temporary_path_beside(destination)
     container = av.open(str(temporary), "w", format="mp4", options={"movflags": "+faststart"})
     streams: list[Any] = []
 
@@ -401,7 +401,7 @@ def npz_depth_writer(path: Path) -> Iterator[Callable[[np.ndarray], None]]:
     needs the frame count), so memory holds one frame whatever the clip's length. The archive replaces `path` when the
     block completes; after an error `path` is as it was.
     """
-    raw = _temporary_beside(path)
+    raw = temporary_path_beside(path)
     shape: list[tuple[int, int]] = []
     count = 0
     try:
@@ -458,15 +458,13 @@ class _FrameOutputs:
         elif self.append_npz is not None:
             self.append_npz(depth)
         if index in self.settings.ply_frames:
-            colours = np.clip(np.round(to_rgb_array(frame)), 0, 255).astype(np.uint8)
-            with atomic_output(self.prefix.parent / f"{self.prefix.name}_frame{index:06d}.ply") as handle:
-                write_point_cloud_ply(
-                    handle,
-                    depth,
-                    colours,
-                    self.intrinsics(frame),
-                    max_relative_jump=self.settings.drop_flying_pixels,
-                )
+            save_point_cloud_ply(
+                self.prefix.parent / f"{self.prefix.name}_frame{index:06d}.ply",
+                depth,
+                point_colours(frame),
+                self.intrinsics(frame),
+                self.settings.drop_flying_pixels,
+            )
             self.plys_written.add(index)
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
 from .constants import MAX_UINT16_DEPTH_METRES
+from .image_processing_wedepth import to_rgb_array
 
 
 logger = logging.get_logger(__name__)
@@ -171,8 +172,8 @@ def depth_to_uint16_millimetres(depth: np.ndarray, name: str = "depth") -> np.nd
     return millimetres.astype(np.uint16)
 
 
-def _temporary_path(path: Path) -> Path:
-    """A new, unused name beside `path` for the file that will replace it."""
+def temporary_path_beside(path: Path) -> Path:
+    """A new, unused name beside `path` for a file that will replace it (or be removed)."""
     return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
@@ -185,7 +186,7 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     removes the temporary file; a symbolic link at `path` is replaced by the file, and its target is never written.
     """
     path = Path(path)
-    temporary = _temporary_path(path)
+    temporary = temporary_path_beside(path)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -211,7 +212,7 @@ def write_together(writers: Mapping[str | Path, Callable[[BinaryIO], object]]) -
     pending: list[tuple[Path, Path]] = []
     try:
         for path, write in writers.items():
-            temporary = _temporary_path(Path(path))
+            temporary = temporary_path_beside(Path(path))
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             pending.append((temporary, Path(path)))
             with os.fdopen(descriptor, "wb") as handle:
@@ -327,11 +328,23 @@ def write_point_cloud_ply(
     return len(points)
 
 
-def save_point_cloud_ply(path: str | Path, depth: np.ndarray, image: np.ndarray, intrinsics: Intrinsics) -> int:
+def save_point_cloud_ply(
+    path: str | Path,
+    depth: np.ndarray,
+    image: np.ndarray,
+    intrinsics: Intrinsics,
+    max_relative_jump: float | None = None,
+) -> int:
     """Write the coloured point cloud of `depth_to_points` as a binary little-endian PLY (`write_point_cloud_ply`),
     atomically; returns the point count."""
     with atomic_output(path) as handle:
-        return write_point_cloud_ply(handle, depth, image, intrinsics)
+        return write_point_cloud_ply(handle, depth, image, intrinsics, max_relative_jump)
+
+
+def point_colours(image: Image.Image) -> np.ndarray:
+    """An image's colours for its point cloud: (H, W, 3) uint8 RGB, read by the image processor's rules
+    (`to_rgb_array`: 16-bit and float images scaled, grayscale replicated, alpha over white)."""
+    return np.clip(np.round(to_rgb_array(image)), 0, 255).astype(np.uint8)
 
 
 def read_point_cloud_ply(path: str | Path) -> np.ndarray:
@@ -363,7 +376,9 @@ __all__ = [
     "read_point_cloud_ply",
     "save_depth_png",
     "save_image",
+    "point_colours",
     "save_point_cloud_ply",
+    "temporary_path_beside",
     "write_point_cloud_ply",
     "write_together",
 ]
