@@ -111,6 +111,21 @@ def test_export_refuses_a_size_the_graph_cannot_take(
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_an_output_folder_named_like_a_graph_is_refused_before_exporting(
+    exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--output x.onnx` where x.onnx is a folder: exit 2 and one line before the model loads, even with --overwrite
+    (the graph could not be written there after minutes of tracing)."""
+    free, _ = exported
+    (tmp_path / "x.onnx").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "onnx", "--model", str(free), "--output", str(tmp_path / "x.onnx"), "--overwrite"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "x.onnx is a folder whose name ends in .onnx; give the file to write, e.g." in message
+    assert list((tmp_path / "x.onnx").iterdir()) == []
+
+
 @pytest.mark.parametrize("existing", ["notes.txt", "preprocessor_config.json"])
 def test_export_keeps_existing_files(
     exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, existing: str

@@ -301,6 +301,11 @@ def _check_export_arguments(args: argparse.Namespace) -> tuple[Path, tuple[int, 
         raise UsageError(
             f"--output {args.output} is a file that is not a .onnx; give a path ending in .onnx or a folder."
         )
+    if path.is_dir():
+        raise UsageError(
+            f"--output {args.output} is a folder whose name ends in .onnx; give the file to write, e.g. "
+            f"{path / ONNX_FILE_NAME}."
+        )
     # The graph and, beside it, the processor's config (which `save_pretrained` would replace silently).
     existing = [str(file) for file in (path, path.parent / IMAGE_PROCESSOR_NAME) if file.exists()]
     if existing and not args.overwrite:
