@@ -126,7 +126,7 @@ def test_an_output_folder_named_like_a_graph_is_refused_before_exporting(
     assert list((tmp_path / "x.onnx").iterdir()) == []
 
 
-@pytest.mark.parametrize("existing", ["notes.txt", "preprocessor_config.json"])
+@pytest.mark.parametrize("existing", ["notes.txt", "preprocessor_config.json", "image_processing_wedepth.py"])
 def test_export_keeps_existing_files(
     exported: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, existing: str
 ) -> None:

@@ -550,7 +550,7 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     onnx.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing .onnx file and the preprocessor_config.json beside it",
+        help="replace an existing .onnx file and the processor files beside it (preprocessor_config.json, its code)",
     )
     _add_debug_option(onnx)
 

@@ -28,6 +28,7 @@ from transformers.utils import IMAGE_PROCESSOR_NAME, logging
 
 from .command_logging import CommandError, UsageError
 from .configuration_wedepth import WEDepthConfig
+from .image_processing_wedepth import WEDepthImageProcessor
 from .inference import MODEL_LOADING_ERRORS, model_loading_failure
 from .modeling_wedepth import WEDepthForDepthEstimation, WEDepthMultiScaleDeformableAttention
 from .prediction_inputs import LoadedModel, load_processor
@@ -306,8 +307,9 @@ def _check_export_arguments(args: argparse.Namespace) -> tuple[Path, tuple[int, 
             f"--output {args.output} is a folder whose name ends in .onnx; give the file to write, e.g. "
             f"{path / ONNX_FILE_NAME}."
         )
-    # The graph and, beside it, the processor's config (which `save_pretrained` would replace silently).
-    existing = [str(file) for file in (path, path.parent / IMAGE_PROCESSOR_NAME) if file.exists()]
+    # The graph and, beside it, the files the processor's `save_pretrained` writes (and would replace silently).
+    processor_files = (IMAGE_PROCESSOR_NAME, f"{WEDepthImageProcessor.__module__.rsplit('.', 1)[-1]}.py")
+    existing = [str(file) for file in (path, *(path.parent / name for name in processor_files)) if file.exists()]
     if existing and not args.overwrite:
         raise UsageError(
             f"--output {args.output}: {' and '.join(existing)} exist; give another --output, or --overwrite to replace "
